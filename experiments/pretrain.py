@@ -1,0 +1,18 @@
+"""Pretrain the small model: `python -m experiments.pretrain [overrides]`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from growth import pretrain
+from growth.config import register_configs, to_config
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    print(pretrain.run(to_config(cfg)))
+
+
+if __name__ == "__main__":
+    main()

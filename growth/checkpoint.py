@@ -1,0 +1,102 @@
+"""Orbax checkpoints of the full train state plus the run's config.
+
+The state is saved as a plain nested dict (`flax.serialization.to_state_dict`) so optax's named
+tuples and integer block keys survive, and restored into an abstract target of the same structure.
+Orbax writes each step to a temporary directory and renames it when complete, so a crash mid-save
+leaves the previous checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import serialization
+
+
+logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs bookkeeping at INFO and WARNING
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or cannot be read; the message names the path and the fix."""
+
+
+def manager(directory: str | Path, read_only: bool = False) -> ocp.CheckpointManager:
+    """A synchronous CheckpointManager that keeps every step it saves."""
+    directory = Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None,
+        create=not read_only,
+        read_only=read_only,
+        enable_async_checkpointing=False,
+        cleanup_tmp_directories=not read_only,
+    )
+    return ocp.CheckpointManager(directory, options=options)
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, config: dict) -> None:
+    """Save `state` (any pytree of arrays) and the JSON-able `config` at `step`."""
+    if step in mgr.all_steps():
+        return
+    tree = serialization.to_state_dict(jax.device_get(state))
+    mgr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(tree), config=ocp.args.JsonSave(config)),
+    )
+    mgr.wait_until_finished()
+
+
+def steps(directory: str | Path) -> list[int]:
+    """Steps saved under `directory` (empty if there is none)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(manager(directory, read_only=True).all_steps())
+
+
+def read_config(directory: str | Path, step: int) -> dict:
+    """The config saved with `step`."""
+    directory = Path(directory)
+    _require_step(directory, step)
+    try:
+        out = manager(directory, read_only=True).restore(
+            step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+        )
+    except Exception as e:  # orbax raises many types for unreadable files
+        raise CheckpointError(_corrupt_message(directory, step, e)) from e
+    return dict(out["config"])
+
+
+def restore(directory: str | Path, step: int, target: Any) -> Any:
+    """Restore the state saved at `step` into the structure (and shapes) of `target`."""
+    directory = Path(directory)
+    _require_step(directory, step)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(target))
+    try:
+        out = manager(directory, read_only=True).restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )
+        return serialization.from_state_dict(target, out["state"])
+    except Exception as e:
+        raise CheckpointError(_corrupt_message(directory, step, e)) from e
+
+
+def _require_step(directory: Path, step: int) -> None:
+    available = steps(directory)
+    if step not in available:
+        raise CheckpointError(
+            f"no checkpoint for step {step} under {str(directory)!r} (available: {available or 'none'})."
+            " Run pretraining with pretrain.checkpoint_steps including this step, or pick an"
+            " available step."
+        )
+
+
+def _corrupt_message(directory: Path, step: int, error: Exception) -> str:
+    return (
+        f"checkpoint step {step} under {str(directory)!r} is corrupt or does not match the model"
+        f" config ({type(error).__name__}: {str(error)[:300]}). Delete {str(directory / str(step))!r}"
+        " to have it rebuilt, or check that model.* matches the run that wrote it."
+    )

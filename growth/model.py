@@ -1,0 +1,205 @@
+"""GPT-style causal LM in Flax NNX (SPEC section 2), used functionally: `apply(graphdef, params, ...)`.
+
+Parameters are plain nested dicts so growth operators and checkpoints work on ordinary pytrees:
+
+  tok_embed/embedding (V, D)      pos_embed/embedding (T, D)
+  blocks/{i}/ln1/{scale, bias}    blocks/{i}/attn/{q, k, v, o}/{kernel (D, D), bias (D,)}
+  blocks/{i}/ln2/{scale, bias}    blocks/{i}/mlp/{fc: (D, F), proj: (F, D)}/{kernel, bias}
+  ln_f/{scale, bias}              lm_head/kernel (D, V)   (absent when embeddings are tied)
+
+RMSNorm layers have `scale` only. Heads are contiguous slices of q/k/v outputs: head h owns
+columns h*head_dim .. (h+1)*head_dim.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from growth.config import ModelConfig
+
+Params = dict[str, Any]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the value and the fix."""
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise ConfigError for shapes that cannot build a model."""
+    if cfg.d_model <= 0 or cfg.n_heads <= 0 or cfg.n_layers <= 0:
+        raise ConfigError(
+            f"model.d_model={cfg.d_model}, model.n_heads={cfg.n_heads}, model.n_layers={cfg.n_layers}:"
+            " all must be positive integers"
+        )
+    if cfg.d_model % cfg.n_heads != 0:
+        raise ConfigError(
+            f"model.n_heads={cfg.n_heads} does not divide model.d_model={cfg.d_model}; choose a head"
+            f" count that divides it (e.g. model.n_heads={_divisor_near(cfg.d_model, cfg.n_heads)})"
+        )
+    if cfg.norm not in ("layernorm", "rmsnorm"):
+        raise ConfigError(f"model.norm={cfg.norm!r} is unknown; use 'layernorm' or 'rmsnorm'")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
+
+
+def _divisor_near(n: int, target: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
+
+
+def _norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
+    if cfg.norm == "layernorm":
+        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+
+
+def _dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None) -> nnx.Linear:
+    init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
+    return nnx.Linear(din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d = cfg.d_model
+        out_std = cfg.init_std / math.sqrt(2 * cfg.n_layers)
+        self.n_heads = cfg.n_heads
+        self.q = _dense(d, d, cfg, rngs)
+        self.k = _dense(d, d, cfg, rngs)
+        self.v = _dense(d, d, cfg, rngs)
+        self.o = _dense(d, d, cfg, rngs, std=out_std)
+        self.drop = nnx.Dropout(cfg.dropout)
+
+    def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+        B, L, D = x_BxLxD.shape
+        hd = D // self.n_heads
+
+        def heads(t):
+            return t.reshape(B, L, self.n_heads, hd)
+
+        q, k, v = heads(self.q(x_BxLxD)), heads(self.k(x_BxLxD)), heads(self.v(x_BxLxD))
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k) / math.sqrt(hd)
+        causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
+        s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
+        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
+        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs)
+        o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        return self.o(o_BxLxHxd.reshape(B, L, D))
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, f = cfg.d_model, cfg.mlp_ratio * cfg.d_model
+        self.fc = _dense(d, f, cfg, rngs)
+        self.proj = _dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        return self.proj(jax.nn.gelu(self.fc(x_BxLxD)))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.ln1 = _norm(cfg, cfg.d_model, rngs)
+        self.attn = Attention(cfg, rngs)
+        self.ln2 = _norm(cfg, cfg.d_model, rngs)
+        self.mlp = MLP(cfg, rngs)
+        self.drop = nnx.Dropout(cfg.dropout)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+        k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
+        h = self.attn(self.ln1(x), deterministic=deterministic, rngs=k_attn)
+        x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
+        h = self.mlp(self.ln2(x))
+        return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
+
+
+class GPT(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        validate_model_config(cfg)
+        self.cfg = cfg
+        emb_init = jax.nn.initializers.normal(cfg.init_std)
+        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.ln_f = _norm(cfg, cfg.d_model, rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = nnx.Linear(
+                cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs
+            )
+        self.drop = nnx.Dropout(cfg.dropout)
+
+    def __call__(
+        self,
+        tokens_BxL: jax.Array,
+        *,
+        deterministic: bool = True,
+        dropout_key: jax.Array | None = None,
+        return_residual: bool = False,
+    ):
+        """Logits (B, L, V); with `return_residual`, also the final residual stream (B, L, D)."""
+        L = tokens_BxL.shape[1]
+        if L > self.cfg.context:
+            raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
+        deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
+        keys = [None] * (len(self.blocks) + 1)
+        if not deterministic:
+            keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        x = self.tok_embed(tokens_BxL) + self.pos_embed(jnp.arange(L))[None]
+        x = self.drop(x, deterministic=deterministic, rngs=keys[0])
+        for block, key in zip(self.blocks, keys[1:]):
+            x = block(x, deterministic=deterministic, rngs=key)
+        residual_BxLxD = x
+        h = self.ln_f(x)
+        if self.cfg.tie_embeddings:
+            logits = self.tok_embed.attend(h) * self.cfg.logit_scale
+        else:
+            logits = self.lm_head(h)
+        return (logits, residual_BxLxD) if return_residual else logits
+
+
+def build(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, Params]:
+    """Initialise a model: its graph definition and its parameters as a plain nested dict."""
+    model = GPT(cfg, nnx.Rngs(params=key))
+    graphdef, state = nnx.split(model, nnx.Param)
+    return graphdef, state.to_pure_dict()
+
+
+def abstract(cfg: ModelConfig) -> tuple[nnx.GraphDef, Params]:
+    """Graph definition and parameter shapes (jax.ShapeDtypeStruct leaves), allocating nothing."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: GPT(cfg, nnx.Rngs(0))), nnx.Param)
+    return graphdef, state.to_pure_dict()
+
+
+def apply(
+    graphdef: nnx.GraphDef,
+    params: Params,
+    tokens_BxL: jax.Array,
+    *,
+    dropout_key: jax.Array | None = None,
+    return_residual: bool = False,
+):
+    """Run the model functionally; dropout is active only when `dropout_key` is given."""
+    model = nnx.merge(graphdef, params)
+    return model(
+        tokens_BxL,
+        deterministic=dropout_key is None,
+        dropout_key=dropout_key,
+        return_residual=return_residual,
+    )
+
+
+def param_count(params: Params) -> int:
+    """Number of scalar parameters."""
+    return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def count_params(cfg: ModelConfig) -> int:
+    """Parameter count for a config, computed in closed form."""
+    d, f, v, t = cfg.d_model, cfg.mlp_ratio * cfg.d_model, cfg.vocab_size, cfg.context
+    norm = 2 * d if cfg.norm == "layernorm" else d
+    block = 2 * norm + 4 * (d * d + d) + (d * f + f) + (f * d + d)
+    head = 0 if cfg.tie_embeddings else d * v
+    return v * d + t * d + cfg.n_layers * block + norm + head

@@ -1,0 +1,138 @@
+"""Pretraining of the small model: a resumable loop over replayable batches, with orbax checkpoints.
+
+The run directory is `out_dir/<name>/pretrain/seed<seed>-<hash>`, where the hash covers what fixes
+the training trajectory (data, model, optimizer, batch size, seed) and not how far it runs or where it
+saves. Re-running a command resumes; asking for more steps or another checkpoint step extends the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from growth import checkpoint, data as data_lib, model as model_lib, train
+from growth.config import Config, as_dict, config_hash
+from growth.tracking import Tracker, progress, truncate_jsonl
+
+PARAMS_ROLE, DROPOUT_ROLE = 0, 1
+
+
+def trajectory_identity(cfg: Config) -> dict:
+    """The config parts that determine the pretraining trajectory."""
+    return {
+        "seed": cfg.seed,
+        "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
+        "model": dataclasses.asdict(cfg.model),
+        "optim": dataclasses.asdict(cfg.optim),
+        "batch_size": cfg.pretrain.batch_size,
+    }
+
+
+def run_dir(cfg: Config) -> Path:
+    """Deterministic run directory of the pretraining run for this config."""
+    return Path(cfg.out_dir) / cfg.name / "pretrain" / f"seed{cfg.seed}-{config_hash(trajectory_identity(cfg))}"
+
+
+def check_vocab(cfg: Config, data: data_lib.TokenData) -> None:
+    """The model's vocabulary must hold every token the tokenizer emits."""
+    if data.vocab_size > cfg.model.vocab_size:
+        raise model_lib.ConfigError(
+            f"the tokenizer has {data.vocab_size} tokens but model.vocab_size={cfg.model.vocab_size};"
+            f" set model.vocab_size >= {data.vocab_size} (normally model.vocab_size=${{data.vocab_size}})"
+        )
+
+
+def fresh_state(cfg: Config):
+    """(graphdef, optimizer, state) of a freshly initialised small run, keys split by role."""
+    root = jax.random.PRNGKey(cfg.seed)
+    graphdef, params = model_lib.build(cfg.model, jax.random.fold_in(root, PARAMS_ROLE))
+    tx = train.make_optimizer(cfg.optim)
+    state = train.init_state(params, tx, jax.random.fold_in(root, DROPOUT_ROLE))
+    return graphdef, tx, state
+
+
+def abstract_state(cfg: Config):
+    """(graphdef, optimizer, state of ShapeDtypeStructs) for restoring into."""
+    graphdef, _ = model_lib.abstract(cfg.model)
+    tx = train.make_optimizer(cfg.optim)
+    state = jax.eval_shape(lambda: fresh_state(cfg)[2])
+    return graphdef, tx, state
+
+
+def load_state(directory: Path, step: int, cfg: Config):
+    """(graphdef, optimizer, train state) restored from a pretraining checkpoint."""
+    graphdef, tx, target = abstract_state(cfg)
+    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
+    state = checkpoint.restore(Path(directory) / "checkpoints", step, target)
+    return graphdef, tx, jax.tree.map(jnp.asarray, state)
+
+
+def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
+    """Pretrain to `pretrain.steps`, writing checkpoints at `pretrain.checkpoint_steps`; resumable."""
+    pcfg = cfg.pretrain
+    targets = sorted({s for s in pcfg.checkpoint_steps if s <= pcfg.steps} | {pcfg.steps})
+    out = run_dir(cfg)
+    ckpt_dir = out / "checkpoints"
+    saved = checkpoint.steps(ckpt_dir)
+    missing = [s for s in targets if s not in saved]
+    if not missing:
+        return out
+
+    data = data or data_lib.load(cfg.data)
+    check_vocab(cfg, data)
+    data_lib.check_batch_size(data, pcfg.batch_size)
+    graphdef, tx, state = fresh_state(cfg)
+    start = max([s for s in saved if s <= missing[0]], default=0)
+    if start:
+        _, _, state = load_state(out, start, cfg)
+    truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("step", 0) <= start)
+    end = targets[-1]
+
+    tracker = Tracker(
+        out, cfg.logger.wandb, as_dict(cfg), name=out.name, group=f"{cfg.name}/pretrain", run_id=f"pre-{out.name}"
+    )
+    mgr = checkpoint.manager(ckpt_dir)
+    step_fn = train.jit_train_step(graphdef, tx, cfg.optim)
+    evaluate = train.make_eval_fn(graphdef)
+    save_at = set(targets) | {s for s in range(pcfg.save_every, end + 1, pcfg.save_every)}
+    tokens_per_step = pcfg.batch_size * cfg.data.context
+    bar = progress(end, f"pretrain seed {cfg.seed}", cfg.logger.progress, initial=start)
+    t_last, step_last = time.perf_counter(), start
+    pending = None
+    try:
+        for t in range(start, end):
+            state, metrics = step_fn(state, data_lib.batch_at(data, cfg.seed, t, pcfg.batch_size))
+            # Read step t-1's metrics only now: step t is already dispatched, so the loop never waits.
+            if pending is not None:
+                _check(*pending)
+            pending = (t + 1, metrics)
+            bar.update(1)
+            done = t + 1
+            if done % pcfg.log_every == 0 or done % pcfg.eval_every == 0 or done in save_at:
+                _check(*pending)
+                pending = None
+                row = {"step": done, "loss": float(metrics["loss"]), "lr": float(metrics["lr"])}
+                now = time.perf_counter()
+                row["tokens_per_s"] = (done - step_last) * tokens_per_step / max(now - t_last, 1e-9)
+                t_last, step_last = now, done
+                if done % pcfg.eval_every == 0 or done == end:
+                    row["eval_loss"] = evaluate(state.params, data.eval_BxT1)
+                tracker.log(row, step=done)
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if done in save_at:
+                checkpoint.save(mgr, done, state, as_dict(cfg))
+        if pending is not None:
+            _check(*pending)
+    finally:
+        bar.close()
+        tracker.finish()
+    return out
+
+
+def _check(step: int, metrics: dict) -> None:
+    train.check_finite(step, float(metrics["loss"]))

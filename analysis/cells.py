@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 ROW = ["experiment", "seed", "growth_step"]
@@ -53,12 +54,6 @@ def _mode(lags: pd.Series) -> float:
     return float(min(counts[counts == counts.max()].index))
 
 
-def _lag_of(frame: pd.DataFrame, metrics: tuple[str, ...], keys: list[str]) -> pd.Series:
-    """The stage lag per group: where the given metrics live."""
-    rows = frame[frame["metric"].isin(metrics)]
-    return rows.groupby(keys)["lag"].agg(_mode) if not rows.empty else pd.Series(dtype=float)
-
-
 def cell_universe(frame: pd.DataFrame) -> pd.DataFrame:
     """Every (experiment, seed, growth_step) seen, crossed with every regime, and each experiment's candidates."""
     rows = frame[ROW].drop_duplicates()
@@ -69,17 +64,23 @@ def cell_universe(frame: pd.DataFrame) -> pd.DataFrame:
     return cells.merge(cands, on="experiment")
 
 
+def _merge_stats(left: pd.DataFrame, stats: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Left-join per-group stats (a groupby result, possibly empty) on key columns."""
+    return left.merge(stats.reset_index(), on=keys, how="left") if len(stats) else left.assign(
+        **{c: np.nan for c in stats.columns})
+
+
 def stage_lags(frame: pd.DataFrame) -> pd.DataFrame:
     """Per cell: zero_lag (0), probe_lag (where probe_* live) and continuation_lag (where auc lives)."""
     cells = cell_universe(frame)[CELL].drop_duplicates().reset_index(drop=True)
     cells["zero_lag"] = 0.0
     for column, metrics in (("probe_lag", PROBE_METRICS), ("continuation_lag", CONTINUATION_METRICS)):
-        per_cell = _lag_of(frame, metrics, CELL).rename(column)
+        rows = frame[frame["metric"].isin(metrics)]
+        per_cell = rows.groupby(CELL)["lag"].agg(_mode).rename(column).to_frame()
         # A cell where no candidate reached the stage still gets the experiment's lag, for labels.
-        per_exp = _lag_of(frame, metrics, ["experiment"]).rename(f"{column}_exp")
-        cells = cells.merge(per_cell, left_on=CELL, right_index=True, how="left")
-        cells = cells.merge(per_exp, left_on="experiment", right_index=True, how="left")
-        cells[column] = cells[column].fillna(cells.pop(f"{column}_exp")).astype(float)
+        per_exp = rows.groupby("experiment")["lag"].agg(_mode).rename("fallback").to_frame()
+        cells = _merge_stats(_merge_stats(cells, per_cell, CELL), per_exp, ["experiment"])
+        cells[column] = cells[column].fillna(cells.pop("fallback")).astype(float)
     return cells
 
 
@@ -87,20 +88,20 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, candidate): each metric at its stage lag (mean, std, n over replicates), divergence, runs."""
     lags = stage_lags(frame)
     out = cell_universe(frame).merge(lags, on=CELL, how="left")
-    runs = frame.groupby(CAND)["replicate"].nunique().rename("n_runs")
-    out = out.merge(runs, left_on=CAND, right_index=True, how="left")
-    out["n_runs"] = out["n_runs"].fillna(0).astype(int)
+    runs = frame.groupby(CAND)["replicate"].nunique().rename("n_runs").to_frame()
+    out = _merge_stats(out, runs, CAND)
     div = frame[frame["metric"] == "diverged"].groupby(CAND).agg(
         diverged_lag=("lag", "min"), n_diverged=("replicate", "nunique"))
-    out = out.merge(div, left_on=CAND, right_index=True, how="left")
-    out["n_diverged"] = out["n_diverged"].fillna(0).astype(int)
+    out = _merge_stats(out, div, CAND)
     for name, (metric, lag_column) in SOURCES.items():
         rows = frame[frame["metric"] == metric].merge(lags[[*CELL, lag_column]], on=CELL)
         rows = rows[rows["lag"] == rows[lag_column]]
         stats = rows.groupby(CAND)["value"].agg(["mean", "std", "size"])
         stats.columns = [name, f"{name}_std", f"{name}_n"]
-        out = out.merge(stats, left_on=CAND, right_index=True, how="left")
-        out[f"{name}_n"] = out[f"{name}_n"].fillna(0).astype(int)
+        out = _merge_stats(out, stats, CAND)
+    counts = ["n_runs", "n_diverged", *(f"{name}_n" for name in SOURCES)]
+    out[counts] = out[counts].fillna(0).astype(int)
+    out["diverged_lag"] = out["diverged_lag"].astype(float)
     return out.reset_index(drop=True)
 
 

@@ -16,7 +16,7 @@ REQUIRED = ("experiment", "seed", "growth_step", "candidate", "regime", "lag", "
 # A row's identity. Two rows with the same key come from a re-run of the same config: the later wins.
 # Rows that differ only in `replicate` are repeated runs of the same cell and get averaged downstream.
 KEY = ("experiment", "replicate", "seed", "growth_step", "regime", "candidate", "lag", "metric")
-COLUMNS = (*REQUIRED, "config_hash", "replicate", "source")
+COLUMNS = (*REQUIRED, "config_hash", "replicate", "versions", "source")
 
 
 class NoResultsError(FileNotFoundError):
@@ -82,6 +82,7 @@ def read_jsonl(path: Path) -> list[dict]:
                 "value": _finite_or_nan(row["value"]),
                 "config_hash": config_hash,
                 "replicate": replicate,
+                "versions": json.dumps(row.get("versions") or {}, sort_keys=True),
                 "source": str(path),
             })
     return rows

@@ -50,6 +50,8 @@ def stage_status(row: pd.Series, stage: Stage) -> str:
         return NOT_RUN
     lag = row[stage.lag_column]
     div = row["diverged_lag"]
+    if math.isnan(lag) and stage.name != "continuation":
+        return NOT_RUN  # nobody wrote this stage's metrics, so its lag is unknown
     if not math.isnan(div) and (math.isnan(lag) or div <= lag):
         return DIVERGED
     if row[f"{stage.metric}_n"] == 0:

@@ -51,6 +51,11 @@ class ModelConfig:
     dropout: float = 0.0
     init_std: float = 0.02
     dtype: str = "float32"
+    # Options an imported checkpoint needs (growth.hf_import); the defaults are the SPEC model.
+    activation: str = "gelu_tanh"  # MLP: gelu_tanh (jax.nn.gelu default = HF gelu_new) | gelu (exact erf) | relu
+    attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
+    attention_layers: list[str] = field(default_factory=list)  # per block: global | local; empty = all global
+    window_size: int = 0  # local blocks see the last window_size positions (themselves included)
 
 
 @dataclass

@@ -9,6 +9,9 @@ Parameters are plain nested dicts so growth operators and checkpoints work on or
 
 RMSNorm layers have `scale` only. Heads are contiguous slices of q/k/v outputs: head h owns
 columns h*head_dim .. (h+1)*head_dim.
+
+Options for imported checkpoints (docs/surgery.md): `activation`, unscaled attention
+(`attn_scale: false`) and sliding-window blocks (`attention_layers`, `window_size`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,28 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ConfigError(f"model.norm={cfg.norm!r} is unknown; use 'layernorm' or 'rmsnorm'")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
+    if cfg.activation not in ACTIVATIONS:
+        raise ConfigError(f"model.activation={cfg.activation!r} is unknown; use one of {sorted(ACTIVATIONS)}")
+    layers = list(cfg.attention_layers)
+    if layers and (len(layers) != cfg.n_layers or not set(layers) <= {"global", "local"}):
+        raise ConfigError(
+            f"model.attention_layers={layers} must be empty or name 'global' or 'local' for each of the"
+            f" model.n_layers={cfg.n_layers} blocks"
+        )
+    if "local" in layers and cfg.window_size <= 0:
+        raise ConfigError(f"model.window_size={cfg.window_size}: local blocks need a positive window")
+
+
+ACTIVATIONS = {
+    "gelu_tanh": jax.nn.gelu,  # tanh approximation (HF gelu_new / gelu_pytorch_tanh)
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact erf form (HF gelu)
+    "relu": jax.nn.relu,
+}
+
+
+def block_windows(cfg: ModelConfig) -> list[int]:
+    """Attention window of each block: 0 for global (causal) attention."""
+    return [cfg.window_size if t == "local" else 0 for t in cfg.attention_layers] or [0] * cfg.n_layers
 
 
 def _divisor_near(n: int, target: int) -> int:
@@ -63,10 +88,12 @@ def _dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | N
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
         d = cfg.d_model
         out_std = cfg.init_std / math.sqrt(2 * cfg.n_layers)
         self.n_heads = cfg.n_heads
+        self.scaled = cfg.attn_scale
+        self.window = window  # 0: causal over the whole context; w > 0: the last w positions only
         self.q = _dense(d, d, cfg, rngs)
         self.k = _dense(d, d, cfg, rngs)
         self.v = _dense(d, d, cfg, rngs)
@@ -81,8 +108,13 @@ class Attention(nnx.Module):
             return t.reshape(B, L, self.n_heads, hd)
 
         q, k, v = heads(self.q(x_BxLxD)), heads(self.k(x_BxLxD)), heads(self.v(x_BxLxD))
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k) / math.sqrt(hd)
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k)
+        if self.scaled:
+            s_BxHxLxL = s_BxHxLxL / math.sqrt(hd)
         causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
+        if self.window:
+            pos = jnp.arange(L)
+            causal_LxL = causal_LxL & (pos[:, None] - pos[None, :] < self.window)
         s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
         p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs)
@@ -95,15 +127,16 @@ class MLP(nnx.Module):
         d, f = cfg.d_model, cfg.mlp_ratio * cfg.d_model
         self.fc = _dense(d, f, cfg, rngs)
         self.proj = _dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+        self.activation = cfg.activation
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        return self.proj(jax.nn.gelu(self.fc(x_BxLxD)))
+        return self.proj(ACTIVATIONS[self.activation](self.fc(x_BxLxD)))
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
         self.ln1 = _norm(cfg, cfg.d_model, rngs)
-        self.attn = Attention(cfg, rngs)
+        self.attn = Attention(cfg, rngs, window)
         self.ln2 = _norm(cfg, cfg.d_model, rngs)
         self.mlp = MLP(cfg, rngs)
         self.drop = nnx.Dropout(cfg.dropout)
@@ -123,7 +156,7 @@ class GPT(nnx.Module):
         emb_init = jax.nn.initializers.normal(cfg.init_std)
         self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
         self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([Block(cfg, rngs, w) for w in block_windows(cfg)])
         self.ln_f = _norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
             self.lm_head = nnx.Linear(
@@ -164,13 +197,13 @@ def build(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, Params]:
     """Initialise a model: its graph definition and its parameters as a plain nested dict."""
     model = GPT(cfg, nnx.Rngs(params=key))
     graphdef, state = nnx.split(model, nnx.Param)
-    return graphdef, state.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(state)
 
 
 def abstract(cfg: ModelConfig) -> tuple[nnx.GraphDef, Params]:
     """Graph definition and parameter shapes (jax.ShapeDtypeStruct leaves), allocating nothing."""
     graphdef, state = nnx.split(nnx.eval_shape(lambda: GPT(cfg, nnx.Rngs(0))), nnx.Param)
-    return graphdef, state.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(state)
 
 
 def apply(

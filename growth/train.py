@@ -193,7 +193,7 @@ def make_train_step(
         metrics = {
             "loss": loss,
             "lr": schedule_lr(schedule, state.opt_state[SCHEDULE]),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 

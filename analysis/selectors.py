@@ -1,0 +1,101 @@
+"""Selector agreement: Kendall tau between each cheap signal's ranking and a target ranking, per cell."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from analysis.cells import CELL, ordered_regimes
+from analysis.rankings import clip_zero
+
+LOWER, HIGHER = "lower is better", "higher is better"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A cheap signal: the summary column it reads and the direction that predicts a better candidate."""
+
+    name: str
+    column: str
+    direction: str
+    primary: bool = True  # False: a reversed-direction view, reported but kept out of claim 5's contest
+
+
+SIGNALS = (
+    Signal("token_kl", "token_kl", LOWER),
+    Signal("abs_loss_gap", "loss_gap", LOWER),
+    Signal("probe_kl", "probe_kl", LOWER),
+    Signal("probe_rms", "probe_rms", LOWER),
+    Signal("probe_rms_high", "probe_rms", HIGHER, primary=False),
+    Signal("probe_escape", "probe_escape", HIGHER),
+    Signal("probe_eval_loss", "probe_eval_loss", LOWER),
+)
+SIGNAL_BY_NAME = {s.name: s for s in SIGNALS}
+
+
+def predicted_cost(values: pd.Series, signal: Signal) -> pd.Series:
+    """The signal turned into a 'lower = predicted better' score (zero-step noise floor applied)."""
+    cost = clip_zero(values, signal.column)
+    return -cost if signal.direction == HIGHER else cost
+
+
+def tau(x: np.ndarray, y: np.ndarray) -> tuple[float, bool]:
+    """Kendall tau-b of x and y, and whether either side was constant (then counted as tau = 0)."""
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        # A constant signal orders nothing: it carries no ranking information, not a missing value.
+        return 0.0, True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = kendalltau(x, y)
+    return float(result.statistic), False
+
+
+def cell_agreement(summary: pd.DataFrame, target: str = "auc") -> pd.DataFrame:
+    """Per (cell, signal): tau with the target ranking, candidate count and the winner-pick hit (fractional on ties)."""
+    records = []
+    for key, cell in summary.groupby(CELL, sort=False):
+        for signal in SIGNALS:
+            cost = predicted_cost(cell[signal.column], signal)
+            goal = cell[target]
+            both = np.isfinite(cost) & np.isfinite(goal)
+            if both.sum() < 2:
+                continue
+            names = cell.loc[both, "candidate"].to_numpy()
+            x, y = cost[both].to_numpy(float), goal[both].to_numpy(float)
+            value, constant = tau(x, y)
+            picked = set(names[x == x.min()])
+            winners = set(names[y == y.min()])
+            records.append({
+                **dict(zip(CELL, key)), "signal": signal.name, "direction": signal.direction,
+                "target": target, "n_candidates": int(both.sum()), "tau": value, "constant": constant,
+                # Tied best picks: the expected hit rate of breaking the tie at random.
+                "hit": len(picked & winners) / len(picked),
+                "picked": " ".join(sorted(picked)), "winner": " ".join(sorted(winners)),
+            })
+    columns = [*CELL, "signal", "direction", "target", "n_candidates", "tau", "constant", "hit", "picked", "winner"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def selector_table(agreement: pd.DataFrame) -> pd.DataFrame:
+    """Per signal, per regime and overall: mean/min tau over cells, cell count, winner-pick hits and rate."""
+    records = []
+    regimes = [r for r in ordered_regimes(agreement["regime"].unique())]
+    for signal in SIGNALS:
+        rows = agreement[agreement["signal"] == signal.name]
+        for scope in [*regimes, "overall"]:
+            part = rows if scope == "overall" else rows[rows["regime"] == scope]
+            n = len(part)
+            records.append({
+                "signal": signal.name, "direction": signal.direction, "regime": scope, "n_cells": n,
+                "mean_tau": part["tau"].mean() if n else math.nan,
+                "min_tau": part["tau"].min() if n else math.nan,
+                "winner_hits": part["hit"].sum() if n else math.nan,
+                "hit_rate": part["hit"].mean() if n else math.nan,
+                "n_constant": int(part["constant"].sum()),
+            })
+    return pd.DataFrame.from_records(records)

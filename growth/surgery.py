@@ -1,0 +1,295 @@
+"""Parameter-tree surgery: partial init, layer zeroing and depth growth of a full train state.
+
+Every operation is a pure function that returns a new tree. Trees are nested mappings: the project's
+plain-dict GPT params, Flax Linen variables (`{"params": {"Dense_0": ...}}`) and NNX states
+(`nnx.State` or the pure dicts of `State.to_pure_dict()`). A path names a node by its keys joined
+with "/" ("blocks/1/mlp/proj", "params/Dense_2"); integer keys are written as digits.
+
+Depth growth (`deepen`, and the candidates `deepen_identity` / `deepen_copy`) inserts blocks into a
+trained `TrainState`; docs/surgery.md gives the rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from growth import model as model_lib, train
+from growth.config import ModelConfig, OptimConfig
+from growth.model import ConfigError
+
+DEEPEN_INITS = ("fresh", "identity", "copy")
+
+
+class SurgeryError(ValueError):
+    """Two trees that do not fit together; the message names the path, both shapes and the fix."""
+
+
+# ---------------------------------------------------------------- partial init
+
+
+def partial_init(fresh: Any, trained: Any, *, strict: bool = False) -> Any:
+    """Overlay `trained` onto `fresh`: keys in both come from `trained`, the rest keep their init.
+
+    Works on nested dicts, Linen variable dicts and `nnx.State`; the result has `fresh`'s type,
+    structure and dtypes. A shared key whose shapes differ raises SurgeryError. With `strict`, keys of
+    `trained` that `fresh` lacks raise too (by default they are dropped).
+    """
+    if isinstance(fresh, nnx.State):
+        merged = _overlay(fresh.to_pure_dict(), _pure(trained), "", strict)
+        out = jax.tree.map(lambda x: x, fresh)  # new Variables: `fresh` is left untouched
+        nnx.replace_by_pure_dict(out, merged)
+        return out
+    return _overlay(fresh, _pure(trained), "", strict)
+
+
+def _pure(tree: Any) -> Any:
+    return tree.to_pure_dict() if isinstance(tree, nnx.State) else tree
+
+
+def _overlay(fresh: Any, trained: Any, path: str, strict: bool) -> Any:
+    fresh_map, trained_map = isinstance(fresh, Mapping), isinstance(trained, Mapping)
+    if fresh_map != trained_map:
+        kinds = ["a subtree" if m else "an array" for m in (fresh_map, trained_map)]
+        raise SurgeryError(
+            f"{path or '<root>'}: the new tree holds {kinds[0]} where the trained tree holds {kinds[1]};"
+            " the two models name their layers differently"
+        )
+    if not fresh_map:
+        if np.shape(fresh) != np.shape(trained):
+            raise SurgeryError(
+                f"{path}: shape {tuple(np.shape(trained))} in the trained tree but"
+                f" {tuple(np.shape(fresh))} in the new one; make the shared layers the same size,"
+                " or widen/rename this layer before overlaying"
+            )
+        return jnp.array(trained, dtype=fresh.dtype)  # a copy: the result may be donated
+    extra = [k for k in trained if k not in fresh]
+    if strict and extra:
+        names = ", ".join(_join(path, k) for k in extra)
+        raise SurgeryError(f"keys of the trained tree absent from the new one: {names}")
+    out = {k: _overlay(v, trained[k], _join(path, k), strict) if k in trained else v for k, v in fresh.items()}
+    return type(fresh)(out) if not isinstance(fresh, dict) else out
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}/{key}" if path else str(key)
+
+
+# ---------------------------------------------------------------- layer zeroing
+
+
+def get_path(tree: Mapping, path: str) -> Any:
+    """The node at `path` ("blocks/1/mlp/proj"); digits also match integer keys."""
+    node = tree
+    for key in _key_path(tree, path):
+        node = node[key]
+    return node
+
+
+def _key_path(tree: Mapping, path: str) -> tuple:
+    """The keys that `path` names, checked to exist."""
+    keys, node = [], tree
+    for part in path.strip("/").split("/"):
+        key = _find_key(node, part)
+        if key is None:
+            have = sorted(map(str, node)) if isinstance(node, Mapping) else "an array"
+            where = "/".join(map(str, keys)) or "<root>"
+            raise SurgeryError(f"path {path!r}: no key {part!r} under {where} (it holds {have})")
+        keys.append(key)
+        node = node[key]
+    return tuple(keys)
+
+
+def _find_key(node: Any, part: str) -> Any:
+    if not isinstance(node, Mapping):
+        return None
+    if part in node:
+        return part
+    if part.lstrip("-").isdigit() and int(part) in node:
+        return int(part)
+    return None
+
+
+def zero_kernel(tree: Any, path: str) -> Any:
+    """A copy of `tree` with the kernel of layer `path` zeroed and its bias (and all else) kept."""
+    if isinstance(tree, nnx.State):
+        out = jax.tree.map(lambda x: x, tree)
+        nnx.replace_by_pure_dict(out, zero_kernel(tree.to_pure_dict(), path))
+        return out
+    layer = get_path(tree, path)
+    if not isinstance(layer, Mapping) or "kernel" not in layer:
+        raise SurgeryError(f"path {path!r} is not a layer with a 'kernel'; name the layer (e.g. blocks/1/mlp/proj)")
+    return _replace_at(tree, [_key_path(tree, path)], lambda lay: {**lay, "kernel": jnp.zeros_like(lay["kernel"])})
+
+
+def _replace_at(tree: Mapping, key_paths: list[tuple], fn) -> Mapping:
+    """Copy the dicts along each key path and replace its end node with fn(node)."""
+    out = dict(tree)
+    for keys in key_paths:
+        node = out
+        for k in keys[:-1]:
+            node[k] = dict(node[k])
+            node = node[k]
+        node[keys[-1]] = fn(node[keys[-1]])
+    return out
+
+
+def block_writers(block: int) -> list[str]:
+    """The layers through which block `block` writes to the residual stream."""
+    return [f"blocks/{block}/attn/o", f"blocks/{block}/mlp/proj"]
+
+
+def zero_block(params: Any, block: int) -> Any:
+    """Zero the kernels of a block's residual writers (attention out, MLP proj); biases are kept."""
+    for path in block_writers(block):
+        params = zero_kernel(params, path)
+    return params
+
+
+def ablation_losses(graphdef: nnx.GraphDef, params: Any, eval_BxT1: np.ndarray, batch_size: int = 32) -> dict:
+    """Held-out loss of the model as is ("none") and with each block zeroed in turn (0, 1, ...)."""
+    evaluate = train.make_eval_fn(graphdef, batch_size)  # one compile: zeroing keeps every shape
+    out: dict = {"none": evaluate(params, eval_BxT1)}
+    for i in sorted(params["blocks"]):
+        out[int(i)] = evaluate(zero_block(params, int(i)), eval_BxT1)
+    return out
+
+
+def loss_with_zeroed(
+    graphdef: nnx.GraphDef, params: Any, eval_BxT1: np.ndarray, target: int | str, batch_size: int = 32
+) -> float:
+    """Held-out loss with block `target` (an int) or the layer at path `target` (a str) zeroed."""
+    zeroed = zero_block(params, target) if isinstance(target, int) else zero_kernel(params, target)
+    return train.make_eval_fn(graphdef, batch_size)(zeroed, eval_BxT1)
+
+
+# ---------------------------------------------------------------- depth growth
+
+
+@dataclass
+class DepthConfig:
+    n_new: int = 1  # blocks to add
+    # Where each new block goes, as an index into the small model's blocks: p puts it before small
+    # block p, n_layers appends it. Empty: all new blocks are appended. Otherwise one entry per block.
+    positions: list[int] = field(default_factory=list)
+    init: str = "identity"  # fresh | identity | copy (the deepen_* candidates fix this)
+
+
+def depth_plan(n_layers: int, depth: DepthConfig) -> list[tuple[str, int]]:
+    """The grown model's blocks in order: ("old", i) for small block i, ("new", p) for one inserted at p."""
+    if depth.n_new < 1:
+        raise ConfigError(f"depth.n_new={depth.n_new} must be at least 1")
+    positions = list(depth.positions) or [n_layers] * depth.n_new
+    if len(positions) != depth.n_new:
+        raise ConfigError(
+            f"depth.positions={positions} names {len(positions)} positions for depth.n_new={depth.n_new}"
+            " blocks; give one position per new block, or none to append them all"
+        )
+    if any(not 0 <= p <= n_layers for p in positions):
+        raise ConfigError(f"depth.positions={positions} must lie in 0..{n_layers} (n_layers appends)")
+    plan: list[tuple[str, int]] = []
+    for p in range(n_layers + 1):
+        plan += [("new", p)] * positions.count(p)
+        if p < n_layers:
+            plan.append(("old", p))
+    return plan
+
+
+def _neighbour(p: int) -> int:
+    """The small block a block inserted at `p` copies: the one before it, or block 0 at the front."""
+    return max(p - 1, 0)
+
+
+def deepen_params(
+    params: dict, cfg: ModelConfig, depth: DepthConfig, key: jax.Array
+) -> tuple[dict, ModelConfig, list[int]]:
+    """(params, config, indices of the new blocks) of the model grown by `depth`."""
+    if depth.init not in DEEPEN_INITS:
+        raise ConfigError(f"depth.init={depth.init!r} is unknown; use one of {DEEPEN_INITS}")
+    plan = depth_plan(cfg.n_layers, depth)
+    layers = list(cfg.attention_layers)
+    new_cfg = dataclasses.replace(
+        cfg,
+        n_layers=len(plan),
+        attention_layers=[layers[i if kind == "old" else _neighbour(i)] for kind, i in plan]
+        if layers
+        else [],
+    )
+    _, fresh = model_lib.build(new_cfg, key)
+    blocks, new_idx = {}, []
+    for j, (kind, i) in enumerate(plan):
+        if kind == "old":
+            blocks[j] = params["blocks"][i]
+            continue
+        new_idx.append(j)
+        if depth.init == "copy":
+            blocks[j] = jax.tree.map(jnp.array, params["blocks"][_neighbour(i)])
+        else:
+            blocks[j] = fresh["blocks"][j]
+        if depth.init == "identity":
+            blocks[j] = _replace_at(
+                blocks[j], [("attn", "o"), ("mlp", "proj")], lambda lay: jax.tree.map(jnp.zeros_like, lay)
+            )
+    return {**params, "blocks": blocks}, new_cfg, new_idx
+
+
+def deepen(
+    small: train.TrainState, small_cfg: ModelConfig, depth: DepthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> tuple[train.TrainState, ModelConfig]:
+    """Insert blocks into a full train state; new blocks get a fresh optimizer state (zero moments).
+
+    Carried blocks keep their parameters and every per-parameter optimizer entry (Adam mu and nu,
+    direction scale, reset mask), moved with their block; all counters, the step and the dropout key
+    are carried unchanged.
+    """
+    params, cfg, new_idx = deepen_params(small.params, small_cfg, depth, key)
+    plan = depth_plan(small_cfg.n_layers, depth)
+    old_of = {j: i for j, (kind, i) in enumerate(plan) if kind == "old"}
+    fresh_opt = train.make_optimizer(optim_cfg).init(params)
+    opt_state = _carry_opt(small.opt_state, fresh_opt, old_of)
+    grown = small.replace(params=params, opt_state=opt_state)
+    # New buffers throughout: the grown state may be donated to a train step without deleting `small`.
+    return jax.tree.map(jnp.array, grown), cfg
+
+
+def _carry_opt(old: Any, fresh: Any, old_of: dict[int, int]) -> Any:
+    """Walk the optax state: remap parameter-shaped trees by block, carry everything else."""
+    if isinstance(fresh, Mapping) and "blocks" in fresh:
+        blocks = {j: old["blocks"][old_of[j]] if j in old_of else b for j, b in fresh["blocks"].items()}
+        return {**{k: old[k] for k in fresh if k != "blocks"}, "blocks": blocks}
+    if isinstance(fresh, tuple):
+        children = [_carry_opt(o, f, old_of) for o, f in zip(old, fresh, strict=True)]
+        return type(fresh)(*children) if hasattr(fresh, "_fields") else type(fresh)(children)
+    return old
+
+
+def depth_spec(spec: Any) -> DepthConfig:
+    """The DepthConfig inside a growth spec: the spec itself, or its `depth` field."""
+    if isinstance(spec, DepthConfig):
+        return spec
+    depth = getattr(spec, "depth", None)
+    if depth is None:
+        raise ConfigError(
+            f"the growth spec ({type(spec).__name__}) has no `depth` field; add growth.depth"
+            " (growth.surgery.DepthConfig) to the config"
+        )
+    if isinstance(depth, DepthConfig):
+        return depth
+    return DepthConfig(**{f.name: getattr(depth, f.name) for f in dataclasses.fields(DepthConfig)})
+
+
+def deepen_identity(small, small_cfg: ModelConfig, spec, optim_cfg: OptimConfig, key):
+    """Growth candidate: new blocks freshly initialised with zero output projections (function kept)."""
+    return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init="identity"), optim_cfg, key)
+
+
+def deepen_copy(small, small_cfg: ModelConfig, spec, optim_cfg: OptimConfig, key):
+    """Growth candidate: each new block copies its neighbour's parameters (moments start at zero)."""
+    return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init="copy"), optim_cfg, key)

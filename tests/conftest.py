@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny configs and paths. Tests never touch the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from growth.config import Config, DataConfig, ModelConfig, OptimConfig, PretrainConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TINYSTORIES_SAMPLE_DIR", REPO.parent / "shared" / "data" / "tinystories"))
+TRAIN_SAMPLE = SHARED_DATA / "TinyStories-train-sample.txt"
+VALID_SAMPLE = SHARED_DATA / "TinyStories-valid-sample.txt"
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path) -> Config:
+    """A whole config small enough for a CPU test: synthetic data, 2-layer d=16 model."""
+    cfg = Config(
+        name="test",
+        seed=0,
+        out_dir=str(tmp_path / "runs"),
+        data=DataConfig(
+            source="synthetic",
+            vocab_size=320,
+            context=16,
+            synthetic_train_docs=300,
+            synthetic_valid_docs=40,
+            eval_sequences=8,
+            cache_dir=str(tmp_path / "cache"),
+        ),
+        model=ModelConfig(vocab_size=320, d_model=16, n_heads=2, n_layers=2, context=16),
+        optim=OptimConfig(lr=3e-3, warmup_steps=5, decay_steps=60),
+        pretrain=PretrainConfig(steps=30, batch_size=8, checkpoint_steps=[10, 30], save_every=10, eval_every=10, log_every=5),
+    )
+    cfg.logger.wandb.mode = "disabled"
+    cfg.logger.progress = False
+    return cfg

@@ -1,0 +1,79 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from growth import model as model_lib
+from growth.config import ModelConfig
+
+
+def _cfg(**kw):
+    base = dict(vocab_size=64, d_model=16, n_heads=2, n_layers=2, context=12)
+    return ModelConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_shapes_finite_and_param_count(norm, tied):
+    cfg = _cfg(norm=norm, tie_embeddings=tied)
+    graphdef, params = model_lib.build(cfg, jax.random.PRNGKey(0))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (3, 12), 0, 64)
+    logits = model_lib.apply(graphdef, params, tokens)
+    assert logits.shape == (3, 12, 64)
+    assert bool(jnp.isfinite(logits).all())
+    jitted = jax.jit(lambda p, t: model_lib.apply(graphdef, p, t))(params, tokens)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(logits), atol=1e-5)
+    assert model_lib.param_count(params) == model_lib.count_params(cfg)
+    assert ("lm_head" in params) == (not tied)
+
+
+def test_causality_later_token_does_not_change_earlier_logits():
+    cfg = _cfg()
+    graphdef, params = model_lib.build(cfg, jax.random.PRNGKey(0))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 12), 0, 64)
+    changed = tokens.at[:, 7].set((tokens[:, 7] + 1) % 64)
+    a = model_lib.apply(graphdef, params, tokens)
+    b = model_lib.apply(graphdef, params, changed)
+    np.testing.assert_array_equal(np.asarray(a[:, :7]), np.asarray(b[:, :7]))
+    assert float(jnp.abs(a[:, 7:] - b[:, 7:]).max()) > 1e-6
+
+
+def test_causality_through_gradients():
+    cfg = _cfg()
+    graphdef, params = model_lib.build(cfg, jax.random.PRNGKey(0))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (1, 12), 0, 64)
+
+    def out_at(emb, pos):
+        p = jax.tree.map(lambda x: x, params)
+        p["tok_embed"]["embedding"] = emb
+        return model_lib.apply(graphdef, p, tokens)[0, pos].sum()
+
+    emb = params["tok_embed"]["embedding"]
+    grad = jax.grad(out_at)(emb, 5)
+    # Tokens after position 5 must receive no gradient from position 5's output.
+    later = set(np.asarray(tokens[0, 6:]).tolist()) - set(np.asarray(tokens[0, :6]).tolist())
+    for tok in later:
+        assert float(jnp.abs(grad[tok]).max()) == 0.0
+
+
+def test_dropout_only_with_key():
+    cfg = _cfg(dropout=0.5)
+    graphdef, params = model_lib.build(cfg, jax.random.PRNGKey(0))
+    tokens = jnp.zeros((2, 12), jnp.int32)
+    a = model_lib.apply(graphdef, params, tokens)
+    b = model_lib.apply(graphdef, params, tokens)
+    c = model_lib.apply(graphdef, params, tokens, dropout_key=jax.random.PRNGKey(3))
+    d = model_lib.apply(graphdef, params, tokens, dropout_key=jax.random.PRNGKey(3))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(c), np.asarray(d))
+    assert float(jnp.abs(a - c).max()) > 1e-4
+
+
+def test_bad_head_count_is_a_clear_error():
+    with pytest.raises(model_lib.ConfigError, match="n_heads=3 does not divide model.d_model=16"):
+        model_lib.build(_cfg(n_heads=3), jax.random.PRNGKey(0))
+
+
+def test_unknown_norm_is_a_clear_error():
+    with pytest.raises(model_lib.ConfigError, match="model.norm='batchnorm'"):
+        model_lib.build(_cfg(norm="batchnorm"), jax.random.PRNGKey(0))

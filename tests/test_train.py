@@ -1,0 +1,100 @@
+import dataclasses
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from growth import checkpoint, data as data_lib, pretrain, train
+from growth.config import OptimConfig
+from growth.tracking import read_jsonl
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_schedule_warmup_then_cosine():
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, decay_steps=110, min_lr_ratio=0.1)
+    sched = train.make_schedule(cfg)
+    assert float(sched(0)) == 0.0
+    assert float(sched(5)) == pytest.approx(0.5)
+    assert float(sched(10)) == pytest.approx(1.0)
+    assert float(sched(110)) == pytest.approx(0.1)
+    const = train.make_schedule(dataclasses.replace(cfg, decay="constant"))
+    assert float(const(500)) == pytest.approx(1.0)
+
+
+def test_counters_move_once_per_step(tiny_cfg):
+    graphdef, tx, state = pretrain.fresh_state(tiny_cfg)
+    data = data_lib.load(tiny_cfg.data)
+    step = train.jit_train_step(graphdef, tx, tiny_cfg.optim)
+    for t in range(3):
+        state, metrics = step(state, data_lib.batch_at(data, 0, t, 8))
+    assert int(state.step) == 3
+    assert int(state.opt_state[train.ADAM].count) == 3
+    assert int(state.opt_state[train.SCHEDULE].count) == 3
+    assert int(state.opt_state[train.SCHEDULE].since_growth) == 3
+    # metrics["lr"] is the rate step 2 used; current_lr is what step 3 will use.
+    sched = train.make_schedule(tiny_cfg.optim)
+    assert float(metrics["lr"]) == pytest.approx(float(sched(2)))
+    assert float(train.current_lr(tiny_cfg.optim, state.opt_state)) == pytest.approx(float(sched(3)))
+
+
+def test_short_pretrain_lowers_loss(tiny_cfg):
+    out = pretrain.run(tiny_cfg)
+    rows = read_jsonl(out / "metrics.jsonl")
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    assert len(evals) == 3
+    assert evals[-1] < evals[0] - 0.3
+    assert checkpoint.steps(out / "checkpoints") == [10, 20, 30]
+
+
+def test_resume_equals_uninterrupted_run_bit_for_bit(tiny_cfg, tmp_path):
+    full = pretrain.run(tiny_cfg)
+    _, _, reference = pretrain.load_state(full, 30, tiny_cfg)
+
+    # A "killed" run: same config, other out_dir, stopped after step 20, then started again.
+    killed = dataclasses.replace(tiny_cfg, out_dir=str(tmp_path / "other"))
+    killed.pretrain = dataclasses.replace(tiny_cfg.pretrain, steps=20)
+    partial = pretrain.run(killed)
+    shutil.rmtree(partial / "checkpoints" / "20")  # lose the last save too: resume from step 10
+    resumed_cfg = dataclasses.replace(killed, pretrain=tiny_cfg.pretrain)
+    resumed = pretrain.run(resumed_cfg)
+    assert resumed == partial
+    _, _, state = pretrain.load_state(resumed, 30, resumed_cfg)
+    assert _leaves_equal(state, reference)
+    steps = [r["step"] for r in read_jsonl(resumed / "metrics.jsonl")]
+    assert steps == sorted(set(steps))  # no duplicated rows from the replayed steps
+
+
+def test_nan_loss_stops_with_the_step(tiny_cfg):
+    tiny_cfg.optim = dataclasses.replace(tiny_cfg.optim, lr=1e9, clip_norm=0.0, warmup_steps=0)
+    with pytest.raises(train.TrainingDiverged, match=r"at step \d+"):
+        pretrain.run(tiny_cfg)
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tiny_cfg):
+    out = pretrain.run(tiny_cfg)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint for step 25.*available: \\[10, 20, 30\\]"):
+        pretrain.load_state(out, 25, tiny_cfg)
+    for f in (out / "checkpoints" / "30" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+        pretrain.load_state(out, 30, tiny_cfg)
+
+
+def test_checkpoint_holds_the_run_config(tiny_cfg):
+    out = pretrain.run(tiny_cfg)
+    saved = checkpoint.read_config(out / "checkpoints", 10)
+    assert saved["model"]["d_model"] == 16 and saved["seed"] == 0
+
+
+def test_eval_is_mean_token_loss(tiny_cfg):
+    graphdef, _, state = pretrain.fresh_state(tiny_cfg)
+    data = data_lib.load(tiny_cfg.data)
+    value = train.make_eval_fn(graphdef, batch_size=3)(state.params, data.eval_BxT1)
+    direct = train.loss_fn(graphdef, state.params, jnp.asarray(data.eval_BxT1, jnp.int32), None)
+    assert value == pytest.approx(float(direct), rel=1e-5)

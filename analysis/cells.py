@@ -93,12 +93,21 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     div = frame[frame["metric"] == "diverged"].groupby(CAND).agg(
         diverged_lag=("lag", "min"), n_diverged=("replicate", "nunique"))
     out = _merge_stats(out, div, CAND)
-    for name, (metric, lag_column) in SOURCES.items():
-        rows = frame[frame["metric"] == metric].merge(lags[[*CELL, lag_column]], on=CELL)
-        rows = rows[rows["lag"] == rows[lag_column]]
-        stats = rows.groupby(CAND)["value"].agg(["mean", "std", "size"])
-        stats.columns = [name, f"{name}_std", f"{name}_n"]
-        out = _merge_stats(out, stats, CAND)
+    # Every (summary column, metric, stage lag) at once: one merge, one filter, one groupby.
+    wanted = pd.DataFrame([(name, metric, lag_column) for name, (metric, lag_column) in SOURCES.items()],
+                          columns=["name", "metric", "lag_column"])
+    rows = frame.merge(wanted, on="metric").merge(lags, on=CELL)
+    stage_lag = np.select([rows["lag_column"] == c for c in ("zero_lag", "probe_lag", "continuation_lag")],
+                          [rows[c] for c in ("zero_lag", "probe_lag", "continuation_lag")], np.nan)
+    rows = rows[rows["lag"].to_numpy(float) == stage_lag]
+    stats = rows.groupby([*CAND, "name"])["value"].agg(["mean", "std", "size"]).unstack("name")
+    suffix = {"mean": "", "std": "_std", "size": "_n"}
+    stats.columns = [f"{name}{suffix[stat]}" for stat, name in stats.columns]
+    out = _merge_stats(out, stats, CAND)
+    for name in SOURCES:  # a metric nobody wrote still gets its columns
+        for column in (name, f"{name}_std", f"{name}_n"):
+            if column not in out.columns:
+                out[column] = np.nan
     counts = ["n_runs", "n_diverged", *(f"{name}_n" for name in SOURCES)]
     out[counts] = out[counts].fillna(0).astype(int)
     out["diverged_lag"] = out["diverged_lag"].astype(float)

@@ -63,7 +63,7 @@ def _first_place(ranks: pd.DataFrame, stage: str, regime: str | None, candidate:
             continue
         name = cell_name(exp, seed, step, None if regime else reg, multi)
         evaluated.append(name)
-        if mine["rank"].iloc[0] == 1:
+        if mine["winner"].iloc[0]:  # rank 1 *and* not diverged: when all diverge, all "tie" at rank 1
             first.append(name)
         else:
             best = cell[cell["winner"]]
@@ -89,7 +89,7 @@ def _first_place_claim(cid: int, ranks: pd.DataFrame, stage: str, regime: str | 
 
 def _claim2(ranks: pd.DataFrame, multi: bool) -> Claim:
     """exact_copy first in stochastic continuation, on the paper's cells when any exist."""
-    test = ("exact_copy has AUC rank 1 (ties count) in every stochastic cell of the paper grid "
+    test = ("exact_copy wins (AUC rank 1, ties count, not diverged) in every stochastic cell of the paper grid "
             "(seed 0 @ 1000, seed 0 @ 2000, seed 1 @ 2000) that exists; all stochastic cells if none does")
     paper, _, _ = _first_place(ranks, "continuation", "stochastic", "exact_copy", PAPER_STOCHASTIC_CELLS, multi)
     if paper:
@@ -181,11 +181,11 @@ def evaluate_claims(ranks: pd.DataFrame, agreement: pd.DataFrame, probe_agreemen
     multi = ranks["experiment"].nunique() > 1
     claims = [
         _first_place_claim(1, ranks, "probe", None, "exact_copy", None,
-                           "exact_copy has probe-lag eval-loss rank 1 (ties count) in every cell, both regimes, "
+                           "exact_copy wins (probe-lag eval-loss rank 1, ties count, not diverged) in every cell, both regimes, "
                            "where it was ranked against at least one other candidate", multi),
         _claim2(ranks, multi),
         _first_place_claim(3, ranks, "continuation", "deterministic", "structured_non_clone", None,
-                           "structured_non_clone has AUC rank 1 (ties count) in every deterministic cell "
+                           "structured_non_clone wins (AUC rank 1, ties count, not diverged) in every deterministic cell "
                            "where it was ranked against at least one other candidate", multi),
         _claim4(agreement),
         _claim5(agreement),

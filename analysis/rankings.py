@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from analysis.cells import CELL
+from analysis.cells import CELL, ordered_candidates, ordered_regimes
 
 OK, DIVERGED, NOT_RUN, NOT_APPLICABLE = "ok", "diverged", "not run", "n/a"
 # Float32 evaluation noise: a function-preserving candidate reads ~1e-12 KL and ~1e-7 loss gap, not 0.
@@ -37,14 +38,13 @@ STAGES = (
 NOT_WRITTEN = {("zero_step", "continue_small")}
 
 
-def clip_zero(values: pd.Series, metric: str) -> pd.Series:
-    """Absolute value with |v| below the metric's tolerance set to 0 (for ranking only, not display)."""
-    tol = ZERO_TOL.get(metric, 0.0)
-    out = values.abs() if metric == "loss_gap" else values.copy()
-    return out.where(~(values.abs() < tol), 0.0)
+def clip_zero(value: float, metric: str) -> float:
+    """|v| for the loss gap; 0 below the metric's noise tolerance (for ranking only, not display)."""
+    out = abs(value) if metric == "loss_gap" else value
+    return 0.0 if abs(value) < ZERO_TOL.get(metric, 0.0) else out
 
 
-def stage_status(row: pd.Series, stage: Stage) -> str:
+def stage_status(row: Mapping[str, Any], stage: Stage) -> str:
     """ok / diverged / not run / n/a for one candidate at one stage."""
     if row["n_runs"] == 0:
         return NOT_RUN
@@ -65,33 +65,73 @@ def _min_ranks(keys: list[tuple[float, ...]]) -> list[int]:
     return [1 + sum(other < key for other in keys) for key in keys]
 
 
-def rank_cell(cell: pd.DataFrame, stage: Stage) -> pd.DataFrame:
-    """Rank one cell's candidates at one stage; diverged candidates tie last, others get no rank."""
-    out = cell.copy()
-    out["stage"] = stage.name
-    out["lag"] = out[stage.lag_column]
-    out["status"] = [stage_status(r, stage) for _, r in out.iterrows()]
-    out["metric"] = stage.metric
-    out["value"] = out[stage.metric]
-    out["value_std"] = out[f"{stage.metric}_std"]
-    out["value_n"] = out[f"{stage.metric}_n"]
-    out["aux_metric"] = stage.aux_metric
-    out["aux_value"] = out[stage.aux_metric] if stage.aux_metric else np.nan
-    out["aux_std"] = out[f"{stage.aux_metric}_std"] if stage.aux_metric else np.nan
-    ok = out["status"] == OK
-    primary = clip_zero(out[stage.metric], stage.metric)
-    aux = clip_zero(out[stage.aux_metric], stage.aux_metric).fillna(np.inf) if stage.aux_metric else 0.0 * primary
-    keys = list(zip(primary[ok], aux[ok]))
-    out["rank"] = np.nan
-    out.loc[ok, "rank"] = _min_ranks(keys)
-    out.loc[out["status"] == DIVERGED, "rank"] = int(ok.sum()) + 1
-    out["winner"] = ok & (out["rank"] == 1)
+def rank_cell(cell: list[Mapping[str, Any]], stage: Stage) -> list[dict]:
+    """Rank one cell's candidates (summary records) at one stage; diverged tie last, the rest get no rank."""
+    out = []
+    for row in cell:
+        aux = stage.aux_metric
+        out.append({
+            **{k: row[k] for k in (*CELL, "candidate", "n_runs", "n_diverged", "diverged_lag")},
+            "stage": stage.name, "lag": row[stage.lag_column], "status": stage_status(row, stage),
+            "rank": math.nan, "metric": stage.metric, "value": row[stage.metric],
+            "value_std": row[f"{stage.metric}_std"], "value_n": row[f"{stage.metric}_n"],
+            "aux_metric": aux, "aux_value": row[aux] if aux else math.nan,
+            "aux_std": row[f"{aux}_std"] if aux else math.nan,
+        })
+    ok = [r for r in out if r["status"] == OK]
+    keys = []
+    for r in ok:
+        aux = clip_zero(r["aux_value"], stage.aux_metric) if stage.aux_metric else 0.0
+        keys.append((clip_zero(r["value"], stage.metric), math.inf if math.isnan(aux) else aux))
+    for r, rank in zip(ok, _min_ranks(keys)):
+        r["rank"] = float(rank)
+    for r in out:
+        if r["status"] == DIVERGED:
+            r["rank"] = float(len(ok) + 1)
+        r["winner"] = r["status"] == OK and r["rank"] == 1
     return out
 
 
 def rank_all(summary: pd.DataFrame) -> pd.DataFrame:
     """Tidy table: one row per (cell, stage, candidate) with status, rank, metric value and winner flag."""
-    keep = [*CELL, "candidate", "stage", "lag", "status", "rank", "metric", "value", "value_std", "value_n",
-            "aux_metric", "aux_value", "aux_std", "n_runs", "n_diverged", "diverged_lag", "winner"]
-    parts = [rank_cell(cell, stage)[keep] for stage in STAGES for _, cell in summary.groupby(CELL, sort=False)]
-    return pd.concat(parts, ignore_index=True)
+    cells: dict[tuple, list[dict]] = {}
+    for row in summary.to_dict("records"):
+        cells.setdefault(tuple(row[k] for k in CELL), []).append(row)
+    records = [r for stage in STAGES for cell in cells.values() for r in rank_cell(cell, stage)]
+    return pd.DataFrame.from_records(records)
+
+
+def lag_text(values: pd.Series) -> str:
+    """A stage's lag for a header or cell: the number, several numbers, or 'not run'."""
+    lags = sorted({int(v) for v in values if not math.isnan(v)})
+    return "/".join(str(v) for v in lags) if lags else "not run"
+
+
+class RankIndex:
+    """Tidy rank rows looked up by (regime, row key, stage, candidate), built once per report."""
+
+    def __init__(self, ranks: pd.DataFrame) -> None:
+        self.candidates = ordered_candidates(ranks["candidate"].unique())
+        self.regimes = ordered_regimes(ranks["regime"].unique())
+        self.rows = sorted(set(zip(ranks["experiment"], ranks["seed"], ranks["growth_step"])))
+        self.multi = ranks["experiment"].nunique() > 1
+        self._rows = {(r["regime"], r["experiment"], r["seed"], r["growth_step"], r["stage"], r["candidate"]): r
+                      for r in ranks.to_dict("records")}
+
+    def get(self, regime: str, row: tuple, stage: str, candidate: str) -> dict | None:
+        """One candidate's rank record, or None when the analysis never saw it."""
+        return self._rows.get((regime, *row, stage, candidate))
+
+    def stage(self, regime: str, row: tuple, stage: str) -> list[dict]:
+        """All candidates' records of one (regime, row, stage)."""
+        found = (self.get(regime, row, stage, c) for c in self.candidates)
+        return [r for r in found if r is not None]
+
+    def lag(self, regime: str, stage: str, rows: list[tuple] | None = None) -> str:
+        """The stage's lag over the given rows (all rows by default)."""
+        recs = [r for row in (rows or self.rows) for r in self.stage(regime, row, stage)]
+        return lag_text(pd.Series([r["lag"] for r in recs], dtype=float))
+
+    def winners(self, regime: str, row: tuple, stage: str) -> str:
+        """Space-separated winners, or '-'."""
+        return " ".join(r["candidate"] for r in self.stage(regime, row, stage) if r["winner"]) or "-"

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from analysis.cells import CELL, ordered_regimes
-from analysis.rankings import clip_zero
+from analysis.rankings import ZERO_TOL
 
 LOWER, HIGHER = "lower is better", "higher is better"
 
@@ -38,9 +38,11 @@ SIGNALS = (
 SIGNAL_BY_NAME = {s.name: s for s in SIGNALS}
 
 
-def predicted_cost(values: pd.Series, signal: Signal) -> pd.Series:
+def predicted_cost(values: np.ndarray, signal: Signal) -> np.ndarray:
     """The signal turned into a 'lower = predicted better' score (zero-step noise floor applied)."""
-    cost = clip_zero(values, signal.column)
+    values = np.asarray(values, dtype=float)
+    cost = np.abs(values) if signal.column == "loss_gap" else values.copy()
+    cost[np.abs(values) < ZERO_TOL.get(signal.column, 0.0)] = 0.0
     return -cost if signal.direction == HIGHER else cost
 
 
@@ -59,14 +61,14 @@ def cell_agreement(summary: pd.DataFrame, target: str = "auc") -> pd.DataFrame:
     """Per (cell, signal): tau with the target ranking, candidate count and the winner-pick hit (fractional on ties)."""
     records = []
     for key, cell in summary.groupby(CELL, sort=False):
+        goal = cell[target].to_numpy(float)
+        candidates = cell["candidate"].to_numpy()
         for signal in SIGNALS:
-            cost = predicted_cost(cell[signal.column], signal)
-            goal = cell[target]
+            cost = predicted_cost(cell[signal.column].to_numpy(float), signal)
             both = np.isfinite(cost) & np.isfinite(goal)
             if both.sum() < 2:
                 continue
-            names = cell.loc[both, "candidate"].to_numpy()
-            x, y = cost[both].to_numpy(float), goal[both].to_numpy(float)
+            names, x, y = candidates[both], cost[both], goal[both]
             value, constant = tau(x, y)
             picked = set(names[x == x.min()])
             winners = set(names[y == y.min()])

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis.cells import ordered_candidates, ordered_regimes
-from analysis.rankings import DIVERGED, NOT_APPLICABLE, NOT_RUN, OK, STAGES
+from analysis.rankings import DIVERGED, NOT_APPLICABLE, NOT_RUN, OK, STAGES, RankIndex
 
-ROW_KEYS = ["experiment", "seed", "growth_step"]
 SCIENTIFIC = {"token_kl", "loss_gap", "max_logit_diff", "probe_kl"}
 STAGE_SHORT = {"zero_step": "L0", "probe": "probe", "continuation": "cont"}
 TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -36,7 +37,7 @@ def fmt_stat(metric: str, mean: float, std: float, n: float) -> str:
     return text
 
 
-def metric_text(row: pd.Series) -> str:
+def metric_text(row: Mapping[str, Any]) -> str:
     """The numbers behind a rank: the stage metric, plus the loss gap at lag 0."""
     text = fmt_stat(row["metric"], row["value"], row["value_std"], row["value_n"])
     if row["stage"] == "zero_step":
@@ -45,7 +46,7 @@ def metric_text(row: pd.Series) -> str:
     return text
 
 
-def status_text(row: pd.Series) -> str:
+def status_text(row: Mapping[str, Any]) -> str:
     """The label of a candidate that has no rankable number."""
     if row["status"] == DIVERGED:
         where = "" if math.isnan(row["diverged_lag"]) else f" at lag {int(row['diverged_lag'])}"
@@ -54,7 +55,7 @@ def status_text(row: pd.Series) -> str:
     return row["status"]
 
 
-def cell_text(row: pd.Series, markup: str = "plain") -> str:
+def cell_text(row: Mapping[str, Any], markup: str = "plain") -> str:
     """One table cell: rank with the winner marked, and the metric behind it (or the status)."""
     if row["status"] in (NOT_RUN, NOT_APPLICABLE):
         return {"tex": "--" if row["status"] == NOT_RUN else "n/a"}.get(markup, row["status"])
@@ -84,112 +85,85 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _row_frame(ranks: pd.DataFrame) -> pd.DataFrame:
-    """The (experiment, seed, growth_step) rows of the ranking tables, sorted."""
-    return ranks[ROW_KEYS].drop_duplicates().sort_values(ROW_KEYS).reset_index(drop=True)
+def _cell(idx: RankIndex, regime: str, row: tuple, stage: str, candidate: str, markup: str) -> str:
+    """The formatted cell, 'not run' (or '--' in LaTeX) when the analysis never saw the candidate there."""
+    rec = idx.get(regime, row, stage, candidate)
+    if rec is None:
+        return "--" if markup == "tex" else NOT_RUN
+    return cell_text(rec, markup)
 
 
-def _winners(part: pd.DataFrame) -> str:
-    """Space-separated winners of one (row, stage), or '-'."""
-    names = part.loc[part["winner"], "candidate"].tolist()
-    return " ".join(names) if names else "-"
-
-
-def _lag_text(values: pd.Series) -> str:
-    """A stage's lag for a header or cell: the number, several numbers, or 'not run'."""
-    lags = sorted({int(v) for v in values if not math.isnan(v)})
-    return "/".join(str(v) for v in lags) if lags else "not run"
+def _row_columns(row: tuple, multi: bool, step_name: str = "growth_step") -> dict:
+    """The leading (experiment,) seed, growth step columns of a table row."""
+    exp, seed, step = row
+    return {**({"experiment": exp} if multi else {}), "seed": seed, step_name: step}
 
 
 def rankings_wide(ranks: pd.DataFrame) -> pd.DataFrame:
     """rankings.csv: per regime, one row per (seed, growth step), one column per candidate."""
-    candidates = ordered_candidates(ranks["candidate"].unique())
+    idx = RankIndex(ranks)
     records = []
-    for regime in ordered_regimes(ranks["regime"].unique()):
-        for _, key in _row_frame(ranks).iterrows():
-            sel = (ranks["regime"] == regime) & (ranks[ROW_KEYS] == key.values).all(axis=1)
-            part = ranks[sel]
-            rec = {"regime": regime, **key.to_dict()}
+    for regime in idx.regimes:
+        for row in idx.rows:
+            rec = {"regime": regime, **_row_columns(row, True)}
             for stage in STAGES:
-                rec[f"{stage.name}_lag"] = _lag_text(part.loc[part["stage"] == stage.name, "lag"])
-            for cand in candidates:
-                cells = []
-                for stage in STAGES:
-                    hit = part[(part["stage"] == stage.name) & (part["candidate"] == cand)]
-                    text = cell_text(hit.iloc[0]) if len(hit) else NOT_RUN
-                    cells.append(f"{STAGE_SHORT[stage.name]}: {text}")
-                rec[cand] = " | ".join(cells)
+                rec[f"{stage.name}_lag"] = idx.lag(regime, stage.name, [row])
+            for cand in idx.candidates:
+                rec[cand] = " | ".join(f"{STAGE_SHORT[s.name]}: {_cell(idx, regime, row, s.name, cand, 'plain')}"
+                                       for s in STAGES)
             for stage in STAGES:
-                rec[f"winner_{stage.name}"] = _winners(part[part["stage"] == stage.name])
+                rec[f"winner_{stage.name}"] = idx.winners(regime, row, stage.name)
             records.append(rec)
-    return pd.DataFrame.from_records(records)
-
-
-def _stage_table(part: pd.DataFrame, candidates: list[str], multi: bool) -> pd.DataFrame:
-    """One regime x stage as a frame of Markdown cells."""
-    records = []
-    for _, key in _row_frame(part).iterrows():
-        rows = part[(part[ROW_KEYS] == key.values).all(axis=1)]
-        rec = {"experiment": key["experiment"]} if multi else {}
-        rec.update({"seed": key["seed"], "growth step": key["growth_step"], "lag": _lag_text(rows["lag"])})
-        for cand in candidates:
-            hit = rows[rows["candidate"] == cand]
-            rec[cand] = cell_text(hit.iloc[0], "md") if len(hit) else NOT_RUN
-        rec["winner"] = _winners(rows)
-        records.append(rec)
     return pd.DataFrame.from_records(records)
 
 
 def rankings_markdown(ranks: pd.DataFrame) -> str:
     """Markdown: for each regime, one table per stage (rows = seed x growth step, columns = candidates)."""
-    candidates = ordered_candidates(ranks["candidate"].unique())
-    multi = ranks["experiment"].nunique() > 1
+    idx = RankIndex(ranks)
     out = []
-    for regime in ordered_regimes(ranks["regime"].unique()):
+    for regime in idx.regimes:
         out.append(f"### Regime: {regime}\n")
         for stage in STAGES:
-            part = ranks[(ranks["regime"] == regime) & (ranks["stage"] == stage.name)]
-            out.append(f"**{stage.name}** (lag {_lag_text(part['lag'])}; ranked by {stage.label}; "
+            out.append(f"**{stage.name}** (lag {idx.lag(regime, stage.name)}; ranked by {stage.label}; "
                        "bold = winner)\n")
-            out.append(markdown_table(_stage_table(part, candidates, multi)) + "\n")
+            records = []
+            for row in idx.rows:
+                rec = {**_row_columns(row, idx.multi, "growth step"), "lag": idx.lag(regime, stage.name, [row])}
+                rec.update({c: _cell(idx, regime, row, stage.name, c, "md") for c in idx.candidates})
+                rec["winner"] = idx.winners(regime, row, stage.name)
+                records.append(rec)
+            out.append(markdown_table(pd.DataFrame.from_records(records)) + "\n")
     return "\n".join(out)
 
 
 def rankings_latex(ranks: pd.DataFrame) -> str:
     """rankings.tex: one booktabs table per regime, exactly one row per (seed, growth step)."""
-    candidates = ordered_candidates(ranks["candidate"].unique())
-    multi = ranks["experiment"].nunique() > 1
-    lead = ["experiment", "seed", "step"] if multi else ["seed", "step"]
+    idx = RankIndex(ranks)
+    lead = ["experiment", "seed", "step"] if idx.multi else ["seed", "step"]
     out = ["% Generated by `python -m analysis.report`; needs \\usepackage{booktabs,graphicx}."]
-    for regime in ordered_regimes(ranks["regime"].unique()):
-        part = ranks[ranks["regime"] == regime]
-        lags = [_lag_text(part.loc[part["stage"] == s.name, "lag"]) for s in STAGES]
+    for regime in idx.regimes:
+        lags = [idx.lag(regime, s.name) for s in STAGES]
         first = len(lead) + 1
-        spans = [rf"\multicolumn{{3}}{{c}}{{{tex_escape(c)}}}" for c in candidates]
-        rules = [rf"\cmidrule(lr){{{first + 3 * i}-{first + 3 * i + 2}}}" for i in range(len(candidates))]
-        sub = [f"lag {lag}" for lag in lags] * len(candidates)
+        spans = [rf"\multicolumn{{3}}{{c}}{{{tex_escape(c)}}}" for c in idx.candidates]
+        rules = [rf"\cmidrule(lr){{{first + 3 * i}-{first + 3 * i + 2}}}" for i in range(len(idx.candidates))]
+        sub = [f"lag {lag}" for lag in lags] * len(idx.candidates)
         out += [
             r"\begin{table}[t]", r"\centering",
             rf"\caption{{Candidate ranks, {tex_escape(regime)} regime: rank (metric) at lag {lags[0]} "
             rf"(zero-step token KL; loss gap), lag {lags[1]} (eval loss) and lag {lags[2]} (eval-loss AUC). "
             r"Bold: winner. div.: diverged (ranked last). --: not run.}",
-            rf"\label{{tab:rankings-{tex_escape(regime).replace(chr(92), '')}}}",
+            rf"\label{{tab:rankings-{re.sub(r'[^A-Za-z0-9-]', '-', regime)}}}",
             r"\resizebox{\textwidth}{!}{%",
-            r"\begin{tabular}{" + "l" * len(lead) + "ccc" * len(candidates) + "}",
+            r"\begin{tabular}{" + "l" * len(lead) + "ccc" * len(idx.candidates) + "}",
             r"\toprule",
             " & ".join([""] * len(lead) + spans) + r" \\",
             " ".join(rules),
             " & ".join([tex_escape(h) for h in lead] + sub) + r" \\",
             r"\midrule",
         ]
-        for _, key in _row_frame(part).iterrows():
-            rows = part[(part[ROW_KEYS] == key.values).all(axis=1)]
-            cells = [tex_escape(key["experiment"])] if multi else []
-            cells += [str(key["seed"]), str(key["growth_step"])]
-            for cand in candidates:
-                for stage in STAGES:
-                    hit = rows[(rows["candidate"] == cand) & (rows["stage"] == stage.name)]
-                    cells.append(cell_text(hit.iloc[0], "tex") if len(hit) else "--")
+        for row in idx.rows:
+            cells = [tex_escape(v) for v in _row_columns(row, idx.multi).values()]
+            cells += [_cell(idx, regime, row, s.name, c, "tex") for c in idx.candidates for s in STAGES]
             out.append(" & ".join(cells) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(out)
@@ -198,13 +172,16 @@ def rankings_latex(ranks: pd.DataFrame) -> str:
 def aggregate_by_step(ranks: pd.DataFrame) -> pd.DataFrame:
     """Over seeds, per (experiment, regime, growth step, stage, candidate): rank and metric mean, std, count."""
     keys = ["experiment", "regime", "growth_step", "stage", "candidate"]
-    ranked = ranks[ranks["status"].isin([OK, DIVERGED])]
-    ok = ranked[ranked["status"] == OK]
-    agg = ranked.groupby(keys).agg(rank_mean=("rank", "mean"), rank_std=("rank", "std"), n_seeds=("seed", "nunique"),
-                                   n_diverged=("status", lambda s: int((s == DIVERGED).sum())))
+    ok = ranks[ranks["status"] == OK]
+    agg = ranks.groupby(keys).agg(
+        rank_mean=("rank", "mean"), rank_std=("rank", "std"), n_seeds=("rank", "count"),
+        n_diverged=("status", lambda s: int((s == DIVERGED).sum())),
+        n_not_applicable=("status", lambda s: int((s == NOT_APPLICABLE).sum())))
     metric = ok.groupby(keys).agg(metric=("metric", "first"), value_mean=("value", "mean"),
-                                  value_std=("value", "std"))
-    return agg.join(metric, how="left").reset_index()
+                                  value_std=("value", "std"), n_ok=("value", "count"))
+    out = agg.join(metric, how="left").reset_index()
+    out["n_ok"] = out["n_ok"].fillna(0).astype(int)
+    return out
 
 
 def aggregate_markdown(agg: pd.DataFrame) -> str:
@@ -229,16 +206,16 @@ def aggregate_markdown(agg: pd.DataFrame) -> str:
             rec.update({"growth step": step, "stage": stage})
             for cand in candidates:
                 hit = rows[rows["candidate"] == cand]
-                if hit.empty:
-                    rec[cand] = NOT_RUN
+                r = hit.iloc[0] if len(hit) else None
+                if r is None or r["n_seeds"] == 0:
+                    rec[cand] = NOT_APPLICABLE if r is not None and r["n_not_applicable"] else NOT_RUN
                     continue
-                r = hit.iloc[0]
                 rank = f"{r['rank_mean']:.2f}".rstrip("0").rstrip(".")
                 if r["n_seeds"] > 1:
                     rank += f" ± {r['rank_std']:.2f}"
-                value = ("diverged" if pd.isna(r["metric"])
-                         else fmt_stat(r["metric"], r["value_mean"], r["value_std"], r["n_seeds"]))
-                div = f", {r['n_diverged']} diverged" if r["n_diverged"] and not pd.isna(r["metric"]) else ""
+                value = ("diverged" if r["n_ok"] == 0
+                         else fmt_stat(r["metric"], r["value_mean"], r["value_std"], r["n_ok"]))
+                div = f", {r['n_diverged']} diverged" if r["n_diverged"] and r["n_ok"] else ""
                 rec[cand] = f"{rank} ({value}), n={r['n_seeds']}{div}"
             records.append(rec)
         out.append(f"### Regime: {regime}\n")
@@ -248,4 +225,4 @@ def aggregate_markdown(agg: pd.DataFrame) -> str:
 
 def round_frame(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """Floats rounded for display."""
-    return frame.apply(lambda col: col.round(digits) if np.issubdtype(col.dtype, np.floating) else col)
+    return frame.apply(lambda col: col.round(digits) if pd.api.types.is_float_dtype(col) else col)

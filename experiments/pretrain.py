@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from growth import pretrain
+from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
 
 register_configs()
@@ -11,6 +12,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> None:
+    enable_compile_cache()
     print(pretrain.run(to_config(cfg)))
 
 

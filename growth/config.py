@@ -52,7 +52,7 @@ class ModelConfig:
     init_std: float = 0.02
     dtype: str = "float32"
     # Options an imported checkpoint needs (growth.hf_import); the defaults are the SPEC model.
-    activation: str = "gelu_tanh"  # MLP: gelu_tanh (jax.nn.gelu default = HF gelu_new) | gelu (exact erf) | relu
+    activation: str = "gelu_tanh"  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf) | relu
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
     attention_layers: list[str] = field(default_factory=list)  # per block: global | local; empty = all global
     window_size: int = 0  # local blocks see the last window_size positions (themselves included)
@@ -125,6 +125,20 @@ class GrowthConfig:
 
 @dataclass
 class RunnerConfig:
+    eval_every: int = 8
+    batch_size: int = 32
+    stochastic_dropout: float = 0.1
+    shuffle_stochastic: bool = False  # stochastic regime: draw a different (still matched) batch order
+    eval_chunk: int = 8  # held-out sequences per compiled evaluation call
+    base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
+
+
+@dataclass
+class Config:
+    name: str = "default"  # experiment name; part of the run directory
+    seed: int = 0
+    out_dir: str = "runs"
+    growth_step: int = 1000  # pretraining step the wide candidates are grown from
     pool: list[str] = field(
         default_factory=lambda: [
             "exact_copy",
@@ -136,20 +150,8 @@ class RunnerConfig:
         ]
     )
     regimes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
-    probe_lag: int = 16
-    continuation_lag: int = 128
-    eval_every: int = 8
-    batch_size: int = 32
-    stochastic_dropout: float = 0.1
-    shuffle_stochastic: bool = False  # stochastic regime: draw a different (still matched) batch order
-
-
-@dataclass
-class Config:
-    name: str = "default"  # experiment name; part of the run directory
-    seed: int = 0
-    out_dir: str = "runs"
-    growth_step: int = 1000
+    probe_lag: int = 16  # lag of the cheap probe
+    continuation_lag: int = 128  # lag of the continuation that ranks candidates
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -2,7 +2,7 @@
 
 Every operation is a pure function that returns a new tree. Trees are nested mappings: the project's
 plain-dict GPT params, Flax Linen variables (`{"params": {"Dense_0": ...}}`) and NNX states
-(`nnx.State` or the pure dicts of `State.to_pure_dict()`). A path names a node by its keys joined
+(`nnx.State` or the pure dicts of `nnx.to_pure_dict(state)`). A path names a node by its keys joined
 with "/" ("blocks/1/mlp/proj", "params/Dense_2"); integer keys are written as digits.
 
 Depth growth (`deepen`, and the candidates `deepen_identity` / `deepen_copy`) inserts blocks into a
@@ -43,7 +43,7 @@ def partial_init(fresh: Any, trained: Any, *, strict: bool = False) -> Any:
     `trained` that `fresh` lacks raise too (by default they are dropped).
     """
     if isinstance(fresh, nnx.State):
-        merged = _overlay(fresh.to_pure_dict(), _pure(trained), "", strict)
+        merged = _overlay(nnx.to_pure_dict(fresh), _pure(trained), "", strict)
         out = jax.tree.map(lambda x: x, fresh)  # new Variables: `fresh` is left untouched
         nnx.replace_by_pure_dict(out, merged)
         return out
@@ -51,7 +51,7 @@ def partial_init(fresh: Any, trained: Any, *, strict: bool = False) -> Any:
 
 
 def _pure(tree: Any) -> Any:
-    return tree.to_pure_dict() if isinstance(tree, nnx.State) else tree
+    return nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
 
 
 def _overlay(fresh: Any, trained: Any, path: str, strict: bool) -> Any:
@@ -74,7 +74,9 @@ def _overlay(fresh: Any, trained: Any, path: str, strict: bool) -> Any:
     if strict and extra:
         names = ", ".join(_join(path, k) for k in extra)
         raise SurgeryError(f"keys of the trained tree absent from the new one: {names}")
-    out = {k: _overlay(v, trained[k], _join(path, k), strict) if k in trained else v for k, v in fresh.items()}
+    out = {
+        k: _overlay(v, trained[k], _join(path, k), strict) if k in trained else v for k, v in fresh.items()
+    }
     return type(fresh)(out) if not isinstance(fresh, dict) else out
 
 
@@ -121,12 +123,18 @@ def zero_kernel(tree: Any, path: str) -> Any:
     """A copy of `tree` with the kernel of layer `path` zeroed and its bias (and all else) kept."""
     if isinstance(tree, nnx.State):
         out = jax.tree.map(lambda x: x, tree)
-        nnx.replace_by_pure_dict(out, zero_kernel(tree.to_pure_dict(), path))
+        nnx.replace_by_pure_dict(out, zero_kernel(nnx.to_pure_dict(tree), path))
         return out
     layer = get_path(tree, path)
     if not isinstance(layer, Mapping) or "kernel" not in layer:
-        raise SurgeryError(f"path {path!r} is not a layer with a 'kernel'; name the layer (e.g. blocks/1/mlp/proj)")
-    return _replace_at(tree, [_key_path(tree, path)], lambda lay: {**lay, "kernel": jnp.zeros_like(lay["kernel"])})
+        raise SurgeryError(
+            f"path {path!r} is not a layer with a 'kernel'; name the layer (e.g. blocks/1/mlp/proj)"
+        )
+
+    def zero(lay):
+        return {**lay, "kernel": jnp.zeros_like(lay["kernel"])}
+
+    return _replace_at(tree, [_key_path(tree, path)], zero)
 
 
 def _replace_at(tree: Mapping, key_paths: list[tuple], fn) -> Mapping:
@@ -241,7 +249,11 @@ def deepen_params(
 
 
 def deepen(
-    small: train.TrainState, small_cfg: ModelConfig, depth: DepthConfig, optim_cfg: OptimConfig, key: jax.Array
+    small: train.TrainState,
+    small_cfg: ModelConfig,
+    depth: DepthConfig,
+    optim_cfg: OptimConfig,
+    key: jax.Array,
 ) -> tuple[train.TrainState, ModelConfig]:
     """Insert blocks into a full train state; new blocks get a fresh optimizer state (zero moments).
 

@@ -11,10 +11,13 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from growth import compile_cache  # noqa: E402
 from growth.config import Config, DataConfig, ModelConfig, OptimConfig, PretrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TINYSTORIES_SAMPLE_DIR", REPO.parent / "shared" / "data" / "tinystories"))
+compile_cache.enable(REPO / ".cache" / "jax-tests")
+
 TRAIN_SAMPLE = SHARED_DATA / "TinyStories-train-sample.txt"
 VALID_SAMPLE = SHARED_DATA / "TinyStories-valid-sample.txt"
 

@@ -184,7 +184,7 @@ def test_diverged_candidate_ranked_last_and_shown(tmp_path: Path) -> None:
     assert rank_of(ranks, "probe", W)["status"] == "ok" and rank_of(ranks, "probe", W)["winner"]
     # Selectors only use candidates with an AUC: three here.
     assert set(agreement["n_candidates"]) == {3}
-    out = write_report(tmp_path)
+    out = write_report(tmp_path, figures=False)
     wide = pd.read_csv(out / "rankings.csv")
     det = wide[wide["regime"] == "deterministic"].iloc[0]
     assert "cont: 4 (diverged at lag 40)" in det[W]
@@ -193,13 +193,29 @@ def test_diverged_candidate_ranked_last_and_shown(tmp_path: Path) -> None:
     assert "4 (div.)" in (out / "rankings.tex").read_text()
 
 
+def test_all_diverged_cell_has_no_winner(tmp_path: Path) -> None:
+    rows = []
+    for cand in (E, P):  # both blow up at lag 8, before the probe at 16
+        rows += cand_rows(cand, 0, 1000, "stochastic", kl=0.0, gap=0.0, probe_kl=0.1, diverged_at=8)
+        rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, probe_kl=0.1, auc=3.0)
+    write_jsonl(tmp_path / "results.jsonl", rows)
+    _, ranks, _, claims = analyse(tmp_path)
+    for stage in ("probe", "continuation"):
+        row = rank_of(ranks, stage, E, regime="stochastic")
+        assert row["status"] == "diverged" and not row["winner"]
+    assert rank_of(ranks, "zero_step", E, regime="stochastic")["status"] == "ok"
+    c = claims.set_index("claim_id")
+    assert c.loc[1, "verdict"] == FAILS and "first in 1/2 cells" in c.loc[1, "evidence"]
+    assert c.loc[2, "verdict"] == FAILS
+
+
 def test_missing_cells_are_not_run(tmp_path: Path) -> None:
     rows = []
     for cand, auc in ((E, 2.9), (P, 3.0), (W, 3.5)):
-        rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.1, gap=0.1, probe_loss=auc, auc=auc)
+        rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.1, gap=0.1, probe_loss=auc, probe_kl=0.1, auc=auc)
     for cand, auc in ((E, 2.9), (P, 3.0)):  # seed 1 lacks scratch_wide; no stochastic regime at all
-        rows += cand_rows(cand, 1, 1000, "deterministic", kl=0.1, gap=0.1, probe_loss=auc, auc=auc)
-    rows += [r for r in cand_rows(S, 1, 1000, "deterministic", kl=0.1, gap=0.1, auc=2.0)
+        rows += cand_rows(cand, 1, 1000, "deterministic", kl=0.1, gap=0.1, probe_loss=auc, probe_kl=0.1, auc=auc)
+    rows += [r for r in cand_rows(S, 1, 1000, "deterministic", kl=0.1, gap=0.1, probe_kl=0.1, auc=2.0)
              if r["metric"] != "auc"]  # a run cut short: no auc row, no divergence
     write_jsonl(tmp_path / "results.jsonl", rows)
     _, ranks, _, claims = analyse(tmp_path)
@@ -209,7 +225,7 @@ def test_missing_cells_are_not_run(tmp_path: Path) -> None:
     assert rank_of(ranks, "continuation", E, regime="stochastic")["status"] == "not run"
     v = verdicts(claims)
     assert v[2] == NOT_RUN and v[5] == NOT_RUN and v[6] == NOT_RUN
-    out = write_report(tmp_path)
+    out = write_report(tmp_path, figures=False)
     wide = pd.read_csv(out / "rankings.csv")
     sto = wide[wide["regime"] == "stochastic"]
     assert len(sto) == 2 and sto[E].str.contains("cont: not run").all()
@@ -229,7 +245,7 @@ def test_replicates_are_mean_and_std(tmp_path: Path) -> None:
     row = rank_of(ranks, "continuation", E)
     assert row["value"] == pytest.approx(3.0) and row["value_std"] == pytest.approx(math.sqrt(0.02))
     assert row["n_runs"] == 2
-    md = (write_report(tmp_path) / "report.md").read_text()
+    md = (write_report(tmp_path, figures=False) / "report.md").read_text()
     assert "**1** (3.0000 ± 0.1414)" in md
 
 
@@ -351,11 +367,40 @@ def test_report_md_has_tables_and_aggregate(paper_report: Path) -> None:
     assert len(wide) == 6 and set(wide["winner_continuation"]) == {S, E}
 
 
-def test_cli_writes_to_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_with_a_missing_regime_and_no_probes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rows = []
-    for cand, auc in ((E, 2.9), (P, 3.0)):
-        rows += cand_rows(cand, 0, 1000, "stochastic", kl=0.0, gap=0.0, probe_kl=auc - 2.8, auc=auc)
+    for cand, auc in ((E, 2.9), (P, 3.0)):  # deterministic only, and no probe_* metric anywhere
+        rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, auc=auc)
     write_jsonl(tmp_path / "res" / "results.jsonl", rows)
+    stale = tmp_path / "rep" / "figures" / "curves_old_seed9_step1.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left over from an earlier report")
     assert main([str(tmp_path / "res"), "--out", str(tmp_path / "rep")]) == 0
-    assert (tmp_path / "rep" / "report.md").exists() and (tmp_path / "rep" / "selectors.csv").exists()
-    assert str(tmp_path / "rep" / "report.md") in capsys.readouterr().out
+    out = tmp_path / "rep"
+    assert not stale.exists()
+    assert str(out / "report.md") in capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    assert "probe signals vs AUC: not run" in md
+    assert not (out / "figures" / "probe_vs_auc.png").exists()
+    curves = out / "figures" / "curves_t_seed0_step1000.png"
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and curves.stat().st_size > 10_000
+    sel = pd.read_csv(out / "selectors.csv").set_index(["signal", "regime"])
+    assert sel.loc[("probe_kl", "overall"), "n_cells"] == 0 and sel.loc[("token_kl", "overall"), "n_cells"] == 1
+    wide = pd.read_csv(out / "rankings.csv")
+    assert wide.loc[wide["regime"] == "deterministic", E].iloc[0] == (
+        "L0: 1* (kl 0.00e+00, gap +0.00e+00) | probe: not run | cont: 1* (2.9000)")
+
+
+def test_experiments_are_labelled_and_filterable(tmp_path: Path) -> None:
+    rows = []
+    for exp in ("smoke", "paper_cpu"):
+        for cand, auc in ((E, 2.9), (P, 3.0)):
+            rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, probe_kl=0.1, auc=auc, exp=exp)
+    write_jsonl(tmp_path / "results.jsonl", rows)
+    tex = (write_report(tmp_path, figures=False) / "rankings.tex").read_text()
+    body = re.findall(r"\\midrule\n(.*?)\\bottomrule", tex, flags=re.S)[0].strip().splitlines()
+    assert [r.split(" & ")[:3] for r in body] == [[r"paper\_cpu", "0", "1000"], ["smoke", "0", "1000"]]
+    out = write_report(tmp_path, tmp_path / "only_smoke", experiments=["smoke"], figures=False)
+    assert set(pd.read_csv(out / "rankings.csv")["experiment"]) == {"smoke"}
+    with pytest.raises(NoResultsError, match="found \\['paper_cpu', 'smoke'\\]"):
+        write_report(tmp_path, experiments=["nope"], figures=False)

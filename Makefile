@@ -1,0 +1,25 @@
+# Two commands do all the set-up on a fresh machine (no GPU, no network beyond the package index):
+#   make demo   creates .venv, installs the package and runs the smoke grid end to end with its report
+#   make test   creates .venv, installs the package with its test extras and runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-slow bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,torch]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m experiments.reproduce experiment=smoke
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -m slow
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run

@@ -1,0 +1,20 @@
+"""Grow, probe and continue every candidate for one (seed, growth step): `python -m experiments.grow`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from growth import runner
+from growth.compile_cache import enable as enable_compile_cache
+from growth.config import register_configs, to_config
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    enable_compile_cache()
+    print(runner.run(to_config(cfg)))
+
+
+if __name__ == "__main__":
+    main()

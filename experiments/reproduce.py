@@ -1,0 +1,20 @@
+"""Run a whole experiment grid, then the analysis report: `python -m experiments.reproduce experiment=NAME`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from growth import grid
+from growth.compile_cache import enable as enable_compile_cache
+from growth.config import register_configs, to_config
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    enable_compile_cache()
+    print(grid.reproduce(to_config(cfg)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""The one state mapping behind every width-growth candidate (docs/strategies.md).
+
+Every widened axis lives in a named *space* (the residual stream, the q/k space of layer i, ...) and
+every space has an embedding matrix M (d_small, k * d_small) with M M^T = k I: the tiled identity
+[I ... I] for the clone (wide unit i copies small unit g(i) = i mod d), [I ... I] P for
+structured_non_clone. `map_axes` contracts a tensor with the matrix of each of its axes; it is the
+only index map, used for the parameters (scale 1 / c_in), Adam's mu (1 / c_out) and, through
+`map_moments`, Adam's nu (1 / c_out^2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from growth import model as model_lib, train
+from growth.config import GrowthConfig, ModelConfig
+from growth.model import ConfigError
+
+SCHEDULES = ("continue", "rewarm", "restart")
+LR_CORRECTIONS = ("none", "fan_in")
+NOISES = ("antithetic", "iid")
+RESID = "resid"
+
+
+class GrowthError(ConfigError):
+    """A growth spec or small state that cannot be widened; the message names the value and the fix."""
+
+
+class UnknownCandidate(GrowthError):
+    """A candidate name that is not registered."""
+
+
+@dataclass(frozen=True)
+class Grown:
+    state: train.TrainState  # full wide train state (params, opt_state, step, dropout_key)
+    model_cfg: ModelConfig  # the wide config (continue_small: the small one)
+    embed_map: jax.Array | None  # (d_small, d_wide): wide_residual = small_residual @ E; None for scratch
+
+
+# ---------------------------------------------------------------- spec and config checks
+
+
+def check_k(k: Any) -> int:
+    """The width factor as an int >= 2, or GrowthError."""
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)):
+        raise GrowthError(f"growth.k={k!r} must be an integer >= 2 (e.g. growth.k=2)")
+    if float(k) != int(k) or int(k) < 2:
+        raise GrowthError(f"growth.k={k!r} must be an integer >= 2 (e.g. growth.k=2 or growth.k=3)")
+    return int(k)
+
+
+def check_spec(spec: GrowthConfig) -> int:
+    """Validate every option a candidate reads; return k."""
+    k = check_k(spec.k)
+    if spec.schedule not in SCHEDULES:
+        raise GrowthError(f"growth.schedule={spec.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
+    if spec.schedule == "rewarm" and int(spec.rewarm_steps) < 1:
+        raise GrowthError(f"growth.rewarm_steps={spec.rewarm_steps} must be >= 1 with growth.schedule=rewarm")
+    if spec.lr_correction not in LR_CORRECTIONS:
+        raise GrowthError(
+            f"growth.lr_correction={spec.lr_correction!r} is unknown; use one of {', '.join(LR_CORRECTIONS)}"
+        )
+    if spec.perturbative.noise not in NOISES:
+        raise GrowthError(
+            f"growth.perturbative.noise={spec.perturbative.noise!r} is unknown; use one of {', '.join(NOISES)}"
+        )
+    if not spec.perturbative.snr > 0:
+        raise GrowthError(f"growth.perturbative.snr={spec.perturbative.snr} must be > 0 (e.g. 10.0)")
+    if int(spec.asymmetric_reset.rewarm_steps) < 0:
+        raise GrowthError(f"growth.asymmetric_reset.rewarm_steps={spec.asymmetric_reset.rewarm_steps} must be >= 0")
+    if not spec.structured.mlp_split_scale >= 0:
+        raise GrowthError(f"growth.structured.mlp_split_scale={spec.structured.mlp_split_scale} must be >= 0")
+    return k
+
+
+def wide_config(small_cfg: ModelConfig, spec: GrowthConfig) -> ModelConfig:
+    """d_model and n_heads times k, head_dim fixed; a tied model's logit_scale is divided by k."""
+    k = check_k(spec.k)
+    model_lib.validate_model_config(small_cfg)
+    logit_scale = small_cfg.logit_scale / k if small_cfg.tie_embeddings else small_cfg.logit_scale
+    return dataclasses.replace(
+        small_cfg, d_model=k * small_cfg.d_model, n_heads=k * small_cfg.n_heads, logit_scale=logit_scale
+    )
+
+
+def check_state(small: train.TrainState, small_cfg: ModelConfig) -> None:
+    """The small state must hold exactly the parameters (and Adam moments) `small_cfg` builds."""
+    model_lib.validate_model_config(small_cfg)
+    _, expected = model_lib.abstract(small_cfg)
+    exp, got = flatten(expected), flatten(small.params)
+    hint = (
+        f" (model config: d_model={small_cfg.d_model}, n_heads={small_cfg.n_heads}, n_layers="
+        f"{small_cfg.n_layers}, vocab_size={small_cfg.vocab_size}, context={small_cfg.context},"
+        f" norm={small_cfg.norm}, tie_embeddings={small_cfg.tie_embeddings}); pass the ModelConfig the"
+        " small state was trained with"
+    )
+    missing, extra = sorted(set(exp) - set(got)), sorted(set(got) - set(exp))
+    if missing or extra:
+        raise GrowthError(f"the small state's parameters do not fit the model config: missing {missing},"
+                          f" unexpected {extra}{hint}")
+    for path, s in exp.items():
+        if tuple(got[path].shape) != tuple(s.shape):
+            raise GrowthError(
+                f"the small state's parameter {path} has shape {tuple(got[path].shape)} but the model config"
+                f" expects {tuple(s.shape)}{hint}"
+            )
+    opt = small.opt_state
+    if not isinstance(opt, tuple) or len(opt) != 5 or not hasattr(opt[train.ADAM], "mu"):
+        raise GrowthError(
+            "the small state's opt_state is not the growth.train.make_optimizer chain"
+            " (clip, scale_by_adam, scale_direction, add_decayed_weights, scale_by_growth_schedule);"
+            " build the small run with growth.train.make_optimizer"
+        )
+    for name in ("mu", "nu"):
+        moments = flatten(getattr(opt[train.ADAM], name))
+        for path, s in exp.items():
+            if path not in moments or tuple(moments[path].shape) != tuple(s.shape):
+                raise GrowthError(
+                    f"the small state's Adam {name} for {path} does not match its parameter shape"
+                    f" {tuple(s.shape)}; the optimizer state belongs to another model{hint}"
+                )
+
+
+# ---------------------------------------------------------------- trees
+
+
+def path_str(path: Sequence[Any]) -> str:
+    return "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
+
+
+def flatten(tree: Any) -> dict[str, Any]:
+    """{"blocks/0/attn/q/kernel": leaf, ...}."""
+    return {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def unflatten_like(template: Any, flat: dict[str, Any], dtype=jnp.float32) -> Any:
+    """A tree shaped like `template` whose leaves come from `flat` (new device buffers)."""
+    return jax.tree_util.tree_map_with_path(lambda p, _: jnp.asarray(flat[path_str(p)], dtype), template)
+
+
+def to_numpy(tree: Any) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float64) for k, v in flatten(tree).items()}
+
+
+def numpy_rng(key: jax.Array) -> np.random.Generator:
+    """A float64 numpy generator determined by a JAX key (raw uint32 or typed): construction draws
+    many differently shaped arrays, which jax.random would compile one by one."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.random.default_rng([int(x) for x in np.asarray(key, np.uint32).ravel()])
+
+
+# ---------------------------------------------------------------- layout
+
+
+class Layout(NamedTuple):
+    spaces: tuple[str | None, ...]  # the space of each axis; None = not widened
+    input_axes: tuple[int, ...]  # axes the parameter contracts (reads); the rest it writes
+
+
+def layout(path: str) -> Layout:
+    """Which space each axis of a parameter lives in, from its path (growth/model.py docstring)."""
+    parts = path.split("/")
+    leaf = parts[-1]
+    if parts[0] in ("tok_embed", "pos_embed"):
+        return Layout((None, RESID), ())  # a writer; a tied tok_embed's reader side is logit_scale / k
+    if parts[0] == "lm_head":
+        return Layout((RESID, None), (0,))
+    if parts[0] == "ln_f" or (len(parts) == 4 and parts[2] in ("ln1", "ln2")):
+        return Layout((RESID,), ())  # elementwise: gains and biases write the normalised stream
+    if parts[0] == "blocks" and len(parts) == 5:
+        i, module = parts[1], parts[3]
+        space_in, space_out = {
+            "q": (RESID, f"qk{i}"),
+            "k": (RESID, f"qk{i}"),
+            "v": (RESID, f"v{i}"),
+            "o": (f"v{i}", RESID),
+            "fc": (RESID, f"mlp{i}"),
+            "proj": (f"mlp{i}", RESID),
+        }.get(module, (None, None))
+        if space_in is not None and leaf == "kernel":
+            return Layout((space_in, space_out), (0,))
+        if space_in is not None and leaf == "bias":
+            return Layout((space_out,), ())
+    raise GrowthError(f"no widening layout for parameter {path}; growth/widen/core.py:layout must name it")
+
+
+def c_in(path: str, k: int) -> int:
+    lay = layout(path)
+    return math.prod(k for a in lay.input_axes if lay.spaces[a] is not None)
+
+
+def c_out(path: str, k: int) -> int:
+    lay = layout(path)
+    return math.prod(k for a, s in enumerate(lay.spaces) if s is not None and a not in lay.input_axes)
+
+
+def unit_copy(path: str, shape: tuple[int, ...], k: int) -> np.ndarray:
+    """Copy index (0 .. k-1) of the unit each entry belongs to: the output axis when widened, else input."""
+    lay = layout(path)
+    widened = [a for a, s in enumerate(lay.spaces) if s is not None]
+    outs = [a for a in widened if a not in lay.input_axes]
+    axis = (outs or widened)[0]
+    d = shape[axis] // k
+    idx = np.arange(shape[axis]) // d
+    return np.broadcast_to(np.expand_dims(idx, [a for a in range(len(shape)) if a != axis]), shape)
+
+
+def clone_matrix(d: int, k: int) -> np.ndarray:
+    """[I ... I] (d, k d): wide unit i copies small unit i mod d."""
+    return np.tile(np.eye(d), (1, k))
+
+
+def space_dims(cfg: ModelConfig) -> dict[str, int]:
+    """Small dimension of every space of a model."""
+    dims = {RESID: cfg.d_model}
+    for i in range(cfg.n_layers):
+        dims |= {f"qk{i}": cfg.d_model, f"v{i}": cfg.d_model, f"mlp{i}": cfg.mlp_ratio * cfg.d_model}
+    return dims
+
+
+def clone_maps(cfg: ModelConfig, k: int) -> dict[str, np.ndarray]:
+    return {name: clone_matrix(d, k) for name, d in space_dims(cfg).items()}
+
+
+# ---------------------------------------------------------------- the one map
+
+
+def map_axes(x: np.ndarray, mats: Sequence[np.ndarray | None]) -> np.ndarray:
+    """x'[.., i, ..] = sum_a M[a, i] x[.., a, ..] on every axis that has a matrix."""
+    for axis, m in enumerate(mats):
+        if m is not None:
+            x = np.moveaxis(np.tensordot(x, m, axes=([axis], [0])), -1, axis)
+    return x
+
+
+def axis_mats(path: str, maps: dict[str, np.ndarray]) -> list[np.ndarray | None]:
+    return [None if s is None else maps[s] for s in layout(path).spaces]
+
+
+def map_param(path: str, w: np.ndarray, maps: dict[str, np.ndarray], k: int) -> np.ndarray:
+    """W' = W contracted with each axis's embedding matrix, divided by c_in."""
+    return map_axes(w, axis_mats(path, maps)) / c_in(path, k)
+
+
+@dataclass
+class Term:
+    """One source of a wide tensor's gradient: G' += (source contracted with pre[a] @ M[a] per axis)."""
+
+    mu: np.ndarray
+    nu: np.ndarray
+    pre: tuple[np.ndarray | None, ...] | None = None  # per-axis map applied before the space's M
+
+
+def map_moments(
+    path: str, terms: Sequence[Term], maps: dict[str, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu', nu') of a wide tensor from the small moments of its gradient sources.
+
+    The gradient maps linearly, G' = L G / c_out, so mu' = L mu / c_out exactly. For nu, the gradient's
+    mean part is mapped exactly and its fluctuation is taken as independent per small coordinate:
+    nu' = ((L m)^2 + (L o L)(nu - m^2)) / c_out^2 with m = clip(mu, +-sqrt(nu)) (Cauchy-Schwarz), so
+    nu' >= 0, nu' = (L o L) nu for a clone (L = 0/1 index map), and nu' = (L G)^2 exactly when
+    nu = mu^2 (one step with b1 = b2 = 0).
+    """
+    mats = axis_mats(path, maps)
+    c = c_out(path, k)
+    mean = var = mu = 0.0
+    for t in terms:
+        pre = t.pre or (None,) * t.mu.ndim
+        lin = [_compose(p, m) for p, m in zip(pre, mats)]
+        sq = [None if a is None else a * a for a in lin]
+        m = np.clip(t.mu, -np.sqrt(t.nu), np.sqrt(t.nu))
+        mu = mu + map_axes(t.mu, lin)
+        mean = mean + map_axes(m, lin)
+        var = var + map_axes(t.nu - m * m, sq)
+    return mu / c, (mean * mean + var) / c**2
+
+
+def _compose(pre: np.ndarray | None, m: np.ndarray | None) -> np.ndarray | None:
+    if pre is None:
+        return m
+    return pre if m is None else pre @ m
+
+
+# ---------------------------------------------------------------- the wide train state
+
+
+def wide_opt_state(
+    small: train.TrainState,
+    params: Any,
+    mu: Any,
+    nu: Any,
+    tx,
+    spec: GrowthConfig,
+    scale: dict[str, float],
+    reset_mask: dict[str, np.ndarray] | None = None,
+    reset_rewarm_steps: int = 0,
+) -> Any:
+    """The make_optimizer chain's state for the wide params, every counter moved on purpose.
+
+    Adam: count carried, mu/nu given. Direction: per-tensor scale, reset mask, its count 0. Schedule:
+    continue keeps the count, rewarm keeps it and ramps over spec.rewarm_steps, restart sets it to 0;
+    since_growth = 0 in all three. Built from the abstract init, so no template value is ever read.
+    """
+    abstract = jax.eval_shape(tx.init, params)
+    small_adam, small_sched = small.opt_state[train.ADAM], small.opt_state[train.SCHEDULE]
+    i32 = lambda v: jnp.asarray(np.asarray(v), jnp.int32)  # noqa: E731  (a new buffer every call)
+    adam = abstract[train.ADAM]._replace(count=i32(small_adam.count), mu=mu, nu=nu)
+    mask = reset_mask or {}
+    direction = train.DirectionState(
+        scale=jax.tree_util.tree_map_with_path(lambda p, _: jnp.asarray(scale[path_str(p)], jnp.float32), params),
+        reset_mask=jax.tree_util.tree_map_with_path(
+            lambda p, x: jnp.asarray(mask.get(path_str(p), np.zeros(x.shape)), jnp.float32), params
+        ),
+        reset_rewarm_steps=i32(reset_rewarm_steps),
+        count=i32(0),
+    )
+    schedule = train.GrowthScheduleState(
+        count=i32(0 if spec.schedule == "restart" else small_sched.count),
+        since_growth=i32(0),
+        rewarm_steps=i32(spec.rewarm_steps if spec.schedule == "rewarm" else 0),
+    )
+    opt = list(abstract)
+    opt[train.ADAM], opt[train.DIRECTION], opt[train.SCHEDULE] = adam, direction, schedule
+    opt = type(abstract)(opt)
+    for (p, got), want in zip(jax.tree_util.tree_flatten_with_path(opt)[0], jax.tree.leaves(abstract), strict=True):
+        if isinstance(got, jax.ShapeDtypeStruct) or got.shape != want.shape or got.dtype != want.dtype:
+            raise AssertionError(f"wide optimizer state entry {path_str(p)} was not built from the small state")
+    return opt
+
+
+def direction_scale(small: train.TrainState, spec: GrowthConfig, k: int) -> dict[str, float]:
+    """Per-tensor Adam-direction scale: the small run's, times 1 / c_in under lr_correction=fan_in."""
+    small_scale = flatten(small.opt_state[train.DIRECTION].scale)
+    return {
+        path: float(s) / (c_in(path, k) if spec.lr_correction == "fan_in" else 1)
+        for path, s in small_scale.items()
+    }
+
+
+def carried(small: train.TrainState, params: Any, opt_state: Any) -> train.TrainState:
+    """Wide state carrying the small run's step and dropout key (copied, so either may be donated)."""
+    return train.TrainState(
+        params=params,
+        opt_state=opt_state,
+        step=jnp.array(np.asarray(small.step)),
+        dropout_key=jnp.array(np.asarray(small.dropout_key)),
+    )

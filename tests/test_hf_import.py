@@ -1,0 +1,221 @@
+"""HF import: layout rules and clear errors (numpy only), parity with transformers (marked torch)."""
+
+import dataclasses
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from growth import checkpoint, hf_import, model as model_lib, pretrain
+from growth.config import to_config
+
+D, F, V, T, L = 16, 64, 40, 12, 2
+
+
+def _gpt2_config(**kw) -> dict:
+    base = dict(model_type="gpt2", n_embd=D, n_head=2, n_layer=L, n_positions=T, vocab_size=V)
+    return base | kw
+
+
+def _fake_gpt2_state(seed: int = 0) -> dict[str, np.ndarray]:
+    """A GPT-2 state dict in HF layout (Conv1D weights (in, out)) with random values."""
+    rng = np.random.default_rng(seed)
+    shapes = {"transformer.wte.weight": (V, D), "transformer.wpe.weight": (T, D)}
+    shapes |= {"transformer.ln_f.weight": (D,), "transformer.ln_f.bias": (D,)}
+    for i in range(L):
+        h = f"transformer.h.{i}."
+        shapes |= {h + f"ln_{n}.{p}": (D,) for n in (1, 2) for p in ("weight", "bias")}
+        shapes |= {h + "attn.c_attn.weight": (D, 3 * D), h + "attn.c_attn.bias": (3 * D,)}
+        shapes |= {h + "attn.c_proj.weight": (D, D), h + "attn.c_proj.bias": (D,)}
+        shapes |= {h + "mlp.c_fc.weight": (D, F), h + "mlp.c_fc.bias": (F,)}
+        shapes |= {h + "mlp.c_proj.weight": (F, D), h + "mlp.c_proj.bias": (D,)}
+    return {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in shapes.items()}
+
+
+def _write(directory, config: dict, state: dict | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    if state is not None:
+        from safetensors.numpy import save_file
+
+        save_file(state, str(directory / "model.safetensors"))
+
+
+@pytest.fixture
+def fake_gpt2(tmp_path):
+    pytest.importorskip("safetensors")
+    state = _fake_gpt2_state()
+    _write(tmp_path / "gpt2", _gpt2_config(), state)
+    return tmp_path / "gpt2", state
+
+
+def test_gpt2_layout_rules(fake_gpt2):
+    path, state = fake_gpt2
+    cfg, params = hf_import.load(path)
+    assert (cfg.d_model, cfg.n_layers, cfg.mlp_ratio, cfg.context) == (D, L, F // D, T)
+    assert cfg.tie_embeddings and cfg.logit_scale == 1.0 and "lm_head" not in params
+    c_attn = state["transformer.h.1.attn.c_attn.weight"]
+    attn = params["blocks"][1]["attn"]
+    for part, name in enumerate("qkv"):  # the fused Conv1D (in, 3 out) splits in q, k, v order
+        np.testing.assert_array_equal(attn[name]["kernel"], c_attn[:, part * D : (part + 1) * D])
+    proj = state["transformer.h.0.mlp.c_proj.weight"]  # Conv1D: (in, out) already
+    np.testing.assert_array_equal(params["blocks"][0]["mlp"]["proj"]["kernel"], proj)
+    np.testing.assert_array_equal(params["blocks"][0]["ln2"]["scale"], state["transformer.h.0.ln_2.weight"])
+    assert model_lib.param_count(params) == model_lib.count_params(cfg)
+    graphdef, _ = model_lib.abstract(cfg)
+    assert bool(jnp.isfinite(model_lib.apply(graphdef, params, jnp.zeros((1, T), jnp.int32))).all())
+
+
+def test_untied_head_is_transposed(tmp_path, fake_gpt2):
+    _, state = fake_gpt2
+    head = np.random.default_rng(3).normal(size=(V, D)).astype(np.float32)  # torch Linear (out, in)
+    _write(tmp_path / "untied", _gpt2_config(tie_word_embeddings=False), state | {"lm_head.weight": head})
+    cfg, params = hf_import.load(tmp_path / "untied")
+    assert not cfg.tie_embeddings
+    np.testing.assert_array_equal(params["lm_head"]["kernel"], head.T)
+
+
+def test_clear_errors(tmp_path, fake_gpt2):
+    _, state = fake_gpt2
+    with pytest.raises(hf_import.HFImportError, match="does not exist"):
+        hf_import.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(hf_import.HFImportError, match="no config.json"):
+        hf_import.load(tmp_path / "empty")
+    _write(tmp_path / "llama", {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, None)
+    with pytest.raises(hf_import.HFImportError, match="model_type='llama'.*not supported"):
+        hf_import.load(tmp_path / "llama")
+    _write(tmp_path / "noweights", _gpt2_config(), None)
+    with pytest.raises(hf_import.HFImportError, match="no weights.*model.safetensors"):
+        hf_import.load(tmp_path / "noweights")
+    _write(tmp_path / "wrongvocab", _gpt2_config(vocab_size=V + 1), state)
+    shapes = r"tok_embed/embedding: HF tensor 'wte.weight' gives shape \(40, 16\).*expects \(41, 16\)"
+    with pytest.raises(hf_import.HFImportError, match=shapes):
+        hf_import.load(tmp_path / "wrongvocab")
+    _write(tmp_path / "extra", _gpt2_config(), state | {"score.weight": np.zeros((2, D), np.float32)})
+    with pytest.raises(hf_import.HFImportError, match="score.weight"):
+        hf_import.load(tmp_path / "extra")
+    partial = {k: v for k, v in state.items() if "h.1.mlp.c_fc.bias" not in k}
+    _write(tmp_path / "missing", _gpt2_config(), partial)
+    missing = r"'h.1.mlp.c_fc.bias' \(for blocks/1/mlp/fc/bias\) is missing"
+    with pytest.raises(hf_import.HFImportError, match=missing):
+        hf_import.load(tmp_path / "missing")
+
+
+def test_import_cli_writes_restorable_base_run(tmp_path, fake_gpt2, monkeypatch):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    path, _ = fake_gpt2
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False)
+    tok.train_from_iterator(["a cat sat on the mat"] * 4, trainer)
+    tok.save(str(path / "tokenizer.json"))
+    assert hf_import.load_tokenizer(path).encode("the cat").ids
+
+    from experiments import import_hf
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["import_hf", "--path", str(path), "--out", str(run_dir)])
+    import_hf.main()
+    assert checkpoint.steps(run_dir / "checkpoints") == [0]
+    assert (run_dir / "tokenizer.json").is_file()
+    cfg = to_config(OmegaConf.create(checkpoint.read_config(run_dir / "checkpoints", 0)))
+    assert cfg.model.tie_embeddings and cfg.data.vocab_size == V
+    _, _, state = pretrain.load_state(run_dir, 0, cfg)
+    _, params = hf_import.load(path)
+    jax.tree.map(np.testing.assert_array_equal, state.params, params)
+    assert int(state.step) == 0
+    with pytest.raises(hf_import.HFImportError, match="no tokenizer"):
+        hf_import.load_tokenizer(tmp_path / "run" / "checkpoints")
+
+
+# ---------------------------------------------------------------- against PyTorch / transformers
+
+
+@pytest.mark.torch
+def test_torch_linear_weight_transposed():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(5, 3)
+    x = torch.randn(4, 5)
+    flat = lin.weight.detach().numpy().reshape(-1)  # a flattened (features, in) weight
+    layer = hf_import.torch_linear(flat.reshape(3, 5), lin.bias.detach().numpy())
+    got = np.asarray(jnp.asarray(x.numpy()) @ layer["kernel"] + layer["bias"])
+    want = lin(x).detach().numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    w, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
+    np.testing.assert_allclose(want, x.numpy() @ w.T + b, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_hf_defaults_match_transformers():
+    transformers = pytest.importorskip("transformers")
+    for arch, cls in (("gpt2", transformers.GPT2Config), ("gpt_neo", transformers.GPTNeoConfig)):
+        default = cls()
+        for name, value in hf_import.HF_DEFAULTS[arch].items():
+            assert getattr(default, name) == value, (arch, name)
+
+
+def _randomise(model, torch, seed: int) -> None:
+    """Weights large enough that attention is sharp and masking errors would show."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            scale = 0.1 if name.endswith("bias") else 0.25
+            base = 1.0 if ("ln" in name and name.endswith("weight")) else 0.0
+            p.copy_(base + scale * torch.randn(p.shape, generator=gen))
+
+
+def _hf_model(kind: str, torch, transformers):
+    common = dict(vocab_size=100, bos_token_id=0, eos_token_id=0)
+    if kind == "gpt2":
+        cfg = transformers.GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, n_positions=32, resid_pdrop=0.0, embd_pdrop=0.0,
+            attn_pdrop=0.0, **common,
+        )  # fmt: skip
+        model = transformers.GPT2LMHeadModel(cfg)
+    else:
+        cfg = transformers.GPTNeoConfig(
+            hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=32,
+            attention_types=[[["global", "local"], 1]], window_size=8, **common,
+        )  # fmt: skip
+        model = transformers.GPTNeoForCausalLM(cfg)
+    _randomise(model, torch, seed=0)
+    return model.eval()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "kind,fmt", [("gpt2", "safetensors"), ("gpt_neo", "safetensors"), ("gpt_neo", "bin")]
+)
+def test_logits_match_transformers(tmp_path, kind, fmt):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    model = _hf_model(kind, torch, transformers)
+    if fmt == "safetensors":
+        model.save_pretrained(tmp_path)
+        assert (tmp_path / "model.safetensors").is_file()
+    else:
+        model.config.save_pretrained(tmp_path)
+        torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # includes the tied lm_head
+    tokens = np.random.default_rng(1).integers(0, 100, (2, 16))
+    with torch.no_grad():
+        want = model(torch.as_tensor(tokens)).logits.float().numpy()
+
+    cfg, params = hf_import.load(tmp_path)
+    graphdef, _ = model_lib.abstract(cfg)
+    got = np.asarray(model_lib.apply(graphdef, params, jnp.asarray(tokens, jnp.int32)))
+    assert np.abs(want).max() > 1.0  # the comparison is not between near-zero logits
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    if kind == "gpt_neo":
+        assert cfg.attention_layers == ["global", "local"] and cfg.window_size == 8 and not cfg.attn_scale
+        no_window = dataclasses.replace(cfg, attention_layers=[], window_size=0)
+        no_window_graphdef, _ = model_lib.abstract(no_window)
+        other = np.asarray(model_lib.apply(no_window_graphdef, params, jnp.asarray(tokens, jnp.int32)))
+        assert np.abs(other[:, 8:] - want[:, 8:]).max() > 1e-2  # the window is exercised
+        np.testing.assert_allclose(other[:, :8], want[:, :8], atol=1e-4, rtol=0)

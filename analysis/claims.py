@@ -181,12 +181,12 @@ def evaluate_claims(ranks: pd.DataFrame, agreement: pd.DataFrame, probe_agreemen
     multi = ranks["experiment"].nunique() > 1
     claims = [
         _first_place_claim(1, ranks, "probe", None, "exact_copy", None,
-                           "exact_copy wins (probe-lag eval-loss rank 1, ties count, not diverged) in every cell, both regimes, "
-                           "where it was ranked against at least one other candidate", multi),
+                           "exact_copy wins (probe-lag eval-loss rank 1, ties count, not diverged) in every cell, "
+                           "both regimes, where it was ranked against at least one other candidate", multi),
         _claim2(ranks, multi),
         _first_place_claim(3, ranks, "continuation", "deterministic", "structured_non_clone", None,
-                           "structured_non_clone wins (AUC rank 1, ties count, not diverged) in every deterministic cell "
-                           "where it was ranked against at least one other candidate", multi),
+                           "structured_non_clone wins (AUC rank 1, ties count, not diverged) in every "
+                           "deterministic cell where it was ranked against at least one other candidate", multi),
         _claim4(agreement),
         _claim5(agreement),
         _claim6(agreement, probe_agreement),

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.atomic import atomic_write
+from growth.tracking import atomic_write
 from analysis.cells import CANDIDATE_ORDER, CELL, ROW, ordered_candidates, ordered_regimes
 from analysis.rankings import DIVERGED, NOT_APPLICABLE, OK, STAGES, RankIndex, lag_text
 

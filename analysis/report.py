@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.atomic import atomic_write, write_text
+from growth.tracking import atomic_write, atomic_write_text as write_text
 from analysis.cells import eval_curves, summarize
 from analysis.claims import evaluate_claims
 from analysis.load import NoResultsError, Results, load_results

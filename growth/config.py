@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 @dataclass
@@ -75,7 +75,7 @@ class OptimConfig:
 @dataclass
 class PretrainConfig:
     steps: int = 2000
-    batch_size: int = 32
+    batch_size: int = 16
     checkpoint_steps: list[int] = field(default_factory=lambda: [1000, 2000])
     save_every: int = 250  # extra checkpoints so a killed run loses little
     eval_every: int = 100
@@ -112,6 +112,15 @@ class StructuredConfig:
 
 
 @dataclass
+class DepthConfig:
+    n_new: int = 1  # blocks to add (depth-growth candidates deepen_identity / deepen_copy)
+    # Where each new block goes, as an index into the small model's blocks: p puts it before small
+    # block p, n_layers appends it. Empty: all new blocks are appended. Otherwise one entry per block.
+    positions: list[int] = field(default_factory=list)
+    init: str = "identity"  # fresh | identity | copy (the deepen_* candidates fix this)
+
+
+@dataclass
 class GrowthConfig:
     k: int = 2  # width factor: d_model, heads and MLP width are multiplied by k
     strategy: str = "exact_copy"  # candidate for single-candidate commands
@@ -121,12 +130,13 @@ class GrowthConfig:
     perturbative: PerturbativeConfig = field(default_factory=PerturbativeConfig)
     asymmetric_reset: AsymmetricResetConfig = field(default_factory=AsymmetricResetConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
 
 
 @dataclass
 class RunnerConfig:
     eval_every: int = 8
-    batch_size: int = 32
+    batch_size: int = 16
     stochastic_dropout: float = 0.1
     shuffle_stochastic: bool = False  # stochastic regime: draw a different (still matched) batch order
     eval_chunk: int = 8  # held-out sequences per compiled evaluation call

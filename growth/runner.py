@@ -131,7 +131,7 @@ def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Gr
     unknown = [n for n in cfg.pool if n != REFERENCE and n not in widen.CANDIDATES]
     if unknown:
         raise RunnerError(
-            f"runnecfg.pool has unknown candidates {unknown}; valid: {sorted(widen.CANDIDATES)}"
+            f"pool has unknown candidates {unknown}; valid: {sorted(widen.CANDIDATES)}"
         )
     root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), GROWTH_ROLE)
     return {
@@ -429,15 +429,14 @@ def with_base_model(cfg: Config) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    r = cfg.runner
     bad = [x for x in cfg.regimes if x not in REGIMES]
     if bad:
-        raise RunnerError(f"runnecfg.regimes has unknown regimes {bad}; valid: {list(REGIMES)}")
+        raise RunnerError(f"regimes has unknown values {bad}; valid: {list(REGIMES)}")
     if not cfg.pool:
-        raise RunnerError("runnecfg.pool is empty; name at least one candidate, e.g. runnecfg.pool=[exact_copy]")
+        raise RunnerError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
         raise RunnerError(
-            f"runnecfg.probe_lag={cfg.probe_lag} must lie in 1..runnecfg.continuation_lag={cfg.continuation_lag}"
+            f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}"
         )
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):
         raise RunnerError(f"growth_step={cfg.growth_step} must be a positive pretraining step")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -22,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from growth import model as model_lib, train
-from growth.config import ModelConfig, OptimConfig
+from growth.config import DepthConfig, ModelConfig, OptimConfig
 from growth.model import ConfigError
 
 DEEPEN_INITS = ("fresh", "identity", "copy")
@@ -181,15 +180,6 @@ def loss_with_zeroed(
 # ---------------------------------------------------------------- depth growth
 
 
-@dataclass
-class DepthConfig:
-    n_new: int = 1  # blocks to add
-    # Where each new block goes, as an index into the small model's blocks: p puts it before small
-    # block p, n_layers appends it. Empty: all new blocks are appended. Otherwise one entry per block.
-    positions: list[int] = field(default_factory=list)
-    init: str = "identity"  # fresh | identity | copy (the deepen_* candidates fix this)
-
-
 def depth_plan(n_layers: int, depth: DepthConfig) -> list[tuple[str, int]]:
     """The grown model's blocks in order: ("old", i) for small block i, ("new", p) for one inserted at p."""
     if depth.n_new < 1:
@@ -290,7 +280,7 @@ def depth_spec(spec: Any) -> DepthConfig:
     if depth is None:
         raise ConfigError(
             f"the growth spec ({type(spec).__name__}) has no `depth` field; add growth.depth"
-            " (growth.surgery.DepthConfig) to the config"
+            " (growth.config.DepthConfig) to the config"
         )
     if isinstance(depth, DepthConfig):
         return depth

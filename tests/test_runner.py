@@ -149,7 +149,7 @@ def test_missing_or_corrupt_base_checkpoint_is_a_clear_error(base, tmp_path):
 
 
 def test_bad_runner_settings_are_clear_errors(base, tmp_path):
-    with pytest.raises(runner.RunnerError, match="unknown regimes \\['noisy'\\]"):
+    with pytest.raises(runner.RunnerError, match="regimes has unknown values \\['noisy'\\]"):
         runner.run(_with(dataclasses.replace(base, regimes=["noisy"]), tmp_path))
     with pytest.raises(runner.RunnerError, match="unknown candidates \\['bogus'\\]"):
         runner.run(_with(dataclasses.replace(base, pool=["bogus"]), tmp_path))

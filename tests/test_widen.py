@@ -71,7 +71,7 @@ def small_state(name: str, jitter: bool = True):
     _, params = model_lib.build(cfg, jax.random.PRNGKey(0))
     state = train.init_state(params, train.make_optimizer(OPTIM), jax.random.PRNGKey(1))
     keys = iter(jax.random.split(jax.random.PRNGKey(7), 256))
-    noise = lambda x, s: x + s * jax.random.normal(next(keys), x.shape)  # noqa: E731
+    noise = lambda x, s: x + s * jax.random.normal(next(keys), x.shape)
     if name == "C":
         adam = state.opt_state[train.ADAM]
         mu = jax.tree.map(lambda x: noise(x * 0, 1e-2), adam.mu)
@@ -114,7 +114,7 @@ def test_preserving_candidates_keep_logits_and_ignore_templates(small_name, k, m
     # The "42" check: every template a candidate could read (fresh params, a fresh optimizer state)
     # is filled with 42; the grown states must not change.
     make_opt, build = train.make_optimizer, model_lib.build
-    fill = lambda tree: jax.tree.map(lambda x: jnp.full_like(x, 42), tree)  # noqa: E731
+    fill = lambda tree: jax.tree.map(lambda x: jnp.full_like(x, 42), tree)
 
     def opt42(optim_cfg):
         tx = make_opt(optim_cfg)
@@ -229,8 +229,8 @@ def test_structured_moments_follow_the_gradient_maps():
             assert not mu[path].any() and not nu[path].any()
         elif "/mlp/fc/" in path:  # hidden-unit copies: only their sum is mapped exactly
             f = mu[path].shape[-1] // k
-            copy_sum = lambda x: x.reshape(x.shape[:-1] + (k, f)).sum(-2)  # noqa: E731
-            assert _close(copy_sum(mu[path]), copy_sum(g[path]), floor_g), path
+            pred_sum, real_sum = (x[path].reshape(x[path].shape[:-1] + (k, f)).sum(-2) for x in (mu, g))
+            assert _close(pred_sum, real_sum, floor_g), path
         else:  # exactly mapped; with nu = mu^2 the nu rule is exact as well
             assert _close(mu[path], g[path], floor_g), f"mu {path}"
             assert _close(nu[path], g2[path], floor_g2, rtol=1e-3), f"nu {path}"
@@ -364,14 +364,14 @@ def test_bad_specs_raise_clear_errors():
         bad.perturbative.snr = 0
         grow("perturbative", small, cfg, bad, OPTIM, key)
     other = dataclasses.replace(cfg, d_model=16)
-    with pytest.raises(GrowthError, match=r"shape \(32, 8\) but the model config expects \(32, 16\).*pass the"):
+    with pytest.raises(GrowthError, match=r"has shape \(8,\) but the model config expects \(16,\).*d_model=16.*pass the"):
         grow("exact_copy", small, other, GrowthConfig(), OPTIM, key)
     tied_cfg, tied = small_state("B")
     with pytest.raises(GrowthError, match="missing.*lm_head"):
         grow("exact_copy", tied, dataclasses.replace(tied_cfg, tie_embeddings=False), GrowthConfig(), OPTIM, key)
     with pytest.raises(GrowthError, match="structured_non_clone does not support tied embeddings"):
         grow("structured_non_clone", tied, tied_cfg, GrowthConfig(), OPTIM, key)
-    assert set(CANDIDATES) == {*PRESERVING, "scratch_wide", "continue_small"}
+    assert {*PRESERVING, "scratch_wide", "continue_small"} <= set(CANDIDATES)
 
 
 # ---------------------------------------------------------------- configs

@@ -6,13 +6,13 @@ and the state once, then dispatches by name through CANDIDATES.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import model as model_lib, train
+from growth import model as model_lib, surgery, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.widen import core, structured
 from growth.widen.core import RESID, Grown, GrowthError, Term, UnknownCandidate
@@ -54,7 +54,7 @@ def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset
             rewarm,
         ),
     )
-    return Grown(state=state, model_cfg=cfg, embed_map=jnp.asarray(embed, jnp.float32))
+    return Grown(state=state, model_cfg=cfg, embed_map=jnp.asarray(core.dense(embed), jnp.float32))
 
 
 def exact_copy(small, small_cfg, spec, optim_cfg, key) -> Grown:
@@ -128,6 +128,9 @@ CANDIDATES: dict[str, Candidate] = {
     "structured_non_clone": structured_non_clone,
     "scratch_wide": scratch_wide,
     "continue_small": continue_small,
+    # Depth growth (docs/surgery.md): same signature, returns (state, model_cfg); width unchanged.
+    "deepen_identity": surgery.deepen_identity,
+    "deepen_copy": surgery.deepen_copy,
 }
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -218,6 +219,21 @@ def clone_matrix(d: int, k: int) -> np.ndarray:
     return np.tile(np.eye(d), (1, k))
 
 
+@dataclass(frozen=True)
+class Tile:
+    """The clone matrix [I ... I] (d, k d), applied by tiling: the same map, without a dense product."""
+
+    d: int
+    k: int
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return clone_matrix(self.d, self.k)
+
+
+AxisMap = np.ndarray | Tile
+
+
 def space_dims(cfg: ModelConfig) -> dict[str, int]:
     """Small dimension of every space of a model."""
     dims = {RESID: cfg.d_model}
@@ -226,26 +242,32 @@ def space_dims(cfg: ModelConfig) -> dict[str, int]:
     return dims
 
 
-def clone_maps(cfg: ModelConfig, k: int) -> dict[str, np.ndarray]:
-    return {name: clone_matrix(d, k) for name, d in space_dims(cfg).items()}
+def clone_maps(cfg: ModelConfig, k: int) -> dict[str, AxisMap]:
+    return {name: Tile(d, k) for name, d in space_dims(cfg).items()}
+
+
+def dense(m: AxisMap) -> np.ndarray:
+    return m.matrix if isinstance(m, Tile) else m
 
 
 # ---------------------------------------------------------------- the one map
 
 
-def map_axes(x: np.ndarray, mats: Sequence[np.ndarray | None]) -> np.ndarray:
+def map_axes(x: np.ndarray, mats: Sequence[AxisMap | None]) -> np.ndarray:
     """x'[.., i, ..] = sum_a M[a, i] x[.., a, ..] on every axis that has a matrix."""
     for axis, m in enumerate(mats):
-        if m is not None:
+        if isinstance(m, Tile):  # x'[.., i, ..] = x[.., i mod d, ..]
+            x = np.concatenate([x] * m.k, axis=axis)
+        elif m is not None:
             x = np.moveaxis(np.tensordot(x, m, axes=([axis], [0])), -1, axis)
     return x
 
 
-def axis_mats(path: str, maps: dict[str, np.ndarray]) -> list[np.ndarray | None]:
+def axis_mats(path: str, maps: dict[str, AxisMap]) -> list[AxisMap | None]:
     return [None if s is None else maps[s] for s in layout(path).spaces]
 
 
-def map_param(path: str, w: np.ndarray, maps: dict[str, np.ndarray], k: int) -> np.ndarray:
+def map_param(path: str, w: np.ndarray, maps: dict[str, AxisMap], k: int) -> np.ndarray:
     """W' = W contracted with each axis's embedding matrix, divided by c_in."""
     return map_axes(w, axis_mats(path, maps)) / c_in(path, k)
 
@@ -260,7 +282,7 @@ class Term:
 
 
 def map_moments(
-    path: str, terms: Sequence[Term], maps: dict[str, np.ndarray], k: int
+    path: str, terms: Sequence[Term], maps: dict[str, AxisMap], k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mu', nu') of a wide tensor from the small moments of its gradient sources.
 
@@ -276,7 +298,7 @@ def map_moments(
     for t in terms:
         pre = t.pre or (None,) * t.mu.ndim
         lin = [_compose(p, m) for p, m in zip(pre, mats)]
-        sq = [None if a is None else a * a for a in lin]
+        sq = [a if a is None or isinstance(a, Tile) else a * a for a in lin]  # a 0/1 tile is its own square
         m = np.clip(t.mu, -np.sqrt(t.nu), np.sqrt(t.nu))
         mu = mu + map_axes(t.mu, lin)
         mean = mean + map_axes(m, lin)
@@ -284,10 +306,10 @@ def map_moments(
     return mu / c, (mean * mean + var) / c**2
 
 
-def _compose(pre: np.ndarray | None, m: np.ndarray | None) -> np.ndarray | None:
+def _compose(pre: np.ndarray | None, m: AxisMap | None) -> AxisMap | None:
     if pre is None:
         return m
-    return pre if m is None else pre @ m
+    return pre if m is None else pre @ dense(m)
 
 
 # ---------------------------------------------------------------- the wide train state
@@ -312,7 +334,7 @@ def wide_opt_state(
     """
     abstract = jax.eval_shape(tx.init, params)
     small_adam, small_sched = small.opt_state[train.ADAM], small.opt_state[train.SCHEDULE]
-    i32 = lambda v: jnp.asarray(np.asarray(v), jnp.int32)  # noqa: E731  (a new buffer every call)
+    i32 = lambda v: jnp.asarray(np.asarray(v), jnp.int32)
     adam = abstract[train.ADAM]._replace(count=i32(small_adam.count), mu=mu, nu=nu)
     mask = reset_mask or {}
     direction = train.DirectionState(

@@ -37,7 +37,7 @@ def orthogonal_fixing_ones(rng: np.random.Generator, n: int) -> np.ndarray:
     return basis @ inner @ basis.T
 
 
-def structured_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def structured_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict[str, core.AxisMap]:
     """The embedding matrix of every space (each M M^T = k I)."""
     d, hd = cfg.d_model, cfg.d_model // cfg.n_heads
     maps = {RESID: core.clone_matrix(d, k) @ orthogonal_fixing_ones(rng, k * d)}
@@ -45,7 +45,7 @@ def structured_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict[
         for space in (f"qk{i}", f"v{i}"):  # wide head c*H + h gets its own rotation
             rotations = [random_orthogonal(rng, hd) for _ in range(k * cfg.n_heads)]
             maps[space] = core.clone_matrix(d, k) @ block_diag(*rotations)
-        maps[f"mlp{i}"] = core.clone_matrix(cfg.mlp_ratio * d, k)
+        maps[f"mlp{i}"] = core.Tile(cfg.mlp_ratio * d, k)
     return maps
 
 

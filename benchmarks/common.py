@@ -1,0 +1,224 @@
+"""Shared pieces of the benchmark suite: presets, config composition, repeated timing, compile clock."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+
+
+@dataclass
+class Preset:
+    """What a benchmark run measures; `--tiny` swaps in a preset small enough for a test."""
+
+    name: str
+    overrides: list[str]  # Hydra overrides giving the model, optimizer and batch of parts 2-4
+    matmul_sizes: list[int]  # square sizes of the matmul limit
+    matmul_dtype: str  # dtype of the limit's operands: float32, or bfloat16 where the preset uses it
+    matmul_precision: str  # jax_default_matmul_precision during parts 1-3 ("default", "bfloat16", ...)
+    reps: int = 7  # timed repetitions of each figure (after a warm-up)
+    steps_per_rep: int = 10  # training steps in one timed repetition
+    pool_k: int = 5  # stacked candidates: the wide candidates of the paper pool
+    e2e_overrides: list[str] = field(default_factory=list)  # added to every e2e experiment
+
+
+PRESETS = {
+    "cpu": Preset(
+        name="cpu",
+        overrides=["experiment=paper_cpu"],
+        matmul_sizes=[256, 512, 1024, 2048],
+        matmul_dtype="float32",
+        matmul_precision="default",
+    ),
+    # No accelerator was lent to the session that wrote this; the preset is built, not yet measured.
+    "gpu": Preset(
+        name="gpu",
+        overrides=["experiment=paper_cpu", "model=gpu"],
+        matmul_sizes=[1024, 2048, 4096, 8192],
+        matmul_dtype="bfloat16",
+        matmul_precision="bfloat16",
+        reps=9,
+        steps_per_rep=50,
+    ),
+}
+
+# A preset for tests: the whole suite in a few seconds per part.
+TINY = Preset(
+    name="tiny",
+    overrides=[
+        "experiment=smoke",
+        "data.vocab_size=320",
+        "data.context=16",
+        "model.d_model=16",
+        "model.n_heads=2",
+        "model.n_layers=1",
+        "pretrain.batch_size=4",
+        "runner.batch_size=4",
+    ],
+    matmul_sizes=[64, 128],
+    matmul_dtype="float32",
+    matmul_precision="default",
+    reps=3,
+    steps_per_rep=2,
+    pool_k=2,
+    e2e_overrides=[
+        "data.synthetic_train_docs=200",
+        "data.synthetic_valid_docs=30",
+        "data.eval_sequences=8",
+        "pretrain.steps=10",
+        "pretrain.checkpoint_steps=[10]",
+        "pretrain.save_every=10",
+        "pretrain.eval_every=10",
+        "pretrain.log_every=5",
+        "grid=[{seed:0,growth_step:10}]",
+        "pool=[exact_copy,continue_small]",
+        "regimes=[deterministic]",
+        "probe_lag=2",
+        "continuation_lag=4",
+        "runner.eval_every=2",
+    ],
+)
+
+
+def preset(name: str, tiny: bool) -> Preset:
+    if tiny:
+        return TINY
+    if name not in PRESETS:
+        raise SystemExit(f"--preset {name!r} is unknown; use one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def compose(overrides: list[str]):
+    """The typed growth Config that `python -m experiments.reproduce <overrides>` would run."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from growth.config import register_configs, to_config
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return to_config(hydra_compose(config_name="config", overrides=list(overrides)))
+
+
+# ---------------------------------------------------------------- statistics and timing
+
+
+def spread(values: list[float]) -> dict:
+    """Median with min/max and the interquartile range of repeated measurements."""
+    v = sorted(float(x) for x in values)
+    q1, q3 = np.percentile(v, [25, 75]) if len(v) > 1 else (v[0], v[0])
+    return {"median": statistics.median(v), "min": v[0], "max": v[-1], "q1": float(q1), "q3": float(q3), "n": len(v)}
+
+
+def scaled(stats: dict, factor: float) -> dict:
+    """A spread of seconds turned into a rate: factor / seconds (min and max swap)."""
+    out = {k: factor / stats[k] for k in ("median", "min", "max", "q1", "q3")}
+    out["min"], out["max"] = out["max"], out["min"]
+    out["q1"], out["q3"] = out["q3"], out["q1"]
+    return out | {"n": stats["n"]}
+
+
+def repeat(fn: Callable[[], None], reps: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of `reps` calls of `fn` (which must block on its result) after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# ---------------------------------------------------------------- compile clock
+
+
+class CompileClock:
+    """Wall time JAX spends tracing, lowering and compiling (or loading from the persistent cache).
+
+    JAX reports each of `/jax/core/compile/{jaxpr_trace,jaxpr_to_mlir_module,backend_compile}_duration`
+    as a time span; nested jits report spans inside their caller's, so the clock takes the union of the
+    spans, never their sum.
+    """
+
+    EVENTS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self):
+        self.spans: list[tuple[float, float]] | None = None
+        self.cache_hits = 0
+
+    def _on_span(self, event: str, start: float, end: float, **kw) -> None:
+        if self.spans is not None and event in self.EVENTS:
+            self.spans.append((start, end))
+
+    def _on_event(self, event: str, **kw) -> None:
+        if self.spans is not None and event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+    @contextlib.contextmanager
+    def measure(self):
+        """Collect spans inside the block; read `seconds()` after it."""
+        from jax import monitoring
+
+        self.spans, self.cache_hits = [], 0
+        monitoring.register_event_time_span_listener(self._on_span)
+        monitoring.register_event_listener(self._on_event)
+        try:
+            yield self
+        finally:
+            monitoring.unregister_event_time_span_listener(self._on_span)
+            monitoring.unregister_event_listener(self._on_event)
+
+    def seconds(self) -> float:
+        total, end = 0.0, -np.inf
+        for s, e in sorted(self.spans or []):
+            if e > end:
+                total += e - max(s, end)
+                end = e
+        return total
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine_name() -> str:
+    return socket.gethostname().split(".")[0] or "machine"
+
+
+def machine_info() -> dict:
+    import jax
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_avg_start": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }

@@ -1,0 +1,164 @@
+"""Parts 1-3: the matmul limit, train-step throughput of the small and wide presets, the stacked pool."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import Preset, repeat, scaled, spread
+from growth import model as model_lib, train, widen
+from growth.config import Config, ModelConfig
+
+
+# ---------------------------------------------------------------- 1. matmul limit
+
+
+def matmul_limit(p: Preset) -> dict:
+    """GFLOP/s of one jitted square matmul per size; the best median is the machine's limit."""
+    dtype = jnp.dtype(p.matmul_dtype)
+    sizes = {}
+    for n in p.matmul_sizes:
+        ka, kb = jax.random.split(jax.random.PRNGKey(n))
+        a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)
+        b = jax.random.normal(kb, (n, n), jnp.float32).astype(dtype)
+        mm = jax.jit(jnp.matmul)
+        inner = max(1, int(2e9 // (2 * n**3)))  # ~2 GFLOP per repetition: dispatch cost stays negligible
+
+        def run():
+            out = None
+            for _ in range(inner):
+                out = mm(a, b)
+            out.block_until_ready()
+
+        t = spread(repeat(run, p.reps))
+        sizes[str(n)] = scaled(t, 2 * n**3 * inner / 1e9) | {"calls_per_rep": inner}
+    best = max(sizes, key=lambda s: sizes[s]["median"])
+    return {"dtype": p.matmul_dtype, "gflops": sizes, "limit_gflops": sizes[best]["median"], "limit_size": int(best)}
+
+
+# ---------------------------------------------------------------- 2. train step
+
+
+def flops_per_token(cfg: ModelConfig, params) -> tuple[int, int]:
+    """(parameters in matmuls, training FLOPs per token) = (N, 6 N + 12 n_layers d_model context).
+
+    N counts every parameter except the token and position embeddings, which are gathered, not
+    multiplied (the untied lm_head is a matmul and counts). 6 N: forward 2 N, backward 4 N. 12 L D T:
+    the attention scores and the weighted sum of values, forward and backward, over the full
+    context (XLA computes the masked half too).
+    """
+    n = model_lib.param_count(params)
+    n_matmul = n - params["tok_embed"]["embedding"].size - params["pos_embed"]["embedding"].size
+    return n_matmul, 6 * n_matmul + 12 * cfg.n_layers * cfg.d_model * cfg.context
+
+
+def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0) -> jax.Array:
+    """Uniform random tokens (B, context + 1): the step's cost does not depend on the tokens."""
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.integers(0, cfg.vocab_size, (batch_size, cfg.context + 1), dtype=np.int32))
+
+
+def fresh(cfg: Config, model_cfg: ModelConfig, seed: int = 0):
+    """(graphdef, optimizer, train state) of a freshly initialised model."""
+    graphdef, params = model_lib.build(model_cfg, jax.random.PRNGKey(seed))
+    tx = train.make_optimizer(cfg.optim)
+    return graphdef, tx, train.init_state(params, tx, jax.random.PRNGKey(seed + 1))
+
+
+def wide_model(cfg: Config) -> ModelConfig:
+    return widen.wide_config(cfg.model, cfg.growth)
+
+
+def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset, limit_gflops: float | None) -> dict:
+    """Tokens/s and model FLOP/s of `growth.train.jit_train_step` on the real model."""
+    graphdef, tx, state = fresh(cfg, model_cfg)
+    n_matmul, fpt = flops_per_token(model_cfg, state.params)
+    step = train.jit_train_step(graphdef, tx, cfg.optim)
+    batch = random_batch(model_cfg, batch_size)
+    holder = {"state": state}
+
+    def run():
+        s = holder["state"]
+        for _ in range(p.steps_per_rep):
+            s, m = step(s, batch)
+        m["loss"].block_until_ready()
+        holder["state"] = s
+
+    secs = spread(repeat(run, p.reps))
+    tokens = batch_size * model_cfg.context * p.steps_per_rep
+    tok_s = scaled(secs, tokens)
+    out = {
+        "d_model": model_cfg.d_model,
+        "n_heads": model_cfg.n_heads,
+        "n_layers": model_cfg.n_layers,
+        "vocab_size": model_cfg.vocab_size,
+        "context": model_cfg.context,
+        "batch_size": batch_size,
+        "params": model_lib.param_count(state.params),
+        "params_matmul": n_matmul,
+        "flops_per_token": fpt,
+        "step_ms": {k: (v * 1e3 / p.steps_per_rep if k != "n" else v) for k, v in secs.items()},
+        "tokens_per_s": tok_s,
+        "model_gflops": tok_s["median"] * fpt / 1e9,
+    }
+    if limit_gflops:
+        out["fraction_of_limit"] = out["model_gflops"] / limit_gflops
+    return out
+
+
+# ---------------------------------------------------------------- 3. candidate pool
+
+
+def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
+    """k wide candidates: one vmapped step over the stacked states vs k separate steps, N steps each."""
+    wide = dataclasses.replace(wide_model(cfg), dropout=dropout)
+    k, n_steps, batch_size = p.pool_k, p.steps_per_rep, cfg.runner.batch_size
+    tx = train.make_optimizer(cfg.optim)
+    states = [fresh(cfg, wide, seed=10 * i)[2] for i in range(k)]
+    graphdef = model_lib.abstract(wide)[0]
+    batch = random_batch(wide, batch_size)
+
+    # The runner's compiled pieces (growth.runner.run_regime): one train step vmapped over candidates.
+    vstep = jax.jit(jax.vmap(train.make_train_step(graphdef, tx, cfg.optim), in_axes=(0, None)), donate_argnums=0)
+    step = train.jit_train_step(graphdef, tx, cfg.optim)
+    stacked = {"state": jax.tree.map(lambda *xs: jnp.stack(xs), *states)}
+    separate = {"states": [jax.tree.map(jnp.copy, s) for s in states]}
+    del states
+
+    def run_stacked():
+        s = stacked["state"]
+        for _ in range(n_steps):
+            s, m = vstep(s, batch)
+        m["loss"].block_until_ready()
+        stacked["state"] = s
+
+    def run_separate():
+        out = []
+        for s in separate["states"]:
+            for _ in range(n_steps):
+                s, m = step(s, batch)
+            out.append(s)
+        m["loss"].block_until_ready()
+        separate["states"] = out
+
+    # Interleaved repetitions: both paths see the same drift in machine load.
+    run_stacked(), run_separate()
+    t_stacked, t_separate = [], []
+    for _ in range(p.reps):
+        t_stacked += repeat(run_stacked, 1, warmup=0)
+        t_separate += repeat(run_separate, 1, warmup=0)
+    ratios = [b / a for a, b in zip(t_stacked, t_separate)]
+    return {
+        "candidates": k,
+        "steps": n_steps,
+        "batch_size": batch_size,
+        "d_model": wide.d_model,
+        "dropout": dropout,
+        "stacked_s": spread(t_stacked),
+        "separate_s": spread(t_separate),
+        "speedup": spread(ratios),
+        "speedup_of_medians": spread(t_separate)["median"] / spread(t_stacked)["median"],
+    }

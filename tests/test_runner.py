@@ -171,3 +171,12 @@ def test_two_job_multirun_through_the_local_launcher(tmp_path):
     rows = read_jsonl(out / "smoke" / "results.jsonl")
     assert {r["seed"] for r in rows} == {0, 1}
     assert {r["candidate"] for r in rows if r["metric"] == "auc"} == {"exact_copy", "continue_small"}
+
+
+def test_depth_candidates_run_beside_width_candidates(base, tmp_path):
+    cfg = _with(dataclasses.replace(base, pool=["exact_copy", "deepen_identity"], regimes=["deterministic"]), tmp_path)
+    v = _values(runner.run(cfg))
+    assert v[(0, 10, "deepen_identity", "deterministic", 0, "token_kl")] < 1e-6  # identity blocks preserve
+    assert (0, 10, "deepen_identity", "deterministic", 4, "auc") in v
+    assert (0, 10, "deepen_identity", "deterministic", 2, "probe_escape") not in v  # no inherited subspace map
+    assert v[(0, 10, "deepen_identity", "deterministic", 4, "auc")] != v[(0, 10, "exact_copy", "deterministic", 4, "auc")]

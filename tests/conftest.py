@@ -22,8 +22,7 @@ TRAIN_SAMPLE = SHARED_DATA / "TinyStories-train-sample.txt"
 VALID_SAMPLE = SHARED_DATA / "TinyStories-valid-sample.txt"
 
 
-@pytest.fixture
-def tiny_cfg(tmp_path) -> Config:
+def tiny_config(tmp_path: Path) -> Config:
     """A whole config small enough for a CPU test: synthetic data, 2-layer d=16 model."""
     cfg = Config(
         name="test",
@@ -45,3 +44,8 @@ def tiny_cfg(tmp_path) -> Config:
     cfg.logger.wandb.mode = "disabled"
     cfg.logger.progress = False
     return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path) -> Config:
+    return tiny_config(tmp_path)

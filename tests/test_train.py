@@ -42,8 +42,17 @@ def test_counters_move_once_per_step(tiny_cfg):
     assert float(train.current_lr(tiny_cfg.optim, state.opt_state)) == pytest.approx(float(sched(3)))
 
 
-def test_short_pretrain_lowers_loss(tiny_cfg):
-    out = pretrain.run(tiny_cfg)
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """One finished tiny pretraining run, shared by the tests that only read it."""
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tmp_path_factory.mktemp("pre"))
+    return cfg, pretrain.run(cfg)
+
+
+def test_short_pretrain_lowers_loss(pretrained):
+    _, out = pretrained
     rows = read_jsonl(out / "metrics.jsonl")
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
     assert len(evals) == 3
@@ -51,8 +60,8 @@ def test_short_pretrain_lowers_loss(tiny_cfg):
     assert checkpoint.steps(out / "checkpoints") == [10, 20, 30]
 
 
-def test_resume_equals_uninterrupted_run_bit_for_bit(tiny_cfg, tmp_path):
-    full = pretrain.run(tiny_cfg)
+def test_resume_equals_uninterrupted_run_bit_for_bit(pretrained, tmp_path):
+    tiny_cfg, full = pretrained
     _, _, reference = pretrain.load_state(full, 30, tiny_cfg)
 
     # A "killed" run: same config, other out_dir, stopped after step 20, then started again.
@@ -75,8 +84,10 @@ def test_nan_loss_stops_with_the_step(tiny_cfg):
         pretrain.run(tiny_cfg)
 
 
-def test_missing_and_corrupt_checkpoints_are_clear_errors(tiny_cfg):
-    out = pretrain.run(tiny_cfg)
+def test_missing_and_corrupt_checkpoints_are_clear_errors(pretrained, tmp_path):
+    tiny_cfg, finished = pretrained
+    out = tmp_path / "copy"
+    shutil.copytree(finished, out)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint for step 25.*available: \\[10, 20, 30\\]"):
         pretrain.load_state(out, 25, tiny_cfg)
     for f in (out / "checkpoints" / "30" / "state").rglob("*"):
@@ -86,8 +97,8 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tiny_cfg):
         pretrain.load_state(out, 30, tiny_cfg)
 
 
-def test_checkpoint_holds_the_run_config(tiny_cfg):
-    out = pretrain.run(tiny_cfg)
+def test_checkpoint_holds_the_run_config(pretrained):
+    _, out = pretrained
     saved = checkpoint.read_config(out / "checkpoints", 10)
     assert saved["model"]["d_model"] == 16 and saved["seed"] == 0
 

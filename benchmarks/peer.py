@@ -1,0 +1,88 @@
+"""Part 4: the same model and batch trained by Hugging Face GPT-2 and torch.optim.AdamW on the CPU."""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.common import Preset, repeat, scaled, spread
+from growth.config import Config, ModelConfig
+
+
+def torch_missing() -> str | None:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        return f"skipped: {e.name} is not installed (pip install -e '.[torch]')"
+    return None
+
+
+def gpt2(model_cfg: ModelConfig):
+    """GPT2LMHeadModel with our shapes: untied lm_head without bias, gelu_new, no dropout."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if model_cfg.norm != "layernorm" or model_cfg.activation != "gelu_tanh":
+        raise ValueError("the GPT-2 peer matches only model.norm=layernorm and model.activation=gelu_tanh")
+    hf = GPT2Config(
+        vocab_size=model_cfg.vocab_size,
+        n_positions=model_cfg.context,
+        n_embd=model_cfg.d_model,
+        n_layer=model_cfg.n_layers,
+        n_head=model_cfg.n_heads,
+        n_inner=model_cfg.mlp_ratio * model_cfg.d_model,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=model_cfg.norm_eps,
+        tie_word_embeddings=model_cfg.tie_embeddings,
+    )
+    return GPT2LMHeadModel(hf)
+
+
+def torch_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset) -> dict:
+    """Tokens/s of forward, backward, global-norm clip and AdamW, as in growth.train's step."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = gpt2(model_cfg).train()
+    o = cfg.optim
+    # Weight decay on matrices only, as growth.train.decay_mask; a constant learning rate (the
+    # schedule costs nothing measurable in either framework).
+    decay = [q for q in model.parameters() if q.ndim >= 2]
+    no_decay = [q for q in model.parameters() if q.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, foreach=True,
+    )
+    gen = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, model_cfg.vocab_size, (batch_size, model_cfg.context + 1), generator=gen)
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+
+    def step():
+        logits = model(inputs).logits
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_norm)
+        opt.step()
+        return loss
+
+    def run():
+        for _ in range(p.steps_per_rep):
+            loss = step()
+        loss.item()
+
+    secs = spread(repeat(run, p.reps))
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "params": sum(q.numel() for q in model.parameters()),
+        "batch_size": batch_size,
+        "step_ms": {k: (v * 1e3 / p.steps_per_rep if k != "n" else v) for k, v in secs.items()},
+        "tokens_per_s": scaled(secs, batch_size * model_cfg.context * p.steps_per_rep),
+    }

@@ -21,6 +21,7 @@ from analysis.tables import (aggregate_by_step, aggregate_markdown, markdown_tab
                              rankings_markdown, rankings_wide, round_frame)
 
 
+REFERENCE_CANDIDATE = "continue_small"
 FIGURE_NAMES = {"rank_heatmap.png", "probe_vs_auc.png", "preservation_vs_auc.png"}
 
 
@@ -139,7 +140,11 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     agreement = cell_agreement(summary, "auc")
     probe_agreement = cell_agreement(summary, "probe_eval_loss")
     selectors = selector_table(agreement)
-    claims = evaluate_claims(ranks, agreement, probe_agreement)
+    # The claims are about which warm start of the *wide* model wins: the small model continued is the
+    # reference the candidates are compared with, so it is left out of the claims' rankings.
+    claims = evaluate_claims(
+        rank_all(summary[summary["candidate"] != REFERENCE_CANDIDATE]), agreement, probe_agreement
+    )
     agg = aggregate_by_step(ranks)
     drawn = draw_figures(results.frame, summary, ranks, out / "figures") if figures else None
     write_csv(rankings_wide(ranks), out / "rankings.csv")

@@ -3,6 +3,7 @@
     python -m benchmarks.explore profile [--wide] [--pool K]   per-op time by category (jax.profiler)
     python -m benchmarks.explore variants [--wide] [--pool K]  proposed model/loss changes, timed against
                                                                the current code in alternation
+    python -m benchmarks.explore pool --wide [--pool K]        the stacked pool's step four ways
     python -m benchmarks.explore batch [--wide]                tokens/s against the batch size
 
 Variants are patched into growth.model / growth.train only while their step is traced and compiled;
@@ -73,13 +74,43 @@ def cross_entropy_lse(logits_BxLxV, targets_BxL):
     return (lse_BxL - target_BxL).mean()
 
 
+@jax.custom_vjp
+def cross_entropy_barrier(logits_BxLxV, targets_BxL):
+    """Proposal: the same loss with a hand-written gradient behind an optimization barrier.
+
+    Under vmap (the stacked pool) XLA fuses softmax - one_hot into the transposing copy that feeds the
+    lm_head weight-gradient dot, and that fusion walks B*L*V elements in a cache-hostile order. The
+    barrier makes the gradient a plain array first, so the transpose is a cheap copy.
+    """
+    return _ce_fwd(logits_BxLxV, targets_BxL)[0]
+
+
+def _ce_fwd(logits_BxLxV, targets_BxL):
+    logits = logits_BxLxV.astype(jnp.float32)
+    lse_BxL = jax.nn.logsumexp(logits, axis=-1)
+    target_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
+    return (lse_BxL - target_BxL).mean(), (logits, lse_BxL, targets_BxL)
+
+
+def _ce_bwd(res, ct):
+    logits, lse_BxL, targets_BxL = res
+    p = jnp.exp(logits - lse_BxL[..., None])
+    onehot = jax.nn.one_hot(targets_BxL, logits.shape[-1], dtype=p.dtype)
+    g = jax.lax.optimization_barrier((p - onehot) * (ct / targets_BxL.size))
+    return g, None
+
+
+cross_entropy_barrier.defvjp(_ce_fwd, _ce_bwd)
+
+
 _ORIGINAL = {"attention": model_lib.Attention.__call__, "cross_entropy": train.cross_entropy}
 VARIANTS = {
     "baseline": {},
     "attention_dpa": {"attention": attention_dpa},
     "attention_deferred": {"attention": attention_deferred},
     "ce_logsumexp": {"cross_entropy": cross_entropy_lse},
-    "dpa+ce_logsumexp": {"attention": attention_dpa, "cross_entropy": cross_entropy_lse},
+    "ce_barrier": {"cross_entropy": cross_entropy_barrier},
+    "deferred+ce_barrier": {"attention": attention_deferred, "cross_entropy": cross_entropy_barrier},
 }
 
 
@@ -167,6 +198,61 @@ def variants(args) -> dict:
     return {"model": {"d_model": model_cfg.d_model, "batch": batch_size, "pool": args.pool}, "variants": out}
 
 
+def pool_impls(args) -> dict:
+    """The stacked pool's step implemented four ways, per candidate-step, in alternation."""
+    cfg, model_cfg, batch_size = _setup(args)
+    k = args.pool or PRESETS[args.preset].pool_k
+    tx = train.make_optimizer(cfg.optim)
+    graphdef = model_lib.abstract(model_cfg)[0]
+    states = [fresh(cfg, model_cfg, seed=10 * i)[2] for i in range(k)]
+    batch = random_batch(model_cfg, batch_size)
+    stack = lambda: jax.tree.map(lambda *xs: jnp.stack(xs), *states)  # noqa: E731
+    raw = train.make_train_step(graphdef, tx, cfg.optim)
+    single = train.jit_train_step(graphdef, tx, cfg.optim)
+    with patched(VARIANTS["ce_barrier"]):
+        vmapped_barrier = jax.jit(jax.vmap(train.make_train_step(graphdef, tx, cfg.optim), in_axes=(0, None)), donate_argnums=0)
+        vmapped_barrier(stack(), batch)  # traced under the patch
+    steps = {
+        "separate (jit_train_step per candidate)": None,
+        "vmap (growth.runner today)": jax.jit(jax.vmap(raw, in_axes=(0, None)), donate_argnums=0),
+        "vmap + ce_barrier": vmapped_barrier,
+        "lax.map over candidates (one program)": jax.jit(lambda s, b: jax.lax.map(lambda x: raw(x, b), s), donate_argnums=0),
+    }
+    holders = {n: ([jax.tree.map(jnp.copy, s) for s in states] if f is None else stack()) for n, f in steps.items()}
+
+    def runner(name):
+        f = steps[name]
+
+        def run():
+            if f is None:
+                out = []
+                for s in holders[name]:
+                    for _ in range(args.steps):
+                        s, m = single(s, batch)
+                    out.append(s)
+            else:
+                out = holders[name]
+                for _ in range(args.steps):
+                    out, m = f(out, batch)
+            m["loss"].block_until_ready()
+            holders[name] = out
+
+        run()
+        return run
+
+    runs = {n: runner(n) for n in steps}
+    times = {n: [] for n in steps}
+    for _ in range(args.reps):
+        for n, run in runs.items():
+            times[n] += repeat(run, 1, warmup=0)
+    base = spread(times["separate (jit_train_step per candidate)"])["median"]
+    return {
+        "model": {"d_model": model_cfg.d_model, "batch": batch_size, "candidates": k},
+        "ms_per_candidate_step": {n: spread(t)["median"] * 1e3 / args.steps / k for n, t in times.items()},
+        "speedup_vs_separate": {n: base / spread(t)["median"] for n, t in times.items()},
+    }
+
+
 def batch_scan(args) -> dict:
     cfg, model_cfg, _ = _setup(args)
     out = {}
@@ -199,11 +285,13 @@ def profile(args) -> dict:
     from jax.profiler import ProfileData
 
     cfg, model_cfg, batch_size = _setup(args)
-    step, state = _compiled_step(cfg, model_cfg, args.pool)
+    with patched(VARIANTS[args.variant]):
+        step, state = _compiled_step(cfg, model_cfg, args.pool)
+        batch = random_batch(model_cfg, batch_size)
+        abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+        hlo = step.lower(abstract_state, batch).compile().as_text()
+        run = _timer(step, state, batch, args.steps)  # traced and compiled under the patch
     _, fpt = flops_per_token(model_cfg, model_lib.abstract(model_cfg)[1])
-    batch = random_batch(model_cfg, batch_size)
-    run = _timer(step, state, batch, args.steps)
-    hlo = step.lower(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state), batch).compile().as_text()
     defs = {}
     for line in hlo.splitlines():
         m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
@@ -238,7 +326,7 @@ def profile(args) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "variants", "batch"])
+    ap.add_argument("what", choices=["profile", "variants", "pool", "batch"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -247,9 +335,10 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=5, help="steps per timed repetition")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--top", type=int, default=12, help="profile: ops to list")
+    ap.add_argument("--variant", default="baseline", choices=sorted(VARIANTS), help="profile: under this variant")
     ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run")
     args = ap.parse_args(argv)
-    out = {"profile": profile, "variants": variants, "batch": batch_scan}[args.what](args)
+    out = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan}[args.what](args)
     print(json.dumps(out, indent=1, default=float))
 
 

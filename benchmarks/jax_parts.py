@@ -16,25 +16,30 @@ from growth.config import Config, ModelConfig
 # ---------------------------------------------------------------- 1. matmul limit
 
 
-def matmul_limit(p: Preset) -> dict:
-    """GFLOP/s of one jitted square matmul per size; the best median is the machine's limit."""
+def matmul_runner(p: Preset, n: int):
+    """(run, GFLOP per run): about 2 GFLOP of jitted n x n matmuls, blocking on the last."""
     dtype = jnp.dtype(p.matmul_dtype)
+    ka, kb = jax.random.split(jax.random.PRNGKey(n))
+    a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(kb, (n, n), jnp.float32).astype(dtype)
+    mm = jax.jit(jnp.matmul)
+    calls = max(1, int(2e9 // (2 * n**3)))  # dispatch cost stays negligible at small sizes
+
+    def run():
+        out = None
+        for _ in range(calls):
+            out = mm(a, b)
+        out.block_until_ready()
+
+    return run, 2 * n**3 * calls / 1e9
+
+
+def matmul_limit(p: Preset) -> dict:
+    """GFLOP/s of square matmuls per size; the best median is the machine's limit."""
     sizes = {}
     for n in p.matmul_sizes:
-        ka, kb = jax.random.split(jax.random.PRNGKey(n))
-        a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)
-        b = jax.random.normal(kb, (n, n), jnp.float32).astype(dtype)
-        mm = jax.jit(jnp.matmul)
-        inner = max(1, int(2e9 // (2 * n**3)))  # ~2 GFLOP per repetition: dispatch cost stays negligible
-
-        def run():
-            out = None
-            for _ in range(inner):
-                out = mm(a, b)
-            out.block_until_ready()
-
-        t = spread(repeat(run, p.reps))
-        sizes[str(n)] = scaled(t, 2 * n**3 * inner / 1e9) | {"calls_per_rep": inner}
+        run, gflop = matmul_runner(p, n)
+        sizes[str(n)] = scaled(spread(repeat(run, p.reps)), gflop)
     best = max(sizes, key=lambda s: sizes[s]["median"])
     return {"dtype": p.matmul_dtype, "gflops": sizes, "limit_gflops": sizes[best]["median"], "limit_size": int(best)}
 
@@ -61,21 +66,60 @@ def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0) -> jax.Array:
     return jnp.asarray(rng.integers(0, cfg.vocab_size, (batch_size, cfg.context + 1), dtype=np.int32))
 
 
+_inits: dict = {}
+
+
 def fresh(cfg: Config, model_cfg: ModelConfig, seed: int = 0):
-    """(graphdef, optimizer, train state) of a freshly initialised model."""
-    graphdef, params = model_lib.build(model_cfg, jax.random.PRNGKey(seed))
+    """(graphdef, optimizer, train state) of a freshly initialised model.
+
+    Initialisation is one jitted program per shape (eagerly it is dozens of small compiles).
+    """
     tx = train.make_optimizer(cfg.optim)
-    return graphdef, tx, train.init_state(params, tx, jax.random.PRNGKey(seed + 1))
+    key = (repr(model_cfg), repr(cfg.optim))
+    if key not in _inits:
+
+        def init(params_key, dropout_key):
+            params = model_lib.build(model_cfg, params_key)[1]
+            return train.init_state(params, tx, dropout_key)
+
+        _inits[key] = jax.jit(init)
+    state = _inits[key](jax.random.PRNGKey(seed), jax.random.PRNGKey(seed + 1))
+    return model_lib.abstract(model_cfg)[0], tx, state
 
 
 def wide_model(cfg: Config) -> ModelConfig:
     return widen.wide_config(cfg.model, cfg.growth)
 
 
-def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset, limit_gflops: float | None) -> dict:
-    """Tokens/s and model FLOP/s of `growth.train.jit_train_step` on the real model."""
+_runners: dict = {}
+
+
+def step_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset):
+    """(run, facts): `p.steps_per_rep` steps of growth.train.jit_train_step on the real model, compiled.
+
+    Parts 2 and 4 share one runner per model, batch and preset.
+    """
+    key = (repr(model_cfg), repr(cfg.optim), batch_size, repr(p))
+    if key not in _runners:
+        _runners[key] = _step_runner(cfg, model_cfg, batch_size, p)
+    return _runners[key]
+
+
+def _step_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset):
     graphdef, tx, state = fresh(cfg, model_cfg)
     n_matmul, fpt = flops_per_token(model_cfg, state.params)
+    facts = {
+        "d_model": model_cfg.d_model,
+        "n_heads": model_cfg.n_heads,
+        "n_layers": model_cfg.n_layers,
+        "vocab_size": model_cfg.vocab_size,
+        "context": model_cfg.context,
+        "batch_size": batch_size,
+        "params": model_lib.param_count(state.params),
+        "params_matmul": n_matmul,
+        "flops_per_token": fpt,
+        "tokens_per_rep": batch_size * model_cfg.context * p.steps_per_rep,
+    }
     step = train.jit_train_step(graphdef, tx, cfg.optim)
     batch = random_batch(model_cfg, batch_size)
     holder = {"state": state}
@@ -87,25 +131,41 @@ def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, 
         m["loss"].block_until_ready()
         holder["state"] = s
 
-    secs = spread(repeat(run, p.reps))
-    tokens = batch_size * model_cfg.context * p.steps_per_rep
-    tok_s = scaled(secs, tokens)
-    out = {
-        "d_model": model_cfg.d_model,
-        "n_heads": model_cfg.n_heads,
-        "n_layers": model_cfg.n_layers,
-        "vocab_size": model_cfg.vocab_size,
-        "context": model_cfg.context,
-        "batch_size": batch_size,
-        "params": model_lib.param_count(state.params),
-        "params_matmul": n_matmul,
-        "flops_per_token": fpt,
-        "step_ms": {k: (v * 1e3 / p.steps_per_rep if k != "n" else v) for k, v in secs.items()},
+    run()  # compile
+    return run, facts
+
+
+def rates(times: list[float], facts: dict, steps: int) -> dict:
+    """Step time, tokens/s and model GFLOP/s from the seconds of each repetition."""
+    secs = spread(times)
+    tok_s = scaled(secs, facts["tokens_per_rep"])
+    return {
+        "step_ms": {k: (v * 1e3 / steps if k != "n" else v) for k, v in secs.items()},
         "tokens_per_s": tok_s,
-        "model_gflops": tok_s["median"] * fpt / 1e9,
+        "model_gflops": tok_s["median"] * facts["flops_per_token"] / 1e9,
     }
-    if limit_gflops:
-        out["fraction_of_limit"] = out["model_gflops"] / limit_gflops
+
+
+def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset, limit: dict | None) -> dict:
+    """Tokens/s and model FLOP/s of the train step, each repetition alternating with a limit matmul.
+
+    The alternating matmul gives a fraction of the limit that holds up when other work on the machine
+    changes the speed of both during the measurement.
+    """
+    run, facts = step_runner(cfg, model_cfg, batch_size, p)
+    n = limit["limit_size"] if limit else p.matmul_sizes[len(p.matmul_sizes) // 2]
+    probe, gflop = matmul_runner(p, n)
+    probe()
+    t_step, t_mm = [], []
+    for _ in range(p.reps):
+        t_step += repeat(run, 1, warmup=0)
+        t_mm += repeat(probe, 1, warmup=0)
+    out = facts | rates(t_step, facts, p.steps_per_rep)
+    if limit:
+        out["fraction_of_limit"] = out["model_gflops"] / limit["limit_gflops"]
+    per_rep = [facts["tokens_per_rep"] * facts["flops_per_token"] / ts / (gflop * 1e9 / tm) for ts, tm in zip(t_step, t_mm)]
+    out["interleaved_matmul_gflops"] = scaled(spread(t_mm), gflop)
+    out["fraction_of_interleaved_matmul"] = spread(per_rep)
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.common import Preset, repeat, scaled, spread
+from benchmarks.common import Preset
 from growth.config import Config, ModelConfig
 
 
@@ -36,21 +36,25 @@ def gpt2(model_cfg: ModelConfig):
         attn_pdrop=0.0,
         layer_norm_epsilon=model_cfg.norm_eps,
         tie_word_embeddings=model_cfg.tie_embeddings,
+        bos_token_id=model_cfg.vocab_size - 1,  # GPT-2's 50256 lies outside a small vocabulary
+        eos_token_id=model_cfg.vocab_size - 1,
     )
     return GPT2LMHeadModel(hf)
 
 
-def torch_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset) -> dict:
-    """Tokens/s of forward, backward, global-norm clip and AdamW, as in growth.train's step."""
+def torch_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset, threads: int):
+    """(run, facts): `p.steps_per_rep` steps of forward, backward, global-norm clip and AdamW.
+
+    The same work as growth.train's step; the learning-rate schedule is left out (it costs nothing
+    measurable in either framework).
+    """
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
     model = gpt2(model_cfg).train()
     o = cfg.optim
-    # Weight decay on matrices only, as growth.train.decay_mask; a constant learning rate (the
-    # schedule costs nothing measurable in either framework).
+    # Weight decay on matrices only, as growth.train.decay_mask.
     decay = [q for q in model.parameters() if q.ndim >= 2]
     no_decay = [q for q in model.parameters() if q.ndim < 2]
     opt = torch.optim.AdamW(
@@ -72,17 +76,24 @@ def torch_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Pr
         return loss
 
     def run():
+        torch.set_num_threads(threads)  # a process-wide setting: set it for every repetition
         for _ in range(p.steps_per_rep):
             loss = step()
         loss.item()
 
-    secs = spread(repeat(run, p.reps))
-    return {
+    run()  # warm-up: allocator, oneDNN primitives
+    facts = {
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "params": sum(q.numel() for q in model.parameters()),
         "batch_size": batch_size,
-        "step_ms": {k: (v * 1e3 / p.steps_per_rep if k != "n" else v) for k, v in secs.items()},
-        "tokens_per_s": scaled(secs, batch_size * model_cfg.context * p.steps_per_rep),
+        "tokens_per_rep": batch_size * model_cfg.context * p.steps_per_rep,
     }
+    return run, facts
+
+
+def peer_threads() -> list[int]:
+    """The core count (the usual setting) and, on a machine with more, one thread (no OpenMP spinning)."""
+    cores = os.cpu_count() or 1
+    return [cores, 1] if cores > 1 else [1]

@@ -1,0 +1,202 @@
+"""The benchmark suite: `python -m benchmarks.run [--parts ...] [--e2e ...] [--preset cpu|gpu] [--tiny]`.
+
+Writes `benchmarks/results/<machine>.json` and `<machine>.md` (docs/performance.md explains them):
+
+  limit  fp32 matmul GFLOP/s at a few square sizes; the best median is the machine's limit
+  step   train-step tokens/s and model FLOP/s of the small and the wide model, and their share of the limit
+  pool   the stacked (vmapped) candidate pool against the same candidates stepped one after another
+  peer   the same model and batch trained by Hugging Face GPT-2 + torch.optim.AdamW on the CPU
+  e2e    wall time of whole experiment grids (growth.grid.reproduce) and the share spent compiling
+
+Every figure is the median of --reps repetitions after a warm-up, with min/max and quartiles. Parts
+run in one process; a run of some parts updates those parts of an existing results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import REPO, CompileClock, compose, machine_info, machine_name, preset, repeat, spread
+
+PARTS = ("limit", "step", "pool", "peer", "e2e")
+TARGETS = {  # name: (description, threshold); docs/performance.md says why each one
+    "wide_step_fraction_of_limit": ("wide train step >= 40% of the matmul limit", 0.40),
+    "pool_speedup": ("stacked pool >= 1.5x one-by-one", 1.5),
+    "peer_ratio": ("tokens/s >= the PyTorch peer (small and wide)", 1.0),
+    "paper_cpu_wall_s": ("experiment=paper_cpu < 30 min", 1800.0),
+}
+
+
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--e2e", help="experiments timed by the e2e part (default smoke,paper_cpu; smoke with --tiny)")
+    ap.add_argument("--preset", default="cpu", help="cpu (configs/model/cpu.yaml) or gpu (model/gpu.yaml, bf16 matmuls)")
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes and counts: proves the code path in seconds")
+    ap.add_argument("--reps", type=int, help="timed repetitions per figure (default: the preset's)")
+    ap.add_argument("--steps", type=int, help="train steps per repetition (default: the preset's)")
+    ap.add_argument("--pool-k", type=int, help="stacked candidates in the pool part (default: the preset's)")
+    ap.add_argument("--override", action="append", default=[], help="extra Hydra override for every part (repeatable)")
+    ap.add_argument("--compile-cache", action="store_true",
+                    help="e2e: use JAX's persistent compilation cache (.cache/jax) as experiments.reproduce does;"
+                         " off by default, so the compile share is that of a cold run")
+    ap.add_argument("--machine", help="results file name (default: <hostname>-<preset>)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results directory")
+    ap.add_argument("--note", default="", help="free text stored with the results (e.g. 'machine busy')")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    parts = [x for x in args.parts.split(",") if x]
+    bad = set(parts) - set(PARTS)
+    if bad:
+        raise SystemExit(f"--parts has unknown names {sorted(bad)}; use a subset of {','.join(PARTS)}")
+    p = preset(args.preset, args.tiny)
+    p = dataclasses.replace(
+        p,
+        reps=args.reps or p.reps,
+        steps_per_rep=args.steps or p.steps_per_rep,
+        pool_k=args.pool_k or p.pool_k,
+        overrides=p.overrides + args.override,
+    )
+    out_dir = Path(args.out).absolute()
+    name = args.machine or f"{machine_name()}-{p.name}"
+    os.chdir(REPO)  # configs name data paths relative to the repository
+
+    import jax
+
+    if p.matmul_precision != "default":
+        jax.config.update("jax_default_matmul_precision", p.matmul_precision)
+    if args.compile_cache:
+        from growth.compile_cache import enable
+
+        enable(REPO / ".cache" / "jax")
+
+    path = out_dir / f"{name}.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results |= {
+        "machine": machine_info(),
+        "settings": {"preset": p.name, "reps": p.reps, "steps_per_rep": p.steps_per_rep, "pool_k": p.pool_k,
+                     "overrides": p.overrides, "matmul_precision": p.matmul_precision,
+                     "compile_cache": args.compile_cache, "argv": sys.argv[1:] if argv is None else list(argv)},
+        "note": args.note,
+    }
+    cfg = compose(p.overrides)
+
+    def stamp(d: dict) -> dict:
+        return d | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg()}
+
+    from benchmarks import jax_parts
+
+    if "limit" in parts:
+        log("limit: matmul GFLOP/s")
+        results["limit"] = stamp(jax_parts.matmul_limit(p))
+    limit = results.get("limit")
+    models = {
+        "small": (cfg.model, cfg.pretrain.batch_size),
+        "wide": (jax_parts.wide_model(cfg), cfg.runner.batch_size),
+    }
+    if "step" in parts:
+        results["step"] = {}
+        for label, (mcfg, bs) in models.items():
+            log(f"step: {label} d_model={mcfg.d_model}")
+            results["step"][label] = stamp(jax_parts.train_step_throughput(cfg, mcfg, bs, p, limit))
+    if "pool" in parts:
+        log(f"pool: {p.pool_k} stacked candidates")
+        results["pool"] = stamp(jax_parts.pool_speedup(cfg, p))
+    if "peer" in parts:
+        results["peer"] = peer_part(cfg, p, models)
+    if "e2e" in parts:
+        results.setdefault("e2e", {})
+        names = args.e2e or ("smoke" if args.tiny else "smoke,paper_cpu")
+        for exp in [x for x in names.split(",") if x]:
+            results["e2e"][exp] = stamp(e2e_part(exp, p, args))
+    results["machine"]["load_avg_end"] = os.getloadavg()
+    results["targets"] = targets(results)
+
+    from benchmarks.report import markdown
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    path.with_suffix(".md").write_text(markdown(results))
+    log(f"wrote {path} and {path.with_suffix('.md')}")
+    return results
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def peer_part(cfg, p, models) -> dict:
+    """Ours and the peer at each thread count, repetitions in alternation; our ratio to each."""
+    import jax
+
+    from benchmarks import jax_parts, peer
+
+    why = peer.torch_missing()
+    if why:
+        return {"skipped": why}
+    if jax.default_backend() != "cpu":
+        return {"skipped": f"the peer is PyTorch on the CPU; this run's JAX backend is {jax.default_backend()}"}
+    out = {}
+    for label, (mcfg, bs) in models.items():
+        log(f"peer: {label} d_model={mcfg.d_model}")
+        runs = {"ours": jax_parts.step_runner(cfg, mcfg, bs, p)}
+        fpt = runs["ours"][1]["flops_per_token"]  # the same model: the same FLOPs per token
+        for t in peer.peer_threads():
+            run, facts = peer.torch_runner(cfg, mcfg, bs, p, t)
+            runs[f"torch_{t}t"] = (run, facts | {"flops_per_token": fpt})
+        times = {k: [] for k in runs}
+        for _ in range(p.reps):
+            for k, (run, _) in runs.items():
+                times[k] += repeat(run, 1, warmup=0)
+        entry = {}
+        for k, (_, facts) in runs.items():
+            entry[k] = facts | jax_parts.rates(times[k], facts, p.steps_per_rep)
+        ours = entry["ours"]["tokens_per_s"]["median"]
+        for k in runs:
+            if k != "ours":
+                entry[k]["ours_over_peer"] = ours / entry[k]["tokens_per_s"]["median"]
+        entry["ours_over_best_peer"] = min(entry[k]["ours_over_peer"] for k in runs if k != "ours")
+        entry["same_param_count"] = entry["ours"]["params"] == next(entry[k]["params"] for k in runs if k != "ours")
+        out[label] = entry | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg()}
+    return out
+
+
+def e2e_part(exp: str, p, args) -> dict:
+    from benchmarks.e2e import end_to_end
+
+    log(f"e2e: experiment={exp}")
+    extra = [o for o in args.override if not o.startswith("experiment=")]
+    return end_to_end(exp, p, extra, CompileClock())
+
+
+def targets(results: dict) -> dict:
+    """Each target with the measured value and whether it is met; absent parts are left out."""
+    got = {}
+    if "fraction_of_limit" in results.get("step", {}).get("wide", {}):
+        got["wide_step_fraction_of_limit"] = results["step"]["wide"]["fraction_of_limit"]
+    if "speedup" in results.get("pool", {}):
+        got["pool_speedup"] = results["pool"]["speedup"]["median"]
+    peer = results.get("peer", {})
+    if "small" in peer and "wide" in peer:
+        got["peer_ratio"] = min(peer["small"]["ours_over_best_peer"], peer["wide"]["ours_over_best_peer"])
+    if "paper_cpu" in results.get("e2e", {}):
+        got["paper_cpu_wall_s"] = results["e2e"]["paper_cpu"]["wall_s"]
+    out = {}
+    for k, value in got.items():
+        text, threshold = TARGETS[k]
+        met = value < threshold if k.endswith("_wall_s") else value >= threshold
+        out[k] = {"target": text, "threshold": threshold, "value": value, "met": bool(met)}
+    return out
+
+
+if __name__ == "__main__":
+    main()

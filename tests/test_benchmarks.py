@@ -1,0 +1,35 @@
+"""The benchmark suite runs end to end at tiny sizes and writes its results (timings are never asserted)."""
+
+import json
+
+from benchmarks import run
+
+
+def _positive(tree) -> bool:
+    """Every number in a spread of seconds, rates or ratios is positive."""
+    if isinstance(tree, dict):
+        return all(_positive(v) for k, v in tree.items() if k not in ("load_avg", "measured_at"))
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return tree > 0
+    return True
+
+
+def test_tiny_benchmark_writes_results(tmp_path):
+    run.main(["--tiny", "--reps", "2", "--steps", "1", "--out", str(tmp_path), "--machine", "test"])
+    r = json.loads((tmp_path / "test.json").read_text())
+    assert (tmp_path / "test.md").read_text().startswith("# Benchmark")
+    assert {"machine", "settings", "limit", "step", "pool", "peer", "e2e", "targets"} <= set(r)
+    assert r["limit"]["limit_gflops"] > 0
+    for label in ("small", "wide"):
+        s = r["step"][label]
+        assert s["tokens_per_s"]["median"] > 0 and s["model_gflops"] > 0 and s["fraction_of_limit"] > 0
+        assert _positive(s["step_ms"]) and _positive(s["fraction_of_interleaved_matmul"])
+    assert r["step"]["wide"]["d_model"] == 2 * r["step"]["small"]["d_model"]
+    assert _positive(r["pool"]["stacked_s"]) and _positive(r["pool"]["separate_s"]) and r["pool"]["speedup"]["median"] > 0
+    if "skipped" not in r["peer"]:  # torch is an optional extra
+        for label in ("small", "wide"):
+            assert r["peer"][label]["same_param_count"]
+            assert r["peer"][label]["ours_over_best_peer"] > 0
+    e = r["e2e"]["smoke"]
+    assert e["wall_s"] > 0 and 0 < e["compile_s"] <= e["wall_s"] and 0 < e["compile_share"] <= 1
+    assert {"wide_step_fraction_of_limit", "pool_speedup"} <= set(r["targets"])

@@ -8,9 +8,9 @@ import platform
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -101,7 +101,8 @@ def preset(name: str, tiny: bool) -> Preset:
 
 def compose(overrides: list[str]):
     """The typed growth Config that `python -m experiments.reproduce <overrides>` would run."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     from growth.config import register_configs, to_config
 

@@ -7,6 +7,7 @@ import tempfile
 import time
 
 from benchmarks.common import REPO, CompileClock, Preset, compose
+from growth.tracking import read_jsonl
 
 
 def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -> list[str]:
@@ -36,6 +37,12 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
             grid.reproduce(cfg)
             wall = time.perf_counter() - t0
         compile_s = clock.seconds()
+        cells = [
+            {k: r[k] for k in ("seed", "growth_step", "regime")} | {"wall_s": r["value"]}
+            for r in read_jsonl(runner.results_path(cfg))
+            if r["metric"] == "wall_time"
+        ]
+        grow_s = sum(c["wall_s"] for c in cells)
         return {
             "overrides": [o for o in overrides if not o.startswith(("out_dir=", "data.cache_dir="))],
             "cells": len(cfg.grid) or 1,
@@ -44,5 +51,8 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
             "wall_s": wall,
             "compile_s": compile_s,
             "compile_share": compile_s / wall,
+            "grow_s": grow_s,  # the regime cells (growth, continuation, evaluation)
+            "pretrain_and_rest_s": wall - grow_s,  # pretraining, data, the report
+            "regime_cells": cells,
             "persistent_cache_hits": clock.cache_hits,
         }

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import Preset, repeat, scaled, spread
-from growth import model as model_lib, train, widen
+from growth import model as model_lib
+from growth import train, widen
 from growth.config import Config, ModelConfig
-
 
 # ---------------------------------------------------------------- 1. matmul limit
 
@@ -159,7 +159,7 @@ def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, 
     t_step, t_mm = [], []
     for _ in range(p.reps):
         t_step += repeat(run, 1, warmup=0)
-        t_mm += repeat(probe, 1, warmup=0)
+        t_mm += repeat(probe, 1, warmup=1)  # the first matmul after a step runs cold (caches, threads)
     out = facts | rates(t_step, facts, p.steps_per_rep)
     if limit:
         out["fraction_of_limit"] = out["model_gflops"] / limit["limit_gflops"]
@@ -173,7 +173,9 @@ def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, 
 
 
 def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
-    """k wide candidates: one vmapped step over the stacked states vs k separate steps, N steps each."""
+    """k wide candidates, N steps each: the runner's stacked pool step (each of train.POOL_STEPS)
+    against k separate jit_train_step calls. `stacked_s` / `speedup` are the runner's setting
+    (runner.pool_step); `by_pool_step` has every implementation."""
     wide = dataclasses.replace(wide_model(cfg), dropout=dropout)
     k, n_steps, batch_size = p.pool_k, p.steps_per_rep, cfg.runner.batch_size
     tx = train.make_optimizer(cfg.optim)
@@ -181,44 +183,55 @@ def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
     graphdef = model_lib.abstract(wide)[0]
     batch = random_batch(wide, batch_size)
 
-    # The runner's compiled pieces (growth.runner.run_regime): one train step vmapped over candidates.
-    vstep = jax.jit(jax.vmap(train.make_train_step(graphdef, tx, cfg.optim), in_axes=(0, None)), donate_argnums=0)
     step = train.jit_train_step(graphdef, tx, cfg.optim)
-    stacked = {"state": jax.tree.map(lambda *xs: jnp.stack(xs), *states)}
-    separate = {"states": [jax.tree.map(jnp.copy, s) for s in states]}
+    holders = {"separate": [jax.tree.map(jnp.copy, s) for s in states]}
+    pool_steps = {}
+    for how in train.POOL_STEPS:
+        pool_steps[how] = train.jit_pool_step(graphdef, tx, cfg.optim, how)
+        holders[how] = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     del states
 
-    def run_stacked():
-        s = stacked["state"]
-        for _ in range(n_steps):
-            s, m = vstep(s, batch)
-        m["loss"].block_until_ready()
-        stacked["state"] = s
+    def runner(name):
+        def run():
+            if name == "separate":
+                out = []
+                for s in holders[name]:
+                    for _ in range(n_steps):
+                        s, m = step(s, batch)
+                    out.append(s)
+            else:
+                out = holders[name]
+                for _ in range(n_steps):
+                    out, m = pool_steps[name](out, batch)
+            m["loss"].block_until_ready()
+            holders[name] = out
 
-    def run_separate():
-        out = []
-        for s in separate["states"]:
-            for _ in range(n_steps):
-                s, m = step(s, batch)
-            out.append(s)
-        m["loss"].block_until_ready()
-        separate["states"] = out
+        run()  # compile and warm up
+        return run
 
-    # Interleaved repetitions: both paths see the same drift in machine load.
-    run_stacked(), run_separate()
-    t_stacked, t_separate = [], []
+    runs = {name: runner(name) for name in holders}
+    # Interleaved repetitions: every path sees the same drift in machine load.
+    times = {name: [] for name in runs}
     for _ in range(p.reps):
-        t_stacked += repeat(run_stacked, 1, warmup=0)
-        t_separate += repeat(run_separate, 1, warmup=0)
-    ratios = [b / a for a, b in zip(t_stacked, t_separate)]
+        for name, run in runs.items():
+            times[name] += repeat(run, 1, warmup=0)
+    by_step = {
+        how: {
+            "stacked_s": spread(times[how]),
+            "speedup": spread([b / a for a, b in zip(times[how], times["separate"])]),
+        }
+        for how in train.POOL_STEPS
+    }
+    chosen = by_step[cfg.runner.pool_step]
     return {
         "candidates": k,
         "steps": n_steps,
         "batch_size": batch_size,
         "d_model": wide.d_model,
         "dropout": dropout,
-        "stacked_s": spread(t_stacked),
-        "separate_s": spread(t_separate),
-        "speedup": spread(ratios),
-        "speedup_of_medians": spread(t_separate)["median"] / spread(t_stacked)["median"],
+        "pool_step": cfg.runner.pool_step,
+        "stacked_s": chosen["stacked_s"],
+        "separate_s": spread(times["separate"]),
+        "speedup": chosen["speedup"],
+        "by_pool_step": by_step,
     }

@@ -8,27 +8,40 @@ def _s(d: dict, fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(d['median'])} [{fmt.format(d['min'])}, {fmt.format(d['max'])}]"
 
 
+def _load(part: dict) -> str:
+    return "/".join(f"{x:.1f}" for x in part.get("load_avg", ()))
+
+
+def _when(part: dict) -> str:
+    """' (R reps x S steps, load a/b/c)' for a part stamped by benchmarks.run."""
+    if "reps" not in part:
+        return ""
+    return f" ({part['reps']} reps x {part['steps_per_rep']} steps, load {_load(part)})"
+
+
 def markdown(r: dict) -> str:
     m, st = r["machine"], r["settings"]
     lines = [
         f"# Benchmark: {m['hostname']} ({st['preset']} preset)",
         "",
         f"{m['cpu']}, {m['cores']} cores, JAX {m['jax']} ({m['backend']}), {m['date']}.",
-        f"Load average at start {tuple(round(x, 2) for x in m['load_avg_start'])},"
-        f" at end {tuple(round(x, 2) for x in m.get('load_avg_end', ()))}."
-        f" Median [min, max] of {st['reps']} repetitions after a warm-up; {st['steps_per_rep']} steps per repetition.",
+        (
+            "Figures: median [min, max] of repeated measurements after a warm-up; each part names its"
+            " repetitions and the 1/5/15-minute load average when it finished (above 0 means other work"
+            " shared the cores)."
+        ),
     ]
     if r.get("note"):
         lines += ["", f"**Note:** {r['note']}"]
     if "limit" in r:
         L = r["limit"]
-        lines += ["", f"## 1. Matmul limit ({L['dtype']})", "", "| size | GFLOP/s |", "|---:|---:|"]
+        lines += ["", f"## 1. Matmul limit ({L['dtype']}){_when(L)}", "", "| size | GFLOP/s |", "|---:|---:|"]
         lines += [f"| {n} | {_s(v, '{:,.1f}')} |" for n, v in L["gflops"].items()]
         lines += ["", f"Limit: **{L['limit_gflops']:,.1f} GFLOP/s** (n = {L['limit_size']})."]
     if "step" in r:
         lines += [
             "",
-            "## 2. Train step (growth.train.jit_train_step)",
+            f"## 2. Train step (growth.train.jit_train_step){_when(next(iter(r['step'].values())))}",
             "",
             "FLOPs/token = 6 N + 12 n_layers d_model context; N = parameters less the token and position embeddings.",
             "",
@@ -47,14 +60,21 @@ def markdown(r: dict) -> str:
         P = r["pool"]
         lines += [
             "",
-            f"## 3. Candidate pool: {P['candidates']} wide candidates (d_model {P['d_model']}), {P['steps']} steps each",
+            f"## 3. Candidate pool: {P['candidates']} wide candidates (d_model {P['d_model']}), {P['steps']} steps each{_when(P)}",
             "",
-            "| stacked (vmapped) s | one by one s | speedup |",
-            "|---:|---:|---:|",
-            f"| {_s(P['stacked_s'], '{:.3g}')} | {_s(P['separate_s'], '{:.3g}')} | {_s(P['speedup'], '{:.2f}')}x |",
+            "| pool step | stacked s | one by one s | speedup |",
+            "|---|---:|---:|---:|",
         ]
+        by_step = P.get("by_pool_step") or {"vmap": P}
+        for how, v in by_step.items():
+            chosen = " (runner default)" if how == P.get("pool_step") else ""
+            lines.append(
+                f"| {how}{chosen} | {_s(v['stacked_s'], '{:.3g}')} | {_s(P['separate_s'], '{:.3g}')} |"
+                f" {_s(v['speedup'], '{:.2f}')}x |"
+            )
     if "peer" in r:
-        lines += ["", "## 4. Peer: Hugging Face GPT-2 + torch.optim.AdamW (CPU)", ""]
+        first = next(iter(r["peer"].values()))
+        lines += ["", f"## 4. Peer: Hugging Face GPT-2 + torch.optim.AdamW (CPU){_when(first) if isinstance(first, dict) else ''}", ""]
         if "skipped" in r["peer"]:
             lines.append(r["peer"]["skipped"])
         else:
@@ -66,10 +86,15 @@ def markdown(r: dict) -> str:
                         run = "ours (JAX)" if k == "ours" else f"torch {v['torch']}, {v['threads']} thread(s), {v['attn_implementation']}"
                         lines.append(f"| {label} | {run} | {_s(v['tokens_per_s'])} | {ratio} |")
     if "e2e" in r:
-        lines += ["", "## 5. End to end (growth.grid.reproduce)", "",
-                  "| experiment | cells | wall s | compile s | compile share |", "|---|---:|---:|---:|---:|"]
+        lines += ["", "## 5. End to end (growth.grid.reproduce, one run each)", "",
+                  "| experiment | cells | wall s | regime cells s | pretrain and rest s | compile s | compile share | |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         for name, e in r["e2e"].items():
-            lines.append(f"| {name} | {e['cells']} | {e['wall_s']:,.1f} | {e['compile_s']:,.1f} | {e['compile_share']:.0%} |")
+            grow = f"{e['grow_s']:,.1f} | {e['pretrain_and_rest_s']:,.1f}" if "grow_s" in e else " | "
+            lines.append(
+                f"| {name} | {e['cells']} | {e['wall_s']:,.1f} | {grow} | {e['compile_s']:,.1f} |"
+                f" {e['compile_share']:.0%} | load {_load(e)} |"
+            )
     if r.get("targets"):
         lines += ["", "## Targets", "", "| target | value | met |", "|---|---:|:---:|"]
         for t in r["targets"].values():

@@ -4,7 +4,7 @@ Writes `benchmarks/results/<machine>.json` and `<machine>.md` (docs/performance.
 
   limit  fp32 matmul GFLOP/s at a few square sizes; the best median is the machine's limit
   step   train-step tokens/s and model FLOP/s of the small and the wide model, and their share of the limit
-  pool   the stacked (vmapped) candidate pool against the same candidates stepped one after another
+  pool   the stacked candidate pool (runner.pool_step: map and vmap) against the same candidates stepped one after another
   peer   the same model and batch trained by Hugging Face GPT-2 + torch.optim.AdamW on the CPU
   e2e    wall time of whole experiment grids (growth.grid.reproduce) and the share spent compiling
 
@@ -22,7 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, CompileClock, compose, machine_info, machine_name, preset, repeat, spread
+from benchmarks.common import (
+    REPO,
+    CompileClock,
+    compose,
+    machine_info,
+    machine_name,
+    preset,
+    repeat,
+)
 
 PARTS = ("limit", "step", "pool", "peer", "e2e")
 TARGETS = {  # name: (description, threshold); docs/performance.md says why each one
@@ -91,7 +99,9 @@ def main(argv=None) -> dict:
     cfg = compose(p.overrides)
 
     def stamp(d: dict) -> dict:
-        return d | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg()}
+        # Each part keeps its own time, load and counts: a later run of other parts merges beside it.
+        return d | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg(),
+                    "reps": p.reps, "steps_per_rep": p.steps_per_rep}
 
     from benchmarks import jax_parts
 
@@ -166,7 +176,8 @@ def peer_part(cfg, p, models) -> dict:
                 entry[k]["ours_over_peer"] = ours / entry[k]["tokens_per_s"]["median"]
         entry["ours_over_best_peer"] = min(entry[k]["ours_over_peer"] for k in runs if k != "ours")
         entry["same_param_count"] = entry["ours"]["params"] == next(entry[k]["params"] for k in runs if k != "ours")
-        out[label] = entry | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg()}
+        out[label] = entry | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg(),
+                              "reps": p.reps, "steps_per_rep": p.steps_per_rep}
     return out
 
 

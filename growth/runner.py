@@ -1,10 +1,11 @@
 """The growth experiment for one (seed, growth step): build the pool, measure lag 0, continue per regime.
 
-Candidates that share a wide shape are stacked on a leading axis and trained by one compiled,
-vmapped train step on the same batch; the small model continues beside them as the reference for
-the probe KL (and as the `continue_small` candidate). A cell is one (seed, growth step, regime); its
-rows are appended to `results.jsonl` in one locked write when it finishes, so a killed run redoes only
-the unfinished cell (deterministically: the batches and keys are functions of seed and step).
+Candidates that share a wide shape are stacked on a leading axis and trained by one compiled train
+step on the same batch (`runner.pool_step`: a loop over them or a vmap); the small model continues
+beside them as the reference for the probe KL (and as the `continue_small` candidate). A cell is one
+(seed, growth step, regime); its rows are appended to `results.jsonl` in one locked write when it
+finishes, so a killed run redoes only the unfinished cell (deterministically: the batches and keys
+are functions of seed and step).
 """
 
 from __future__ import annotations
@@ -276,13 +277,10 @@ def run_regime(
             dict(
                 group=g,
                 step=_cached(
-                    f"vstep{rate}",
+                    f"pool_step{rate}-{r.pool_step}",
                     g.model_cfg,
                     cfg.optim,
-                    build=lambda: jax.jit(
-                        jax.vmap(train.make_train_step(_graphdef(g.model_cfg, rate), tx, cfg.optim), in_axes=(0, None)),
-                        donate_argnums=0,
-                    ),
+                    build=lambda: train.jit_pool_step(_graphdef(g.model_cfg, rate), tx, cfg.optim, r.pool_step),
                 ),
                 ce=_cached("ce", g.model_cfg, build=lambda: make_stacked_eval(eval_graphdef)),
                 compare=_cached(
@@ -432,6 +430,8 @@ def validate(cfg: Config) -> None:
     bad = [x for x in cfg.regimes if x not in REGIMES]
     if bad:
         raise RunnerError(f"regimes has unknown values {bad}; valid: {list(REGIMES)}")
+    if cfg.runner.pool_step not in train.POOL_STEPS:
+        raise RunnerError(f"runner.pool_step={cfg.runner.pool_step!r} is unknown; use one of {list(train.POOL_STEPS)}")
     if not cfg.pool:
         raise RunnerError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:

@@ -26,10 +26,14 @@ def test_tiny_benchmark_writes_results(tmp_path):
         assert _positive(s["step_ms"]) and _positive(s["fraction_of_interleaved_matmul"])
     assert r["step"]["wide"]["d_model"] == 2 * r["step"]["small"]["d_model"]
     assert _positive(r["pool"]["stacked_s"]) and _positive(r["pool"]["separate_s"]) and r["pool"]["speedup"]["median"] > 0
+    assert set(r["pool"]["by_pool_step"]) == {"map", "vmap"} and r["pool"]["pool_step"] == "map"
     if "skipped" not in r["peer"]:  # torch is an optional extra
         for label in ("small", "wide"):
             assert r["peer"][label]["same_param_count"]
             assert r["peer"][label]["ours_over_best_peer"] > 0
     e = r["e2e"]["smoke"]
     assert e["wall_s"] > 0 and 0 < e["compile_s"] <= e["wall_s"] and 0 < e["compile_share"] <= 1
+    # The tiny grid is one cell with one regime: its wall time is part of the whole.
+    assert [(c["seed"], c["regime"]) for c in e["regime_cells"]] == [(0, "deterministic")]
+    assert 0 < e["grow_s"] < e["wall_s"] and e["pretrain_and_rest_s"] > 0
     assert {"wide_step_fraction_of_limit", "pool_speedup"} <= set(r["targets"])

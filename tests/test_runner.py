@@ -153,6 +153,9 @@ def test_bad_runner_settings_are_clear_errors(base, tmp_path):
         runner.run(_with(dataclasses.replace(base, regimes=["noisy"]), tmp_path))
     with pytest.raises(runner.RunnerError, match="unknown candidates \\['bogus'\\]"):
         runner.run(_with(dataclasses.replace(base, pool=["bogus"]), tmp_path))
+    bad_step = dataclasses.replace(base, runner=dataclasses.replace(base.runner, pool_step="pmap"))
+    with pytest.raises(runner.RunnerError, match="runner.pool_step='pmap' is unknown"):
+        runner.run(_with(bad_step, tmp_path))
 
 
 def test_two_job_multirun_through_the_local_launcher(tmp_path):

@@ -42,6 +42,30 @@ def test_counters_move_once_per_step(tiny_cfg):
     assert float(train.current_lr(tiny_cfg.optim, state.opt_state)) == pytest.approx(float(sched(3)))
 
 
+@pytest.mark.parametrize("how", train.POOL_STEPS)
+def test_pool_step_is_each_candidates_own_step(tiny_cfg, how):
+    """Stacked candidates (different params, with dropout) step exactly as each would alone."""
+    cfg = dataclasses.replace(tiny_cfg, model=dataclasses.replace(tiny_cfg.model, dropout=0.1))
+    graphdef, tx, _ = pretrain.fresh_state(cfg)
+    states = [pretrain.fresh_state(dataclasses.replace(cfg, seed=s))[2] for s in (1, 2, 3)]
+    data = data_lib.load(cfg.data)
+    batches = [jnp.asarray(data_lib.batch_at(data, 0, t, 8)) for t in range(2)]
+    pool_step = train.jit_pool_step(graphdef, tx, cfg.optim, how)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    for b in batches:
+        stacked, pool_metrics = pool_step(stacked, b)
+    step = train.jit_train_step(graphdef, tx, cfg.optim)
+    for i, s in enumerate(states):
+        for b in batches:
+            s, m = step(s, b)
+        assert float(pool_metrics["loss"][i]) == pytest.approx(float(m["loss"]), rel=1e-5)
+        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda a: a[i], stacked)), jax.tree.leaves(s)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+    assert float(pool_metrics["loss"][0]) != float(pool_metrics["loss"][1])  # the candidates differ
+    with pytest.raises(ValueError, match="runner.pool_step='bogus' is unknown"):
+        train.jit_pool_step(graphdef, tx, cfg.optim, "bogus")
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """One finished tiny pretraining run, shared by the tests that only read it."""

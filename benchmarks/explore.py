@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import PRESETS, compose, repeat, spread
-from benchmarks.jax_parts import flops_per_token, fresh, random_batch, wide_model
+from benchmarks.jax_parts import flops_per_token, fresh, random_batch, time_pool_paths, wide_model
 from growth import model as model_lib
 from growth import train
 
@@ -160,7 +160,7 @@ def _compiled_step(cfg, model_cfg, pool: int):
     """(step, state): growth's train step, vmapped over `pool` stacked copies when pool > 0."""
     graphdef, tx, state = fresh(cfg, model_cfg)
     if pool:
-        step = jax.jit(jax.vmap(train.make_train_step(graphdef, tx, cfg.optim), in_axes=(0, None)), donate_argnums=0)
+        step = train.jit_pool_step(graphdef, tx, cfg.optim, "vmap")
         state = jax.tree.map(lambda x: jnp.stack([x] * pool), state)
     else:
         step = train.jit_train_step(graphdef, tx, cfg.optim)
@@ -227,46 +227,19 @@ def pool_impls(args) -> dict:
     graphdef = model_lib.abstract(model_cfg)[0]
     states = [fresh(cfg, model_cfg, seed=10 * i)[2] for i in range(k)]
     batch = random_batch(model_cfg, batch_size)
-    stack = lambda: jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-    raw = train.make_train_step(graphdef, tx, cfg.optim)
-    single = train.jit_train_step(graphdef, tx, cfg.optim)
     with patched(VARIANTS["ce_barrier"]):
-        vmapped_barrier = jax.jit(jax.vmap(train.make_train_step(graphdef, tx, cfg.optim), in_axes=(0, None)), donate_argnums=0)
-        vmapped_barrier(stack(), batch)  # traced under the patch
-    steps = {
-        "separate (jit_train_step per candidate)": None,
-        "vmap (growth.runner today)": jax.jit(jax.vmap(raw, in_axes=(0, None)), donate_argnums=0),
+        vmapped_barrier = train.jit_pool_step(graphdef, tx, cfg.optim, "vmap")
+        vmapped_barrier(jax.tree.map(lambda *xs: jnp.stack(xs), *states), batch)  # traced under the patch
+    separate = "separate (jit_train_step per candidate)"
+    paths = {
+        separate: None,
+        "vmap (runner.pool_step=vmap)": train.jit_pool_step(graphdef, tx, cfg.optim, "vmap"),
         "vmap + ce_barrier": vmapped_barrier,
-        "lax.map over candidates (one program)": jax.jit(lambda s, b: jax.lax.map(lambda x: raw(x, b), s), donate_argnums=0),
+        "lax.map (runner.pool_step=map)": train.jit_pool_step(graphdef, tx, cfg.optim, "map"),
     }
-    holders = {n: ([jax.tree.map(jnp.copy, s) for s in states] if f is None else stack()) for n, f in steps.items()}
-
-    def runner(name):
-        f = steps[name]
-
-        def run():
-            if f is None:
-                out = []
-                for s in holders[name]:
-                    for _ in range(args.steps):
-                        s, m = single(s, batch)
-                    out.append(s)
-            else:
-                out = holders[name]
-                for _ in range(args.steps):
-                    out, m = f(out, batch)
-            m["loss"].block_until_ready()
-            holders[name] = out
-
-        run()
-        return run
-
-    runs = {n: runner(n) for n in steps}
-    times = {n: [] for n in steps}
-    for _ in range(args.reps):
-        for n, run in runs.items():
-            times[n] += repeat(run, 1, warmup=0)
-    base = spread(times["separate (jit_train_step per candidate)"])["median"]
+    single = train.jit_train_step(graphdef, tx, cfg.optim)
+    times = time_pool_paths(paths, states, batch, single, args.steps, args.reps)
+    base = spread(times[separate])["median"]
     return {
         "model": {"d_model": model_cfg.d_model, "batch": batch_size, "candidates": k},
         "ms_per_candidate_step": {n: spread(t)["median"] * 1e3 / args.steps / k for n, t in times.items()},

@@ -172,6 +172,46 @@ def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, 
 # ---------------------------------------------------------------- 3. candidate pool
 
 
+def time_pool_paths(paths: dict, states: list, batch, single_step, n_steps: int, reps: int) -> dict[str, list[float]]:
+    """Seconds per repetition of each way of training the candidates `n_steps` steps on one batch.
+
+    `paths` maps a name to a compiled pool step over the stacked states, or to None: each candidate
+    stepped alone by `single_step`, one after another. Repetitions are interleaved, so every path
+    sees the same drift in machine load.
+    """
+    holders = {
+        name: [jax.tree.map(jnp.copy, s) for s in states] if f is None else jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        for name, f in paths.items()
+    }
+
+    def runner(name):
+        f = paths[name]
+
+        def run():
+            if f is None:
+                out = []
+                for s in holders[name]:
+                    for _ in range(n_steps):
+                        s, m = single_step(s, batch)
+                    out.append(s)
+            else:
+                out = holders[name]
+                for _ in range(n_steps):
+                    out, m = f(out, batch)
+            m["loss"].block_until_ready()
+            holders[name] = out
+
+        run()  # compile and warm up
+        return run
+
+    runs = {name: runner(name) for name in paths}
+    times = {name: [] for name in paths}
+    for _ in range(reps):
+        for name, run in runs.items():
+            times[name] += repeat(run, 1, warmup=0)
+    return times
+
+
 def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
     """k wide candidates, N steps each: the runner's stacked pool step (each of train.POOL_STEPS)
     against k separate jit_train_step calls. `stacked_s` / `speedup` are the runner's setting
@@ -181,40 +221,10 @@ def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
     tx = train.make_optimizer(cfg.optim)
     states = [fresh(cfg, wide, seed=10 * i)[2] for i in range(k)]
     graphdef = model_lib.abstract(wide)[0]
-    batch = random_batch(wide, batch_size)
-
-    step = train.jit_train_step(graphdef, tx, cfg.optim)
-    holders = {"separate": [jax.tree.map(jnp.copy, s) for s in states]}
-    pool_steps = {}
-    for how in train.POOL_STEPS:
-        pool_steps[how] = train.jit_pool_step(graphdef, tx, cfg.optim, how)
-        holders[how] = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-    del states
-
-    def runner(name):
-        def run():
-            if name == "separate":
-                out = []
-                for s in holders[name]:
-                    for _ in range(n_steps):
-                        s, m = step(s, batch)
-                    out.append(s)
-            else:
-                out = holders[name]
-                for _ in range(n_steps):
-                    out, m = pool_steps[name](out, batch)
-            m["loss"].block_until_ready()
-            holders[name] = out
-
-        run()  # compile and warm up
-        return run
-
-    runs = {name: runner(name) for name in holders}
-    # Interleaved repetitions: every path sees the same drift in machine load.
-    times = {name: [] for name in runs}
-    for _ in range(p.reps):
-        for name, run in runs.items():
-            times[name] += repeat(run, 1, warmup=0)
+    paths = {"separate": None} | {how: train.jit_pool_step(graphdef, tx, cfg.optim, how) for how in train.POOL_STEPS}
+    times = time_pool_paths(
+        paths, states, random_batch(wide, batch_size), train.jit_train_step(graphdef, tx, cfg.optim), n_steps, p.reps
+    )
     by_step = {
         how: {
             "stacked_s": spread(times[how]),

@@ -13,7 +13,12 @@ CELL = [*ROW, "regime"]
 CAND = [*CELL, "candidate"]
 
 CANDIDATE_ORDER = (
-    "exact_copy", "perturbative", "asymmetric_reset", "structured_non_clone", "scratch_wide", "continue_small",
+    "exact_copy",
+    "perturbative",
+    "asymmetric_reset",
+    "structured_non_clone",
+    "scratch_wide",
+    "continue_small",
 )
 # Both regimes always get a table: a regime nobody ran must still show up as "not run".
 REGIME_ORDER = ("deterministic", "stochastic")
@@ -66,8 +71,11 @@ def cell_universe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _merge_stats(left: pd.DataFrame, stats: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Left-join per-group stats (a groupby result, possibly empty) on key columns."""
-    return left.merge(stats.reset_index(), on=keys, how="left") if len(stats) else left.assign(
-        **{c: np.nan for c in stats.columns})
+    return (
+        left.merge(stats.reset_index(), on=keys, how="left")
+        if len(stats)
+        else left.assign(**{c: np.nan for c in stats.columns})
+    )
 
 
 def stage_lags(frame: pd.DataFrame) -> pd.DataFrame:
@@ -90,15 +98,23 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     out = cell_universe(frame).merge(lags, on=CELL, how="left")
     runs = frame.groupby(CAND)["replicate"].nunique().rename("n_runs").to_frame()
     out = _merge_stats(out, runs, CAND)
-    div = frame[frame["metric"] == "diverged"].groupby(CAND).agg(
-        diverged_lag=("lag", "min"), n_diverged=("replicate", "nunique"))
+    div = (
+        frame[frame["metric"] == "diverged"]
+        .groupby(CAND)
+        .agg(diverged_lag=("lag", "min"), n_diverged=("replicate", "nunique"))
+    )
     out = _merge_stats(out, div, CAND)
     # Every (summary column, metric, stage lag) at once: one merge, one filter, one groupby.
-    wanted = pd.DataFrame([(name, metric, lag_column) for name, (metric, lag_column) in SOURCES.items()],
-                          columns=["name", "metric", "lag_column"])
+    wanted = pd.DataFrame(
+        [(name, metric, lag_column) for name, (metric, lag_column) in SOURCES.items()],
+        columns=["name", "metric", "lag_column"],
+    )
     rows = frame.merge(wanted, on="metric").merge(lags, on=CELL)
-    stage_lag = np.select([rows["lag_column"] == c for c in ("zero_lag", "probe_lag", "continuation_lag")],
-                          [rows[c] for c in ("zero_lag", "probe_lag", "continuation_lag")], np.nan)
+    stage_lag = np.select(
+        [rows["lag_column"] == c for c in ("zero_lag", "probe_lag", "continuation_lag")],
+        [rows[c] for c in ("zero_lag", "probe_lag", "continuation_lag")],
+        np.nan,
+    )
     rows = rows[rows["lag"].to_numpy(float) == stage_lag]
     stats = rows.groupby([*CAND, "name"])["value"].agg(["mean", "std", "size"]).unstack("name")
     suffix = {"mean": "", "std": "_std", "size": "_n"}

@@ -18,12 +18,12 @@ REGIMES = ("deterministic", "stochastic")
 CLAIM_TEXT = {
     1: "exact-copy ranks first in every 16-step probe",
     2: "exact-copy ranks first in stochastic 128-step continuations (seed 0 at growth steps 1000 and 2000, "
-       "and a reduced candidate pool at seed 1, step 2000)",
+    "and a reduced candidate pool at seed 1, step 2000)",
     3: "the structured non-clone candidate wins deterministic 128-step continuation",
     4: "zero-step preservation alone does not rank candidates",
     5: "a cheap probe (KL-based) was the most robust selector",
     6: '"escape from the inherited cloned subspace" helps long deterministic continuation but misleads at '
-       "short lag and under stochastic continuation",
+    "short lag and under stochastic continuation",
 }
 
 
@@ -39,8 +39,9 @@ class Claim:
     cells: str
 
 
-def cell_name(experiment: str, seed: int, growth_step: int, regime: str | None = None,
-              with_experiment: bool = False) -> str:
+def cell_name(
+    experiment: str, seed: int, growth_step: int, regime: str | None = None, with_experiment: bool = False
+) -> str:
     """Short human label of a cell."""
     name = f"seed {seed} @ {growth_step}"
     if regime:
@@ -48,8 +49,14 @@ def cell_name(experiment: str, seed: int, growth_step: int, regime: str | None =
     return f"{experiment}: {name}" if with_experiment else name
 
 
-def _first_place(ranks: pd.DataFrame, stage: str, regime: str | None, candidate: str,
-                 cells: tuple[tuple[int, int], ...] | None, multi: bool) -> tuple[list[str], list[str], list[str]]:
+def _first_place(
+    ranks: pd.DataFrame,
+    stage: str,
+    regime: str | None,
+    candidate: str,
+    cells: tuple[tuple[int, int], ...] | None,
+    multi: bool,
+) -> tuple[list[str], list[str], list[str]]:
     """Cells where `candidate` was ranked at `stage` (with a rival), and the subsets where it was / was not first."""
     rows = ranks[(ranks["stage"] == stage) & ranks["status"].isin([OK, DIVERGED])]
     if regime:
@@ -72,14 +79,21 @@ def _first_place(ranks: pd.DataFrame, stage: str, regime: str | None, candidate:
     return evaluated, first, not_first
 
 
-def _first_place_claim(cid: int, ranks: pd.DataFrame, stage: str, regime: str | None, candidate: str,
-                       cells: tuple[tuple[int, int], ...] | None, test: str, multi: bool,
-                       note: str = "") -> Claim:
+def _first_place_claim(
+    cid: int,
+    ranks: pd.DataFrame,
+    stage: str,
+    regime: str | None,
+    candidate: str,
+    cells: tuple[tuple[int, int], ...] | None,
+    test: str,
+    multi: bool,
+    note: str = "",
+) -> Claim:
     """A claim of the form 'candidate ranks first at stage in every evaluated cell'."""
     evaluated, first, not_first = _first_place(ranks, stage, regime, candidate, cells, multi)
     if not evaluated:
-        return Claim(cid, CLAIM_TEXT[cid], NOT_RUN, test, f"no cell ranks {candidate} against a rival at {stage}",
-                     "")
+        return Claim(cid, CLAIM_TEXT[cid], NOT_RUN, test, f"no cell ranks {candidate} against a rival at {stage}", "")
     verdict = HOLDS if not not_first else FAILS
     evidence = f"{candidate} first in {len(first)}/{len(evaluated)} cells"
     if not_first:
@@ -89,19 +103,35 @@ def _first_place_claim(cid: int, ranks: pd.DataFrame, stage: str, regime: str | 
 
 def _claim2(ranks: pd.DataFrame, multi: bool) -> Claim:
     """exact_copy first in stochastic continuation, on the paper's cells when any exist."""
-    test = ("exact_copy wins (AUC rank 1, ties count, not diverged) in every stochastic cell of the paper grid "
-            "(seed 0 @ 1000, seed 0 @ 2000, seed 1 @ 2000) that exists; all stochastic cells if none does")
+    test = (
+        "exact_copy wins (AUC rank 1, ties count, not diverged) in every stochastic cell of the paper grid "
+        "(seed 0 @ 1000, seed 0 @ 2000, seed 1 @ 2000) that exists; all stochastic cells if none does"
+    )
     paper, _, _ = _first_place(ranks, "continuation", "stochastic", "exact_copy", PAPER_STOCHASTIC_CELLS, multi)
     if paper:
-        rows = ranks[(ranks["stage"] == "continuation") & (ranks["regime"] == "stochastic")
-                     & (ranks["candidate"] == "exact_copy") & ranks["status"].isin([OK, DIVERGED])]
-        present = set(zip(rows["seed"], rows["growth_step"]))
+        rows = ranks[
+            (ranks["stage"] == "continuation")
+            & (ranks["regime"] == "stochastic")
+            & (ranks["candidate"] == "exact_copy")
+            & ranks["status"].isin([OK, DIVERGED])
+        ]
+        present = set(zip(rows["seed"], rows["growth_step"], strict=True))
         missing = [f"seed {s} @ {g}" for s, g in PAPER_STOCHASTIC_CELLS if (s, g) not in present]
         note = f" (paper cells missing: {', '.join(missing)})" if missing else " (all paper cells present)"
-        return _first_place_claim(2, ranks, "continuation", "stochastic", "exact_copy", PAPER_STOCHASTIC_CELLS,
-                                  test, multi, note)
-    return _first_place_claim(2, ranks, "continuation", "stochastic", "exact_copy", None, test, multi,
-                              " (no paper-grid cell present: evaluated on every stochastic cell)")
+        return _first_place_claim(
+            2, ranks, "continuation", "stochastic", "exact_copy", PAPER_STOCHASTIC_CELLS, test, multi, note
+        )
+    return _first_place_claim(
+        2,
+        ranks,
+        "continuation",
+        "stochastic",
+        "exact_copy",
+        None,
+        test,
+        multi,
+        " (no paper-grid cell present: evaluated on every stochastic cell)",
+    )
 
 
 def _mean_tau(agreement: pd.DataFrame, signal: str, regimes: tuple[str, ...] = REGIMES) -> tuple[float, int]:
@@ -117,8 +147,10 @@ def _fmt(value: float) -> str:
 
 def _claim4(agreement: pd.DataFrame) -> Claim:
     """Zero-step signals' tau with the 128-step ranking stays below the threshold."""
-    test = (f"mean Kendall tau (over all cells, both regimes) with the AUC ranking is < {ZERO_STEP_TAU_MAX} "
-            "for both zero-step signals, token_kl and |loss_gap| (lower = predicted better)")
+    test = (
+        f"mean Kendall tau (over all cells, both regimes) with the AUC ranking is < {ZERO_STEP_TAU_MAX} "
+        "for both zero-step signals, token_kl and |loss_gap| (lower = predicted better)"
+    )
     parts, verdicts = [], []
     for signal in ("token_kl", "abs_loss_gap"):
         mean, n = _mean_tau(agreement, signal)
@@ -135,9 +167,11 @@ def _claim4(agreement: pd.DataFrame) -> Claim:
 
 def _claim5(agreement: pd.DataFrame) -> Claim:
     """probe_kl has the best worst-regime mean tau among the primary signals."""
-    test = ("robustness = the worse of the two per-regime mean taus with the AUC ranking; holds if probe_kl's "
-            "is >= every other primary signal's (token_kl, |loss_gap|, probe_rms low, probe_escape high, "
-            "probe eval loss) that was measured in both regimes")
+    test = (
+        "robustness = the worse of the two per-regime mean taus with the AUC ranking; holds if probe_kl's "
+        "is >= every other primary signal's (token_kl, |loss_gap|, probe_rms low, probe_escape high, "
+        "probe eval loss) that was measured in both regimes"
+    )
     scores = {}
     for signal in (s.name for s in SIGNALS if s.primary):
         per_regime = [_mean_tau(agreement, signal, (r,))[0] for r in REGIMES]
@@ -146,21 +180,26 @@ def _claim5(agreement: pd.DataFrame) -> Claim:
     if "probe_kl" not in scores:
         return Claim(5, CLAIM_TEXT[5], NOT_RUN, test, "probe_kl vs auc not available in both regimes", "")
     best = max(scores.values())
-    evidence = "worst-regime mean tau: " + ", ".join(f"{k} {_fmt(v)}" for k, v in
-                                                      sorted(scores.items(), key=lambda kv: -kv[1]))
+    evidence = "worst-regime mean tau: " + ", ".join(
+        f"{k} {_fmt(v)}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])
+    )
     cells = _cells_of(agreement, ("probe_kl",))
     return Claim(5, CLAIM_TEXT[5], HOLDS if scores["probe_kl"] >= best else FAILS, test, evidence, cells)
 
 
 def _claim6(agreement: pd.DataFrame, probe_agreement: pd.DataFrame) -> Claim:
     """Escape agrees with deterministic AUC, but not with stochastic AUC nor with the probe-lag loss."""
-    test = ("probe_escape ranked higher = better: mean tau with the AUC ranking > 0 in deterministic cells, "
-            "<= 0 in stochastic cells, and mean tau with the probe-lag eval-loss ranking <= 0 over all cells")
+    test = (
+        "probe_escape ranked higher = better: mean tau with the AUC ranking > 0 in deterministic cells, "
+        "<= 0 in stochastic cells, and mean tau with the probe-lag eval-loss ranking <= 0 over all cells"
+    )
     det, n_det = _mean_tau(agreement, "probe_escape", ("deterministic",))
     sto, n_sto = _mean_tau(agreement, "probe_escape", ("stochastic",))
     short, n_short = _mean_tau(probe_agreement, "probe_escape")
-    evidence = (f"deterministic AUC tau {_fmt(det)} ({n_det} cells); stochastic AUC tau {_fmt(sto)} "
-                f"({n_sto} cells); probe-lag loss tau {_fmt(short)} ({n_short} cells)")
+    evidence = (
+        f"deterministic AUC tau {_fmt(det)} ({n_det} cells); stochastic AUC tau {_fmt(sto)} "
+        f"({n_sto} cells); probe-lag loss tau {_fmt(short)} ({n_short} cells)"
+    )
     if not (n_det and n_sto and n_short):
         return Claim(6, CLAIM_TEXT[6], NOT_RUN, test, evidence, "")
     holds = det > 0 and sto <= 0 and short <= 0
@@ -180,13 +219,29 @@ def evaluate_claims(ranks: pd.DataFrame, agreement: pd.DataFrame, probe_agreemen
     """The claims table: claim text, verdict, the test applied, the numbers behind it, the cells used."""
     multi = ranks["experiment"].nunique() > 1
     claims = [
-        _first_place_claim(1, ranks, "probe", None, "exact_copy", None,
-                           "exact_copy wins (probe-lag eval-loss rank 1, ties count, not diverged) in every cell, "
-                           "both regimes, where it was ranked against at least one other candidate", multi),
+        _first_place_claim(
+            1,
+            ranks,
+            "probe",
+            None,
+            "exact_copy",
+            None,
+            "exact_copy wins (probe-lag eval-loss rank 1, ties count, not diverged) in every cell, "
+            "both regimes, where it was ranked against at least one other candidate",
+            multi,
+        ),
         _claim2(ranks, multi),
-        _first_place_claim(3, ranks, "continuation", "deterministic", "structured_non_clone", None,
-                           "structured_non_clone wins (AUC rank 1, ties count, not diverged) in every "
-                           "deterministic cell where it was ranked against at least one other candidate", multi),
+        _first_place_claim(
+            3,
+            ranks,
+            "continuation",
+            "deterministic",
+            "structured_non_clone",
+            None,
+            "structured_non_clone wins (AUC rank 1, ties count, not diverged) in every "
+            "deterministic cell where it was ranked against at least one other candidate",
+            multi,
+        ),
         _claim4(agreement),
         _claim5(agreement),
         _claim6(agreement, probe_agreement),

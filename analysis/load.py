@@ -64,27 +64,27 @@ def read_jsonl(path: Path) -> list[dict]:
                 continue
             missing = [field for field in REQUIRED if field not in row]
             if missing:
-                raise ValueError(
-                    f"{path}:{lineno}: row lacks field(s) {missing}; see docs/results_schema.md"
-                )
+                raise ValueError(f"{path}:{lineno}: row lacks field(s) {missing}; see docs/results_schema.md")
             config_hash = str(row.get("config_hash") or "")
             # `continuation_seed` is not in the schema today; honour it if a runner adds it.
             cont_seed = row.get("continuation_seed")
             replicate = config_hash if cont_seed is None else f"{config_hash}|cs={cont_seed}"
-            rows.append({
-                "experiment": str(row["experiment"]),
-                "seed": int(row["seed"]),
-                "growth_step": int(row["growth_step"]),
-                "candidate": str(row["candidate"]),
-                "regime": str(row["regime"]),
-                "lag": int(row["lag"]),
-                "metric": str(row["metric"]),
-                "value": _finite_or_nan(row["value"]),
-                "config_hash": config_hash,
-                "replicate": replicate,
-                "versions": json.dumps(row.get("versions") or {}, sort_keys=True),
-                "source": str(path),
-            })
+            rows.append(
+                {
+                    "experiment": str(row["experiment"]),
+                    "seed": int(row["seed"]),
+                    "growth_step": int(row["growth_step"]),
+                    "candidate": str(row["candidate"]),
+                    "regime": str(row["regime"]),
+                    "lag": int(row["lag"]),
+                    "metric": str(row["metric"]),
+                    "value": _finite_or_nan(row["value"]),
+                    "config_hash": config_hash,
+                    "replicate": replicate,
+                    "versions": json.dumps(row.get("versions") or {}, sort_keys=True),
+                    "source": str(path),
+                }
+            )
     return rows
 
 

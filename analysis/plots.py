@@ -13,9 +13,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from growth.tracking import atomic_write
 from analysis.cells import CANDIDATE_ORDER, CELL, ROW, ordered_candidates, ordered_regimes
 from analysis.rankings import DIVERGED, NOT_APPLICABLE, OK, STAGES, RankIndex, lag_text
+from growth.tracking import atomic_write
 
 DPI = 110
 REGIME_MARKERS = {"deterministic": "o", "stochastic": "^"}
@@ -94,8 +94,15 @@ def _draw_curves(ax, data: pd.DataFrame, cell: pd.DataFrame, skip: set[str]) -> 
             ax.fill_between(line["lag"], line["mean"] - spread, line["mean"] + spread, color=color, alpha=0.2)
         div = cell.loc[cell["candidate"] == cand, "diverged_lag"]
         if len(div) and not math.isnan(div.iloc[0]):
-            ax.plot(line["lag"].iloc[-1], line["mean"].iloc[-1], marker="X", ms=10, color=color, ls="",
-                    label=f"{cand} diverged (lag {int(div.iloc[0])})")
+            ax.plot(
+                line["lag"].iloc[-1],
+                line["mean"].iloc[-1],
+                marker="X",
+                ms=10,
+                color=color,
+                ls="",
+                label=f"{cand} diverged (lag {int(div.iloc[0])})",
+            )
     probe = cell["probe_lag"].dropna()
     if len(probe):
         ax.axvline(probe.iloc[0], color="0.3", ls="--", lw=1, label=f"probe lag {int(probe.iloc[0])}")
@@ -123,8 +130,7 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> l
         # A plain grid of alike panels: fixed margins look the same as constrained layout at ~60% of the cost.
         height = 1.0 + 3.6 * nrows
         fig = _new_figure(5.0 * len(regimes), height, layout=None)
-        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.55 / height, top=1 - 0.75 / height,
-                            wspace=0.22, hspace=0.4)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.55 / height, top=1 - 0.75 / height, wspace=0.22, hspace=0.4)
         grid = fig.subplots(nrows, len(regimes), squeeze=False)
         for j, regime in enumerate(regimes):
             cell = rows[rows["regime"] == regime]
@@ -137,8 +143,9 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> l
             if zoom:
                 ax = grid[1, j]
                 hidden = outliers[regime]
-                ax.set_title(f"{regime}, zoom" + (f" (off-scale: {', '.join(sorted(hidden))})" if hidden else ""),
-                             fontsize=9)
+                ax.set_title(
+                    f"{regime}, zoom" + (f" (off-scale: {', '.join(sorted(hidden))})" if hidden else ""), fontsize=9
+                )
                 zoomed = data[data["lag"] >= (0 if math.isnan(start) else start)]
                 if zoomed.empty:
                     _not_run(ax)
@@ -161,14 +168,15 @@ def plot_rank_heatmap(ranks: pd.DataFrame, path: Path) -> Path:
     """Ranks as a heat map: candidates x cells, one panel per stage, each square annotated."""
     idx = RankIndex(ranks)
     cells = [(regime, row) for regime in idx.regimes for row in idx.rows]
-    labels = [f"{regime[:4]}.\n{exp + chr(10) if idx.multi else ''}s{seed} @ {step}"
-              for regime, (exp, seed, step) in cells]
+    labels = [
+        f"{regime[:4]}.\n{exp + chr(10) if idx.multi else ''}s{seed} @ {step}" for regime, (exp, seed, step) in cells
+    ]
     ranked = ranks["rank"].dropna()
     vmax = max(2.0, float(ranked.max()) if len(ranked) else 2.0)
     cmap = colormaps["viridis_r"].with_extremes(bad="0.85")
     fig = _new_figure(max(6.0, 1.6 + 0.95 * len(cells)), 1.2 + len(STAGES) * (0.45 * len(idx.candidates) + 0.8))
     axes = fig.subplots(len(STAGES), 1, squeeze=False)[:, 0]
-    for ax, stage in zip(axes, STAGES):
+    for ax, stage in zip(axes, STAGES, strict=True):
         grid = np.full((len(idx.candidates), len(cells)), np.nan)
         for j, (regime, row) in enumerate(cells):
             for i, cand in enumerate(idx.candidates):
@@ -177,9 +185,16 @@ def plot_rank_heatmap(ranks: pd.DataFrame, path: Path) -> Path:
                     # Diverged squares take the worst colour even when all diverged and "tie" at rank 1.
                     grid[i, j] = vmax if rec["status"] == DIVERGED else rec["rank"]
                 dark = not math.isnan(grid[i, j]) and grid[i, j] > (1 + vmax) / 2
-                ax.text(j, i, _heat_label(rec), ha="center", va="center", fontsize=8,
-                        weight="bold" if rec is not None and rec["winner"] else "normal",
-                        color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    _heat_label(rec),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    weight="bold" if rec is not None and rec["winner"] else "normal",
+                    color="white" if dark else "black",
+                )
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=1, vmax=vmax, aspect="auto")
         ax.set_yticks(range(len(idx.candidates)), idx.candidates, fontsize=8)
         ax.set_xticks(range(len(cells)), labels, fontsize=7)
@@ -206,8 +221,9 @@ def _set_scale(ax, axis: str, values: np.ndarray) -> None:
         ax.set_ylim(bottom=0)  # regrets are >= 0; symlog's margin would otherwise invent a negative decade
 
 
-def _scatter_panels(summary: pd.DataFrame, panels: tuple[tuple[str, str], ...], path: Path, title: str,
-                    floors: dict[str, float]) -> Path | None:
+def _scatter_panels(
+    summary: pd.DataFrame, panels: tuple[tuple[str, str], ...], path: Path, title: str, floors: dict[str, float]
+) -> Path | None:
     """Scatter each signal (x) against the 128-step AUC regret (y): a point per candidate per cell."""
     has_auc = summary[np.isfinite(summary["auc"])].copy()
     if not any(np.isfinite(has_auc[col]).any() for col, _ in panels):
@@ -219,10 +235,11 @@ def _scatter_panels(summary: pd.DataFrame, panels: tuple[tuple[str, str], ...], 
     nrows = math.ceil(len(panels) / ncols)
     width, height = 5.2 * ncols + 2.0, 0.4 + 4.0 * nrows
     fig = _new_figure(width, height, layout=None)  # fixed grid: manual margins, ~1/3 cheaper than constrained
-    fig.subplots_adjust(left=0.75 / width, right=1 - 2.1 / width, bottom=0.55 / height, top=1 - 0.7 / height,
-                        wspace=0.3, hspace=0.38)
+    fig.subplots_adjust(
+        left=0.75 / width, right=1 - 2.1 / width, bottom=0.55 / height, top=1 - 0.7 / height, wspace=0.3, hspace=0.38
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (column, label) in zip(axes, panels):
+    for ax, (column, label) in zip(axes, panels, strict=True):
         values = has_auc[column].abs() if column == "loss_gap" else has_auc[column]
         floor = floors.get(column)
         x = values.clip(lower=floor) if floor else values
@@ -238,13 +255,21 @@ def _scatter_panels(summary: pd.DataFrame, panels: tuple[tuple[str, str], ...], 
             for regime in regimes:
                 sel = ok & (has_auc["candidate"] == cand) & (has_auc["regime"] == regime)
                 if sel.any():
-                    ax.scatter(x[sel], has_auc.loc[sel, "regret"], color=candidate_color(cand),
-                               marker=REGIME_MARKERS.get(regime, "s"), s=36, alpha=0.85, edgecolor="k", lw=0.4,
-                               clip_on=False)
+                    ax.scatter(
+                        x[sel],
+                        has_auc.loc[sel, "regret"],
+                        color=candidate_color(cand),
+                        marker=REGIME_MARKERS.get(regime, "s"),
+                        s=36,
+                        alpha=0.85,
+                        edgecolor="k",
+                        lw=0.4,
+                        clip_on=False,
+                    )
         _set_scale(ax, "x", x[ok].to_numpy(float))
         _set_scale(ax, "y", has_auc.loc[ok, "regret"].to_numpy(float))
         ax.set_title(f"{label} vs 128-step AUC")
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     fig.legend(handles=_legend_handles(candidates, regimes), loc="center right", fontsize=8)
     fig.suptitle(title)
@@ -259,5 +284,10 @@ def plot_probe_vs_auc(summary: pd.DataFrame, path: Path) -> Path | None:
 def plot_preservation_vs_auc(summary: pd.DataFrame, path: Path) -> Path | None:
     """Zero-step token KL and |loss gap| against the 128-step AUC; None when no cell has both."""
     panels = (("token_kl", "zero-step token KL(small || wide)"), ("loss_gap", "zero-step |loss gap|"))
-    return _scatter_panels(summary, panels, path, "Zero-step preservation vs continuation utility",
-                           {"token_kl": KL_FLOOR, "loss_gap": KL_FLOOR})
+    return _scatter_panels(
+        summary,
+        panels,
+        path,
+        "Zero-step preservation vs continuation utility",
+        {"token_kl": KL_FLOOR, "loss_gap": KL_FLOOR},
+    )

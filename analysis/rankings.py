@@ -70,20 +70,28 @@ def rank_cell(cell: list[Mapping[str, Any]], stage: Stage) -> list[dict]:
     out = []
     for row in cell:
         aux = stage.aux_metric
-        out.append({
-            **{k: row[k] for k in (*CELL, "candidate", "n_runs", "n_diverged", "diverged_lag")},
-            "stage": stage.name, "lag": row[stage.lag_column], "status": stage_status(row, stage),
-            "rank": math.nan, "metric": stage.metric, "value": row[stage.metric],
-            "value_std": row[f"{stage.metric}_std"], "value_n": row[f"{stage.metric}_n"],
-            "aux_metric": aux, "aux_value": row[aux] if aux else math.nan,
-            "aux_std": row[f"{aux}_std"] if aux else math.nan,
-        })
+        out.append(
+            {
+                **{k: row[k] for k in (*CELL, "candidate", "n_runs", "n_diverged", "diverged_lag")},
+                "stage": stage.name,
+                "lag": row[stage.lag_column],
+                "status": stage_status(row, stage),
+                "rank": math.nan,
+                "metric": stage.metric,
+                "value": row[stage.metric],
+                "value_std": row[f"{stage.metric}_std"],
+                "value_n": row[f"{stage.metric}_n"],
+                "aux_metric": aux,
+                "aux_value": row[aux] if aux else math.nan,
+                "aux_std": row[f"{aux}_std"] if aux else math.nan,
+            }
+        )
     ok = [r for r in out if r["status"] == OK]
     keys = []
     for r in ok:
         aux = clip_zero(r["aux_value"], stage.aux_metric) if stage.aux_metric else 0.0
         keys.append((clip_zero(r["value"], stage.metric), math.inf if math.isnan(aux) else aux))
-    for r, rank in zip(ok, _min_ranks(keys)):
+    for r, rank in zip(ok, _min_ranks(keys), strict=True):
         r["rank"] = float(rank)
     for r in out:
         if r["status"] == DIVERGED:
@@ -113,10 +121,12 @@ class RankIndex:
     def __init__(self, ranks: pd.DataFrame) -> None:
         self.candidates = ordered_candidates(ranks["candidate"].unique())
         self.regimes = ordered_regimes(ranks["regime"].unique())
-        self.rows = sorted(set(zip(ranks["experiment"], ranks["seed"], ranks["growth_step"])))
+        self.rows = sorted(set(zip(ranks["experiment"], ranks["seed"], ranks["growth_step"], strict=True)))
         self.multi = ranks["experiment"].nunique() > 1
-        self._rows = {(r["regime"], r["experiment"], r["seed"], r["growth_step"], r["stage"], r["candidate"]): r
-                      for r in ranks.to_dict("records")}
+        self._rows = {
+            (r["regime"], r["experiment"], r["seed"], r["growth_step"], r["stage"], r["candidate"]): r
+            for r in ranks.to_dict("records")
+        }
 
     def get(self, regime: str, row: tuple, stage: str, candidate: str) -> dict | None:
         """One candidate's rank record, or None when the analysis never saw it."""

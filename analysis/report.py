@@ -10,16 +10,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from growth.tracking import atomic_write, atomic_write_text as write_text
 from analysis.cells import eval_curves, summarize
 from analysis.claims import evaluate_claims
 from analysis.load import NoResultsError, Results, load_results
 from analysis.plots import plot_curves, plot_preservation_vs_auc, plot_probe_vs_auc, plot_rank_heatmap
 from analysis.rankings import rank_all
 from analysis.selectors import cell_agreement, selector_table
-from analysis.tables import (aggregate_by_step, aggregate_markdown, markdown_table, rankings_latex,
-                             rankings_markdown, rankings_wide, round_frame)
-
+from analysis.tables import (
+    aggregate_by_step,
+    aggregate_markdown,
+    markdown_table,
+    rankings_latex,
+    rankings_markdown,
+    rankings_wide,
+    round_frame,
+)
+from growth.tracking import atomic_write
+from growth.tracking import atomic_write_text as write_text
 
 REFERENCE_CANDIDATE = "continue_small"
 FIGURE_NAMES = {"rank_heatmap.png", "probe_vs_auc.png", "preservation_vs_auc.png"}
@@ -65,13 +72,22 @@ def _image(title: str, path: Path | None, out_dir: Path, drawn: bool = True) -> 
     return f"![{title}]({path.relative_to(out_dir).as_posix()})\n"
 
 
-def render_markdown(results: Results, results_dir: Path, out_dir: Path, claims: pd.DataFrame, ranks: pd.DataFrame,
-                    agg: pd.DataFrame, selectors: pd.DataFrame, figures: dict[str, list[Path | None]] | None) -> str:
+def render_markdown(
+    results: Results,
+    results_dir: Path,
+    out_dir: Path,
+    claims: pd.DataFrame,
+    ranks: pd.DataFrame,
+    agg: pd.DataFrame,
+    selectors: pd.DataFrame,
+    figures: dict[str, list[Path | None]] | None,
+) -> str:
     """The whole report.md (figures None: drawn off)."""
     drawn = figures is not None
     figures = figures or {"curves": [], "heatmap": [None], "probe": [None], "preservation": [None]}
     claim_table = claims[["claim_id", "claim", "verdict", "evidence", "cells"]].rename(
-        columns={"claim_id": "#", "evidence": "numbers behind it", "cells": "cells used"})
+        columns={"claim_id": "#", "evidence": "numbers behind it", "cells": "cells used"}
+    )
     selector_view = round_frame(selectors, 3)
     parts = [
         "# Width-growth warm starts: results report\n",
@@ -112,8 +128,9 @@ def render_markdown(results: Results, results_dir: Path, out_dir: Path, claims: 
     return "\n".join(parts)
 
 
-def draw_figures(frame: pd.DataFrame, summary: pd.DataFrame, ranks: pd.DataFrame,
-                 fig_dir: Path) -> dict[str, list[Path | None]]:
+def draw_figures(
+    frame: pd.DataFrame, summary: pd.DataFrame, ranks: pd.DataFrame, fig_dir: Path
+) -> dict[str, list[Path | None]]:
     """Every report figure; a figure whose metrics are absent everywhere comes back as None."""
     figures = {
         "curves": plot_curves(eval_curves(frame), summary, fig_dir),
@@ -129,8 +146,12 @@ def draw_figures(frame: pd.DataFrame, summary: pd.DataFrame, ranks: pd.DataFrame
     return figures
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
-                 experiments: Sequence[str] | None = None, figures: bool = True) -> Path:
+def write_report(
+    results_dir: str | Path,
+    out_dir: str | Path | None = None,
+    experiments: Sequence[str] | None = None,
+    figures: bool = True,
+) -> Path:
     """Analyse every results.jsonl below `results_dir` and write the report there (default RESULTS_DIR/report)."""
     results_dir = Path(results_dir)
     results = load_results(results_dir, experiments)
@@ -142,9 +163,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     selectors = selector_table(agreement)
     # The claims are about which warm start of the *wide* model wins: the small model continued is the
     # reference the candidates are compared with, so it is left out of the claims' rankings.
-    claims = evaluate_claims(
-        rank_all(summary[summary["candidate"] != REFERENCE_CANDIDATE]), agreement, probe_agreement
-    )
+    claims = evaluate_claims(rank_all(summary[summary["candidate"] != REFERENCE_CANDIDATE]), agreement, probe_agreement)
     agg = aggregate_by_step(ranks)
     drawn = draw_figures(results.frame, summary, ranks, out / "figures") if figures else None
     write_csv(rankings_wide(ranks), out / "rankings.csv")
@@ -163,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
     parser.add_argument("results_dir", help="directory searched recursively for results.jsonl")
     parser.add_argument("--out", default=None, help="report directory (default: RESULTS_DIR/report)")
-    parser.add_argument("--experiment", action="append", default=None,
-                        help="only rows of this experiment (repeatable; default: all)")
+    parser.add_argument(
+        "--experiment", action="append", default=None, help="only rows of this experiment (repeatable; default: all)"
+    )
     parser.add_argument("--no-figures", action="store_true", help="tables and claims only (faster)")
     args = parser.parse_args(argv)
     try:

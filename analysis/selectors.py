@@ -72,13 +72,21 @@ def cell_agreement(summary: pd.DataFrame, target: str = "auc") -> pd.DataFrame:
             value, constant = tau(x, y)
             picked = set(names[x == x.min()])
             winners = set(names[y == y.min()])
-            records.append({
-                **dict(zip(CELL, key)), "signal": signal.name, "direction": signal.direction,
-                "target": target, "n_candidates": int(both.sum()), "tau": value, "constant": constant,
-                # Tied best picks: the expected hit rate of breaking the tie at random.
-                "hit": len(picked & winners) / len(picked),
-                "picked": " ".join(sorted(picked)), "winner": " ".join(sorted(winners)),
-            })
+            records.append(
+                {
+                    **dict(zip(CELL, key, strict=True)),
+                    "signal": signal.name,
+                    "direction": signal.direction,
+                    "target": target,
+                    "n_candidates": int(both.sum()),
+                    "tau": value,
+                    "constant": constant,
+                    # Tied best picks: the expected hit rate of breaking the tie at random.
+                    "hit": len(picked & winners) / len(picked),
+                    "picked": " ".join(sorted(picked)),
+                    "winner": " ".join(sorted(winners)),
+                }
+            )
     columns = [*CELL, "signal", "direction", "target", "n_candidates", "tau", "constant", "hit", "picked", "winner"]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -92,12 +100,17 @@ def selector_table(agreement: pd.DataFrame) -> pd.DataFrame:
         for scope in [*regimes, "overall"]:
             part = rows if scope == "overall" else rows[rows["regime"] == scope]
             n = len(part)
-            records.append({
-                "signal": signal.name, "direction": signal.direction, "regime": scope, "n_cells": n,
-                "mean_tau": part["tau"].mean() if n else math.nan,
-                "min_tau": part["tau"].min() if n else math.nan,
-                "winner_hits": part["hit"].sum() if n else math.nan,
-                "hit_rate": part["hit"].mean() if n else math.nan,
-                "n_constant": int(part["constant"].sum()),
-            })
+            records.append(
+                {
+                    "signal": signal.name,
+                    "direction": signal.direction,
+                    "regime": scope,
+                    "n_cells": n,
+                    "mean_tau": part["tau"].mean() if n else math.nan,
+                    "min_tau": part["tau"].min() if n else math.nan,
+                    "winner_hits": part["hit"].sum() if n else math.nan,
+                    "hit_rate": part["hit"].mean() if n else math.nan,
+                    "n_constant": int(part["constant"].sum()),
+                }
+            )
     return pd.DataFrame.from_records(records)

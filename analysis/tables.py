@@ -14,8 +14,18 @@ from analysis.rankings import DIVERGED, NOT_APPLICABLE, NOT_RUN, OK, STAGES, Ran
 
 SCIENTIFIC = {"token_kl", "loss_gap", "max_logit_diff", "probe_kl"}
 STAGE_SHORT = {"zero_step": "L0", "probe": "probe", "continuation": "cont"}
-TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def fmt_number(metric: str, value: float) -> str:
@@ -80,8 +90,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table, without the optional tabulate dependency."""
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-            for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
@@ -109,8 +118,9 @@ def rankings_wide(ranks: pd.DataFrame) -> pd.DataFrame:
             for stage in STAGES:
                 rec[f"{stage.name}_lag"] = idx.lag(regime, stage.name, [row])
             for cand in idx.candidates:
-                rec[cand] = " | ".join(f"{STAGE_SHORT[s.name]}: {_cell(idx, regime, row, s.name, cand, 'plain')}"
-                                       for s in STAGES)
+                rec[cand] = " | ".join(
+                    f"{STAGE_SHORT[s.name]}: {_cell(idx, regime, row, s.name, cand, 'plain')}" for s in STAGES
+                )
             for stage in STAGES:
                 rec[f"winner_{stage.name}"] = idx.winners(regime, row, stage.name)
             records.append(rec)
@@ -124,8 +134,9 @@ def rankings_markdown(ranks: pd.DataFrame) -> str:
     for regime in idx.regimes:
         out.append(f"### Regime: {regime}\n")
         for stage in STAGES:
-            out.append(f"**{stage.name}** (lag {idx.lag(regime, stage.name)}; ranked by {stage.label}; "
-                       "bold = winner)\n")
+            out.append(
+                f"**{stage.name}** (lag {idx.lag(regime, stage.name)}; ranked by {stage.label}; bold = winner)\n"
+            )
             records = []
             for row in idx.rows:
                 rec = {**_row_columns(row, idx.multi, "growth step"), "lag": idx.lag(regime, stage.name, [row])}
@@ -148,7 +159,8 @@ def rankings_latex(ranks: pd.DataFrame) -> str:
         rules = [rf"\cmidrule(lr){{{first + 3 * i}-{first + 3 * i + 2}}}" for i in range(len(idx.candidates))]
         sub = [f"lag {lag}" for lag in lags] * len(idx.candidates)
         out += [
-            r"\begin{table}[t]", r"\centering",
+            r"\begin{table}[t]",
+            r"\centering",
             rf"\caption{{Candidate ranks, {tex_escape(regime)} regime: rank (metric) at lag {lags[0]} "
             rf"(zero-step token KL; loss gap), lag {lags[1]} (eval loss) and lag {lags[2]} (eval-loss AUC). "
             r"Bold: winner. div.: diverged (ranked last). --: not run.}",
@@ -174,11 +186,15 @@ def aggregate_by_step(ranks: pd.DataFrame) -> pd.DataFrame:
     keys = ["experiment", "regime", "growth_step", "stage", "candidate"]
     ok = ranks[ranks["status"] == OK]
     agg = ranks.groupby(keys).agg(
-        rank_mean=("rank", "mean"), rank_std=("rank", "std"), n_seeds=("rank", "count"),
+        rank_mean=("rank", "mean"),
+        rank_std=("rank", "std"),
+        n_seeds=("rank", "count"),
         n_diverged=("status", lambda s: int((s == DIVERGED).sum())),
-        n_not_applicable=("status", lambda s: int((s == NOT_APPLICABLE).sum())))
-    metric = ok.groupby(keys).agg(metric=("metric", "first"), value_mean=("value", "mean"),
-                                  value_std=("value", "std"), n_ok=("value", "count"))
+        n_not_applicable=("status", lambda s: int((s == NOT_APPLICABLE).sum())),
+    )
+    metric = ok.groupby(keys).agg(
+        metric=("metric", "first"), value_mean=("value", "mean"), value_std=("value", "std"), n_ok=("value", "count")
+    )
     out = agg.join(metric, how="left").reset_index()
     out["n_ok"] = out["n_ok"].fillna(0).astype(int)
     return out
@@ -213,8 +229,9 @@ def aggregate_markdown(agg: pd.DataFrame) -> str:
                 rank = f"{r['rank_mean']:.2f}".rstrip("0").rstrip(".")
                 if r["n_seeds"] > 1:
                     rank += f" ± {r['rank_std']:.2f}"
-                value = ("diverged" if r["n_ok"] == 0
-                         else fmt_stat(r["metric"], r["value_mean"], r["value_std"], r["n_ok"]))
+                value = (
+                    "diverged" if r["n_ok"] == 0 else fmt_stat(r["metric"], r["value_mean"], r["value_std"], r["n_ok"])
+                )
                 div = f", {r['n_diverged']} diverged" if r["n_diverged"] and r["n_ok"] else ""
                 rec[cand] = f"{rank} ({value}), n={r['n_seeds']}{div}"
             records.append(rec)

@@ -16,8 +16,16 @@ def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -
     # The repository's token cache, as a user's second run finds it; tiny runs keep theirs in out_dir.
     cache_dir = os.path.join(out_dir, "cache") if p.e2e_overrides else str(REPO / ".cache")
     cache = [f"data.cache_dir={cache_dir}"]
-    return [f"experiment={name}", *model, *p.e2e_overrides, *cache, f"out_dir={out_dir}",
-            "logger.wandb.mode=disabled", "logger.progress=false", *extra]
+    return [
+        f"experiment={name}",
+        *model,
+        *p.e2e_overrides,
+        *cache,
+        f"out_dir={out_dir}",
+        "logger.wandb.mode=disabled",
+        "logger.progress=false",
+        *extra,
+    ]
 
 
 def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep_dir: str | None = None) -> dict:

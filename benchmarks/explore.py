@@ -198,7 +198,10 @@ def variants(args) -> dict:
     for name in args.only or VARIANTS:
         with patched(VARIANTS[name]):
             loss, grads = loss_and_grads(state.params)
-            diff = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)))
+            diff = max(
+                float(jnp.abs(a - b).max())
+                for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True)
+            )
             checks[name] = {"loss_diff": abs(float(loss - ref_loss)), "max_grad_diff": diff}
             runs[name] = _timer(*_compiled_step(cfg, model_cfg, args.pool), batch, args.steps)
     times = {n: [] for n in runs}
@@ -253,7 +256,10 @@ def batch_scan(args) -> dict:
     for b in (8, 16, 32, 64):
         run = _timer(*_compiled_step(cfg, model_cfg, 0), random_batch(model_cfg, b), args.steps)
         s = spread(repeat(run, args.reps, warmup=0))
-        out[b] = {"step_ms": s["median"] * 1e3 / args.steps, "tokens_per_s": b * model_cfg.context * args.steps / s["median"]}
+        out[b] = {
+            "step_ms": s["median"] * 1e3 / args.steps,
+            "tokens_per_s": b * model_cfg.context * args.steps / s["median"],
+        }
     return out
 
 

@@ -163,7 +163,10 @@ def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, 
     out = facts | rates(t_step, facts, p.steps_per_rep)
     if limit:
         out["fraction_of_limit"] = out["model_gflops"] / limit["limit_gflops"]
-    per_rep = [facts["tokens_per_rep"] * facts["flops_per_token"] / ts / (gflop * 1e9 / tm) for ts, tm in zip(t_step, t_mm)]
+    per_rep = [
+        facts["tokens_per_rep"] * facts["flops_per_token"] / ts / (gflop * 1e9 / tm)
+        for ts, tm in zip(t_step, t_mm, strict=True)
+    ]
     out["interleaved_matmul_gflops"] = scaled(spread(t_mm), gflop)
     out["fraction_of_interleaved_matmul"] = spread(per_rep)
     return out
@@ -180,7 +183,9 @@ def time_pool_paths(paths: dict, states: list, batch, single_step, n_steps: int,
     sees the same drift in machine load.
     """
     holders = {
-        name: [jax.tree.map(jnp.copy, s) for s in states] if f is None else jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        name: [jax.tree.map(jnp.copy, s) for s in states]
+        if f is None
+        else jax.tree.map(lambda *xs: jnp.stack(xs), *states)
         for name, f in paths.items()
     }
 
@@ -228,7 +233,7 @@ def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
     by_step = {
         how: {
             "stacked_s": spread(times[how]),
-            "speedup": spread([b / a for a, b in zip(times[how], times["separate"])]),
+            "speedup": spread([b / a for a, b in zip(times[how], times["separate"], strict=True)]),
         }
         for how in train.POOL_STEPS
     }

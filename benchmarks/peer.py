@@ -59,7 +59,10 @@ def torch_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset
     no_decay = [q for q in model.parameters() if q.ndim < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, foreach=True,
+        lr=o.lr,
+        betas=(o.b1, o.b2),
+        eps=o.eps,
+        foreach=True,
     )
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(0, model_cfg.vocab_size, (batch_size, model_cfg.context + 1), generator=gen)

@@ -74,7 +74,11 @@ def markdown(r: dict) -> str:
             )
     if "peer" in r:
         first = next(iter(r["peer"].values()))
-        lines += ["", f"## 4. Peer: Hugging Face GPT-2 + torch.optim.AdamW (CPU){_when(first) if isinstance(first, dict) else ''}", ""]
+        lines += [
+            "",
+            f"## 4. Peer: Hugging Face GPT-2 + torch.optim.AdamW (CPU){_when(first) if isinstance(first, dict) else ''}",
+            "",
+        ]
         if "skipped" in r["peer"]:
             lines.append(r["peer"]["skipped"])
         else:
@@ -83,12 +87,20 @@ def markdown(r: dict) -> str:
                 for k, v in e.items():
                     if isinstance(v, dict) and "tokens_per_s" in v:
                         ratio = f"{v['ours_over_peer']:.2f}" if "ours_over_peer" in v else ""
-                        run = "ours (JAX)" if k == "ours" else f"torch {v['torch']}, {v['threads']} thread(s), {v['attn_implementation']}"
+                        run = (
+                            "ours (JAX)"
+                            if k == "ours"
+                            else f"torch {v['torch']}, {v['threads']} thread(s), {v['attn_implementation']}"
+                        )
                         lines.append(f"| {label} | {run} | {_s(v['tokens_per_s'])} | {ratio} |")
     if "e2e" in r:
-        lines += ["", "## 5. End to end (growth.grid.reproduce, one run each)", "",
-                  "| experiment | cells | wall s | regime cells s | pretrain and rest s | compile s | compile share | |",
-                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "## 5. End to end (growth.grid.reproduce, one run each)",
+            "",
+            "| experiment | cells | wall s | regime cells s | pretrain and rest s | compile s | compile share | |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for name, e in r["e2e"].items():
             grow = f"{e['grow_s']:,.1f} | {e['pretrain_and_rest_s']:,.1f}" if "grow_s" in e else " | "
             lines.append(

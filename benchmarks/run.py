@@ -45,15 +45,20 @@ def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     ap.add_argument("--e2e", help="experiments timed by the e2e part (default smoke,paper_cpu; smoke with --tiny)")
-    ap.add_argument("--preset", default="cpu", help="cpu (configs/model/cpu.yaml) or gpu (model/gpu.yaml, bf16 matmuls)")
+    ap.add_argument(
+        "--preset", default="cpu", help="cpu (configs/model/cpu.yaml) or gpu (model/gpu.yaml, bf16 matmuls)"
+    )
     ap.add_argument("--tiny", action="store_true", help="tiny shapes and counts: proves the code path in seconds")
     ap.add_argument("--reps", type=int, help="timed repetitions per figure (default: the preset's)")
     ap.add_argument("--steps", type=int, help="train steps per repetition (default: the preset's)")
     ap.add_argument("--pool-k", type=int, help="stacked candidates in the pool part (default: the preset's)")
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override for every part (repeatable)")
-    ap.add_argument("--compile-cache", action="store_true",
-                    help="e2e: use JAX's persistent compilation cache (.cache/jax) as experiments.reproduce does;"
-                         " off by default, so the compile share is that of a cold run")
+    ap.add_argument(
+        "--compile-cache",
+        action="store_true",
+        help="e2e: use JAX's persistent compilation cache (.cache/jax) as experiments.reproduce does;"
+        " off by default, so the compile share is that of a cold run",
+    )
     ap.add_argument("--machine", help="results file name (default: <hostname>-<preset>)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results directory")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. 'machine busy')")
@@ -91,17 +96,28 @@ def main(argv=None) -> dict:
     results = json.loads(path.read_text()) if path.exists() else {}
     results |= {
         "machine": machine_info(),
-        "settings": {"preset": p.name, "reps": p.reps, "steps_per_rep": p.steps_per_rep, "pool_k": p.pool_k,
-                     "overrides": p.overrides, "matmul_precision": p.matmul_precision,
-                     "compile_cache": args.compile_cache, "argv": sys.argv[1:] if argv is None else list(argv)},
+        "settings": {
+            "preset": p.name,
+            "reps": p.reps,
+            "steps_per_rep": p.steps_per_rep,
+            "pool_k": p.pool_k,
+            "overrides": p.overrides,
+            "matmul_precision": p.matmul_precision,
+            "compile_cache": args.compile_cache,
+            "argv": sys.argv[1:] if argv is None else list(argv),
+        },
         "note": args.note,
     }
     cfg = compose(p.overrides)
 
     def stamp(d: dict) -> dict:
         # Each part keeps its own time, load and counts: a later run of other parts merges beside it.
-        return d | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg(),
-                    "reps": p.reps, "steps_per_rep": p.steps_per_rep}
+        return d | {
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_avg": os.getloadavg(),
+            "reps": p.reps,
+            "steps_per_rep": p.steps_per_rep,
+        }
 
     from benchmarks import jax_parts
 
@@ -176,8 +192,12 @@ def peer_part(cfg, p, models) -> dict:
                 entry[k]["ours_over_peer"] = ours / entry[k]["tokens_per_s"]["median"]
         entry["ours_over_best_peer"] = min(entry[k]["ours_over_peer"] for k in runs if k != "ours")
         entry["same_param_count"] = entry["ours"]["params"] == next(entry[k]["params"] for k in runs if k != "ours")
-        out[label] = entry | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg": os.getloadavg(),
-                              "reps": p.reps, "steps_per_rep": p.steps_per_rep}
+        out[label] = entry | {
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_avg": os.getloadavg(),
+            "reps": p.reps,
+            "steps_per_rep": p.steps_per_rep,
+        }
     return out
 
 

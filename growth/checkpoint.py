@@ -16,7 +16,6 @@ import jax
 import orbax.checkpoint as ocp
 from flax import serialization
 
-
 logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs bookkeeping at INFO and WARNING
 
 
@@ -62,9 +61,7 @@ def read_config(directory: str | Path, step: int) -> dict:
     directory = Path(directory)
     _require_step(directory, step)
     try:
-        out = manager(directory, read_only=True).restore(
-            step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
-        )
+        out = manager(directory, read_only=True).restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for unreadable files
         raise CheckpointError(_corrupt_message(directory, step, e)) from e
     return dict(out["config"])

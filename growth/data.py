@@ -87,8 +87,7 @@ def read_local_documents(path: str | os.PathLike, cfg: DataConfig, limit: int | 
         table = datasets.load_dataset(builder, data_files=str(p), cache_dir=cache)["train"]
         if "text" not in table.column_names:
             raise DataError(
-                f"{str(p)!r} has no 'text' field (columns: {table.column_names}); each record needs"
-                " a 'text' string"
+                f"{str(p)!r} has no 'text' field (columns: {table.column_names}); each record needs a 'text' string"
             )
         docs = list(table["text"])
     else:

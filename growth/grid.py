@@ -22,7 +22,9 @@ def cells(cfg: Config) -> list[Config]:
         cell = dict(cell)
         unknown = set(cell) - {"seed", "growth_step", "pool"}
         if unknown:
-            raise runner.RunnerError(f"grid cell {cell} has unknown keys {sorted(unknown)}; use seed, growth_step, pool")
+            raise runner.RunnerError(
+                f"grid cell {cell} has unknown keys {sorted(unknown)}; use seed, growth_step, pool"
+            )
         out.append(
             dataclasses.replace(
                 cfg,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
 
-from growth import checkpoint, model as model_lib, pretrain, train
+from growth import checkpoint, pretrain, train
+from growth import model as model_lib
 from growth.config import Config, DataConfig, ModelConfig, OptimConfig, as_dict
 
 ARCHITECTURES = ("gpt2", "gpt_neo")
@@ -173,20 +174,18 @@ def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
 
     try:
         with safe_open(str(file), framework="numpy") as f:
-            return {k: np.asarray(f.get_tensor(k), dtype=np.float32) for k in f.keys()}
+            return {k: np.asarray(f.get_tensor(k), dtype=np.float32) for k in f.keys()}  # noqa: SIM118 (safetensors handles have no __iter__)
     except (TypeError, ValueError):  # bfloat16 has no numpy dtype: read through torch
         _torch(file)
         with safe_open(str(file), framework="pt") as f:
-            return {k: f.get_tensor(k).float().numpy() for k in f.keys()}
+            return {k: f.get_tensor(k).float().numpy() for k in f.keys()}  # noqa: SIM118 (safetensors handles have no __iter__)
 
 
 def _torch(file: Path):
     try:
         import torch
     except ModuleNotFoundError as e:
-        raise HFImportError(
-            f"reading {str(file)!r} needs torch; install the extra: pip install -e '.[torch]'"
-        ) from e
+        raise HFImportError(f"reading {str(file)!r} needs torch; install the extra: pip install -e '.[torch]'") from e
     return torch
 
 
@@ -372,4 +371,3 @@ def import_to_run_dir(path: str | Path, run_dir: str | Path, seed: int = 0) -> P
         shutil.copy(tok, run_dir / "tokenizer.json")
     (run_dir / "hf_source.json").write_text(json.dumps({"path": str(Path(path).absolute())}))
     return run_dir
-

@@ -159,9 +159,7 @@ class GPT(nnx.Module):
         self.blocks = nnx.List([Block(cfg, rngs, w) for w in block_windows(cfg)])
         self.ln_f = _norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(
-                cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs
-            )
+            self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
         self.drop = nnx.Dropout(cfg.dropout)
 
     def __call__(
@@ -174,7 +172,7 @@ class GPT(nnx.Module):
     ):
         """Logits (B, L, V); with `return_residual`, also the final residual stream (B, L, D)."""
         L = tokens_BxL.shape[1]
-        if L > self.cfg.context:
+        if self.cfg.context < L:
             raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
         deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
         keys = [None] * (len(self.blocks) + 1)
@@ -182,7 +180,7 @@ class GPT(nnx.Module):
             keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
         x = self.tok_embed(tokens_BxL) + self.pos_embed(jnp.arange(L))[None]
         x = self.drop(x, deterministic=deterministic, rngs=keys[0])
-        for block, key in zip(self.blocks, keys[1:]):
+        for block, key in zip(self.blocks, keys[1:], strict=True):
             x = block(x, deterministic=deterministic, rngs=key)
         residual_BxLxD = x
         h = self.ln_f(x)

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import checkpoint, data as data_lib, model as model_lib, train
+from growth import checkpoint, train
+from growth import data as data_lib
+from growth import model as model_lib
 from growth.config import Config, as_dict, config_hash
 from growth.tracking import Tracker, progress, truncate_jsonl
 

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from growth import checkpoint, data as data_lib, metrics, model as model_lib, pretrain, train, widen
+from growth import checkpoint, metrics, pretrain, train, widen
+from growth import data as data_lib
+from growth import model as model_lib
 from growth.config import Config, ModelConfig, as_dict, config_hash
 from growth.tracking import Tracker, progress, read_jsonl
 
@@ -131,9 +133,7 @@ def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Gr
     """Every wide candidate of the pool (the small reference is handled by the runner)."""
     unknown = [n for n in cfg.pool if n != REFERENCE and n not in widen.CANDIDATES]
     if unknown:
-        raise RunnerError(
-            f"pool has unknown candidates {unknown}; valid: {sorted(widen.CANDIDATES)}"
-        )
+        raise RunnerError(f"pool has unknown candidates {unknown}; valid: {sorted(widen.CANDIDATES)}")
     root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), GROWTH_ROLE)
     return {
         name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name))
@@ -218,9 +218,7 @@ def make_stacked_eval(graphdef):
     def ce_sums(params_C, chunk_BxT1):
         def one(params):
             logits = model_lib.apply(graphdef, params, chunk_BxT1[:, :-1])
-            return optax.softmax_cross_entropy_with_integer_labels(
-                logits.astype(jnp.float32), chunk_BxT1[:, 1:]
-            ).sum()
+            return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), chunk_BxT1[:, 1:]).sum()
 
         return jax.vmap(one)(params_C)
 
@@ -266,7 +264,9 @@ def run_regime(
         build=lambda: train.jit_train_step(_graphdef(cfg.model, rate), tx, cfg.optim),
     )
     small_graphdef = model_lib.abstract(cfg.model)[0]
-    small_eval = _cached(f"eval{r.eval_chunk}", cfg.model, build=lambda: train.make_eval_fn(small_graphdef, r.eval_chunk))
+    small_eval = _cached(
+        f"eval{r.eval_chunk}", cfg.model, build=lambda: train.make_eval_fn(small_graphdef, r.eval_chunk)
+    )
 
     groups = group_pool(pool)
     runs = []
@@ -310,7 +310,9 @@ def run_regime(
             sums: dict[str, np.ndarray] = {}
             for chunk in _chunks(data.eval_BxT1, r.eval_chunk):
                 if full:
-                    out = jax.device_get(run["compare"](g.state.params, run["params0"], small_params, g.projectors, chunk))
+                    out = jax.device_get(
+                        run["compare"](g.state.params, run["params0"], small_params, g.projectors, chunk)
+                    )
                 else:
                     out = {"ce": np.asarray(run["ce"](g.state.params, chunk))}
                 for k, v in out.items():
@@ -400,7 +402,9 @@ def _row(cfg: Config, regime: str, candidate: str, lag: int, metric: str, value:
 
 
 def cell_dir(cfg: Config) -> Path:
-    return Path(cfg.out_dir) / cfg.name / "grow" / f"seed{cfg.seed}-g{cfg.growth_step}-{config_hash(grow_identity(cfg))}"
+    return (
+        Path(cfg.out_dir) / cfg.name / "grow" / f"seed{cfg.seed}-g{cfg.growth_step}-{config_hash(grow_identity(cfg))}"
+    )
 
 
 def _tracker(cfg: Config, regime: str) -> Tracker:
@@ -435,9 +439,7 @@ def validate(cfg: Config) -> None:
     if not cfg.pool:
         raise RunnerError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
-        raise RunnerError(
-            f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}"
-        )
+        raise RunnerError(f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}")
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):
         raise RunnerError(f"growth_step={cfg.growth_step} must be a positive pretraining step")
 

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from growth import model as model_lib, train
+from growth import model as model_lib
+from growth import train
 from growth.config import DepthConfig, ModelConfig, OptimConfig
 from growth.model import ConfigError
 
@@ -73,9 +74,7 @@ def _overlay(fresh: Any, trained: Any, path: str, strict: bool) -> Any:
     if strict and extra:
         names = ", ".join(_join(path, k) for k in extra)
         raise SurgeryError(f"keys of the trained tree absent from the new one: {names}")
-    out = {
-        k: _overlay(v, trained[k], _join(path, k), strict) if k in trained else v for k, v in fresh.items()
-    }
+    out = {k: _overlay(v, trained[k], _join(path, k), strict) if k in trained else v for k, v in fresh.items()}
     return type(fresh)(out) if not isinstance(fresh, dict) else out
 
 
@@ -126,9 +125,7 @@ def zero_kernel(tree: Any, path: str) -> Any:
         return out
     layer = get_path(tree, path)
     if not isinstance(layer, Mapping) or "kernel" not in layer:
-        raise SurgeryError(
-            f"path {path!r} is not a layer with a 'kernel'; name the layer (e.g. blocks/1/mlp/proj)"
-        )
+        raise SurgeryError(f"path {path!r} is not a layer with a 'kernel'; name the layer (e.g. blocks/1/mlp/proj)")
 
     def zero(lay):
         return {**lay, "kernel": jnp.zeros_like(lay["kernel"])}
@@ -216,9 +213,7 @@ def deepen_params(
     new_cfg = dataclasses.replace(
         cfg,
         n_layers=len(plan),
-        attention_layers=[layers[i if kind == "old" else _neighbour(i)] for kind, i in plan]
-        if layers
-        else [],
+        attention_layers=[layers[i if kind == "old" else _neighbour(i)] for kind, i in plan] if layers else [],
     )
     _, fresh = model_lib.build(new_cfg, key)
     blocks, new_idx = {}, []
@@ -251,7 +246,7 @@ def deepen(
     direction scale, reset mask), moved with their block; all counters, the step and the dropout key
     are carried unchanged.
     """
-    params, cfg, new_idx = deepen_params(small.params, small_cfg, depth, key)
+    params, cfg, _ = deepen_params(small.params, small_cfg, depth, key)
     plan = depth_plan(small_cfg.n_layers, depth)
     old_of = {j: i for j, (kind, i) in enumerate(plan) if kind == "old"}
     fresh_opt = train.make_optimizer(optim_cfg).init(params)

@@ -12,10 +12,32 @@ import random
 
 NAMES = ["lily", "tom", "mia", "ben", "sue", "max", "anna", "sam", "lucy", "tim", "zoe", "jack"]
 ANIMALS = ["cat", "dog", "bird", "bunny", "frog", "bear", "duck", "fox", "mouse", "puppy"]
-OBJECTS = ["ball", "kite", "red hat", "toy car", "big box", "shiny stone", "blue cup", "drum",
-           "little boat", "teddy bear", "book", "flower"]
-PLACES = ["the park", "the garden", "the beach", "the forest", "the school", "the farm",
-          "the big hill", "the river", "the zoo", "the kitchen"]
+OBJECTS = [
+    "ball",
+    "kite",
+    "red hat",
+    "toy car",
+    "big box",
+    "shiny stone",
+    "blue cup",
+    "drum",
+    "little boat",
+    "teddy bear",
+    "book",
+    "flower",
+]
+PLACES = [
+    "the park",
+    "the garden",
+    "the beach",
+    "the forest",
+    "the school",
+    "the farm",
+    "the big hill",
+    "the river",
+    "the zoo",
+    "the kitchen",
+]
 FEELINGS_GOOD = ["happy", "glad", "proud", "excited", "calm"]
 FEELINGS_BAD = ["sad", "scared", "angry", "worried", "lonely"]
 WEATHER = ["sunny", "rainy", "windy", "cold", "warm"]
@@ -62,7 +84,7 @@ def story(seed: int, index: int) -> str:
         lines.append(f"{hero} liked to play with the {obj} every day.")
     lines.append(f"but then {hero} {rng.choice(PROBLEMS).format(**fill)}.")
     lines.append(f"{hero} felt {bad}.")
-    lines.append(f"then {helper} came by and asked, \"why are you {bad}?\"")
+    lines.append(f'then {helper} came by and asked, "why are you {bad}?"')
     lines.append(f"{rng.choice(HELPS).format(**fill)}.")
     lines.append(f"{hero} was {good} again.")
     lines.append(rng.choice(ENDINGS).format(**fill))

@@ -7,8 +7,9 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -111,6 +112,4 @@ class Tracker:
 
 def progress(total: int, desc: str, enabled: bool, initial: int = 0) -> tqdm:
     """A progress bar that stays quiet when stderr is not a terminal."""
-    return tqdm(
-        total=total, initial=initial, desc=desc, disable=not (enabled and sys.stderr.isatty()), leave=False
-    )
+    return tqdm(total=total, initial=initial, desc=desc, disable=not (enabled and sys.stderr.isatty()), leave=False)

@@ -14,7 +14,8 @@ direction of a cloned fan-in tensor by 1/c_in but must not touch its weight deca
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,9 +72,7 @@ def scale_direction() -> optax.GradientTransformation:
         del params
         steps = state.reset_rewarm_steps
         ramp = jnp.where(steps > 0, jnp.minimum(1.0, (state.count + 1) / jnp.maximum(steps, 1)), 1.0)
-        updates = jax.tree.map(
-            lambda u, s, m: u * s * (1.0 - m * (1.0 - ramp)), updates, state.scale, state.reset_mask
-        )
+        updates = jax.tree.map(lambda u, s, m: u * s * (1.0 - m * (1.0 - ramp)), updates, state.scale, state.reset_mask)
         return updates, state._replace(count=optax.safe_int32_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -229,9 +228,7 @@ def make_eval_fn(graphdef: nnx.GraphDef, batch_size: int = 32) -> Callable[[Any,
     @jax.jit
     def chunk_loss(params, chunk_BxT1):
         logits = model_lib.apply(graphdef, params, chunk_BxT1[:, :-1])
-        losses = optax.softmax_cross_entropy_with_integer_labels(
-            logits.astype(jnp.float32), chunk_BxT1[:, 1:]
-        )
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), chunk_BxT1[:, 1:])
         return losses.sum()
 
     def evaluate(params, eval_BxT1: np.ndarray) -> float:

@@ -11,8 +11,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from growth import compile_cache  # noqa: E402
-from growth.config import Config, DataConfig, ModelConfig, OptimConfig, PretrainConfig  # noqa: E402
+from growth import compile_cache
+from growth.config import Config, DataConfig, ModelConfig, OptimConfig, PretrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TINYSTORIES_SAMPLE_DIR", REPO.parent / "shared" / "data" / "tinystories"))
@@ -39,7 +39,9 @@ def tiny_config(tmp_path: Path) -> Config:
         ),
         model=ModelConfig(vocab_size=320, d_model=16, n_heads=2, n_layers=2, context=16),
         optim=OptimConfig(lr=3e-3, warmup_steps=5, decay_steps=60),
-        pretrain=PretrainConfig(steps=30, batch_size=8, checkpoint_steps=[10, 30], save_every=10, eval_every=10, log_every=5),
+        pretrain=PretrainConfig(
+            steps=30, batch_size=8, checkpoint_steps=[10, 30], save_every=10, eval_every=10, log_every=5
+        ),
     )
     cfg.logger.wandb.mode = "disabled"
     cfg.logger.progress = False

@@ -19,21 +19,51 @@ from analysis.report import main, write_report
 from analysis.selectors import cell_agreement, selector_table
 
 PROBE_LAG, CONT_LAG = 16, 128
-E, P, A, S, W, C = ("exact_copy", "perturbative", "asymmetric_reset", "structured_non_clone", "scratch_wide",
-                    "continue_small")
+E, P, A, S, W, C = (
+    "exact_copy",
+    "perturbative",
+    "asymmetric_reset",
+    "structured_non_clone",
+    "scratch_wide",
+    "continue_small",
+)
 
 
-def cand_rows(cand: str, seed: int, step: int, regime: str, *, kl: float | None = None, gap: float | None = None,
-              probe_loss: float = 3.0, probe_kl: float | None = None, probe_rms: float | None = None,
-              escape: float | None = None, auc: float | None = None, diverged_at: int | None = None,
-              exp: str = "t", config_hash: str = "h0") -> list[dict]:
+def cand_rows(
+    cand: str,
+    seed: int,
+    step: int,
+    regime: str,
+    *,
+    kl: float | None = None,
+    gap: float | None = None,
+    probe_loss: float = 3.0,
+    probe_kl: float | None = None,
+    probe_rms: float | None = None,
+    escape: float | None = None,
+    auc: float | None = None,
+    diverged_at: int | None = None,
+    exp: str = "t",
+    config_hash: str = "h0",
+) -> list[dict]:
     """The rows one grow run writes for one candidate in one cell (schema of docs/results_schema.md)."""
     rows = []
 
     def add(metric: str, lag: int, value: float | None) -> None:
-        rows.append({"experiment": exp, "seed": seed, "growth_step": step, "candidate": cand, "regime": regime,
-                     "lag": lag, "metric": metric, "value": value, "config_hash": config_hash,
-                     "versions": {"jax": "0.7.0"}})
+        rows.append(
+            {
+                "experiment": exp,
+                "seed": seed,
+                "growth_step": step,
+                "candidate": cand,
+                "regime": regime,
+                "lag": lag,
+                "metric": metric,
+                "value": value,
+                "config_hash": config_hash,
+                "versions": {"jax": "0.7.0"},
+            }
+        )
 
     if kl is not None:
         add("token_kl", 0, kl)
@@ -58,10 +88,14 @@ def cand_rows(cand: str, seed: int, step: int, regime: str, *, kl: float | None 
 
 ZERO = {E: (1e-13, 1e-7), P: (2e-12, -2e-7), A: (5e-13, 0.0), S: (3e-12, 3e-7), W: (2.5, 1.2)}
 PROBE_LOSS = {E: 3.00, P: 3.01, A: 3.02, S: 3.03, W: 5.0, C: 3.005}
-AUC = {"deterministic": {S: 2.90, E: 2.95, P: 2.96, A: 2.97, C: 2.98, W: 4.5},
-       "stochastic": {E: 2.93, P: 2.94, A: 2.95, C: 2.97, S: 2.99, W: 4.6}}
-PROBE_KL = {"deterministic": {S: 0.01, E: 0.02, P: 0.03, A: 0.04, W: 3.0},
-            "stochastic": {E: 0.01, P: 0.02, A: 0.03, S: 0.05, W: 3.0}}
+AUC = {
+    "deterministic": {S: 2.90, E: 2.95, P: 2.96, A: 2.97, C: 2.98, W: 4.5},
+    "stochastic": {E: 2.93, P: 2.94, A: 2.95, C: 2.97, S: 2.99, W: 4.6},
+}
+PROBE_KL = {
+    "deterministic": {S: 0.01, E: 0.02, P: 0.03, A: 0.04, W: 3.0},
+    "stochastic": {E: 0.01, P: 0.02, A: 0.03, S: 0.05, W: 3.0},
+}
 PROBE_RMS = {E: 0.1, P: 0.2, A: 0.3, S: 0.5, W: 2.0}
 ESCAPE = {E: 0.0, P: 0.02, A: 0.01, S: 0.3}
 PAPER_POOLS = {(0, 1000): [E, P, A, S, W, C], (0, 2000): [E, P, A, S, W, C], (1, 2000): [E, P, S]}
@@ -75,9 +109,19 @@ def paper_rows(probe_loss_override: dict | None = None) -> list[dict]:
             for cand in pool:
                 kl, gap = ZERO.get(cand, (None, None))
                 loss = (probe_loss_override or {}).get((seed, step, regime, cand), PROBE_LOSS[cand])
-                rows += cand_rows(cand, seed, step, regime, kl=kl, gap=gap, probe_loss=loss,
-                                  probe_kl=PROBE_KL[regime].get(cand), probe_rms=PROBE_RMS.get(cand),
-                                  escape=ESCAPE.get(cand), auc=AUC[regime][cand])
+                rows += cand_rows(
+                    cand,
+                    seed,
+                    step,
+                    regime,
+                    kl=kl,
+                    gap=gap,
+                    probe_loss=loss,
+                    probe_kl=PROBE_KL[regime].get(cand),
+                    probe_rms=PROBE_RMS.get(cand),
+                    escape=ESCAPE.get(cand),
+                    auc=AUC[regime][cand],
+                )
     return rows
 
 
@@ -99,18 +143,24 @@ def analyse(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Da
     return summary, ranks, agreement, claims
 
 
-def rank_of(ranks: pd.DataFrame, stage: str, cand: str, seed: int = 0, step: int = 1000,
-            regime: str = "deterministic") -> pd.Series:
+def rank_of(
+    ranks: pd.DataFrame, stage: str, cand: str, seed: int = 0, step: int = 1000, regime: str = "deterministic"
+) -> pd.Series:
     """The tidy rank row of one candidate."""
-    sel = ranks[(ranks["stage"] == stage) & (ranks["candidate"] == cand) & (ranks["seed"] == seed)
-                & (ranks["growth_step"] == step) & (ranks["regime"] == regime)]
+    sel = ranks[
+        (ranks["stage"] == stage)
+        & (ranks["candidate"] == cand)
+        & (ranks["seed"] == seed)
+        & (ranks["growth_step"] == step)
+        & (ranks["regime"] == regime)
+    ]
     assert len(sel) == 1, sel
     return sel.iloc[0]
 
 
 def verdicts(claims: pd.DataFrame) -> dict[int, str]:
     """claim id -> verdict."""
-    return dict(zip(claims["claim_id"], claims["verdict"]))
+    return dict(zip(claims["claim_id"], claims["verdict"], strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +265,11 @@ def test_missing_cells_are_not_run(tmp_path: Path) -> None:
         rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.1, gap=0.1, probe_loss=auc, probe_kl=0.1, auc=auc)
     for cand, auc in ((E, 2.9), (P, 3.0)):  # seed 1 lacks scratch_wide; no stochastic regime at all
         rows += cand_rows(cand, 1, 1000, "deterministic", kl=0.1, gap=0.1, probe_loss=auc, probe_kl=0.1, auc=auc)
-    rows += [r for r in cand_rows(S, 1, 1000, "deterministic", kl=0.1, gap=0.1, probe_kl=0.1, auc=2.0)
-             if r["metric"] != "auc"]  # a run cut short: no auc row, no divergence
+    rows += [
+        r
+        for r in cand_rows(S, 1, 1000, "deterministic", kl=0.1, gap=0.1, probe_kl=0.1, auc=2.0)
+        if r["metric"] != "auc"
+    ]  # a run cut short: no auc row, no divergence
     write_jsonl(tmp_path / "results.jsonl", rows)
     _, ranks, _, claims = analyse(tmp_path)
     assert rank_of(ranks, "continuation", W, seed=1)["status"] == "not run"
@@ -238,10 +291,9 @@ def test_replicates_are_mean_and_std(tmp_path: Path) -> None:
     rows = []
     for config_hash, shift in (("h0", 0.0), ("h1", 0.2)):
         for cand, auc in ((E, 2.9), (P, 3.0)):
-            rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, auc=auc + shift,
-                              config_hash=config_hash)
+            rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, auc=auc + shift, config_hash=config_hash)
     write_jsonl(tmp_path / "results.jsonl", rows)
-    summary, ranks, _, _ = analyse(tmp_path)
+    _, ranks, _, _ = analyse(tmp_path)
     row = rank_of(ranks, "continuation", E)
     assert row["value"] == pytest.approx(3.0) and row["value_std"] == pytest.approx(math.sqrt(0.02))
     assert row["n_runs"] == 2
@@ -259,8 +311,9 @@ def test_kendall_tau_and_winner_pick_hand_computed(tmp_path: Path) -> None:
     cells = {E: (2.0, 0.1, 0.1, 0.0), P: (2.1, 0.3, 0.1, 0.1), A: (2.2, 0.2, 0.5, 0.2), S: (2.3, 0.4, 0.9, 0.3)}
     rows = []
     for cand, (auc, kl, rms, esc) in cells.items():
-        rows += cand_rows(cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, probe_kl=kl, probe_rms=rms,
-                          escape=esc, auc=auc)
+        rows += cand_rows(
+            cand, 0, 1000, "deterministic", kl=0.0, gap=0.0, probe_kl=kl, probe_rms=rms, escape=esc, auc=auc
+        )
     rows += cand_rows(C, 0, 1000, "deterministic", auc=1.0)  # no probe_kl: left out of probe_kl's tau
     write_jsonl(tmp_path / "results.jsonl", rows)
     _, _, agreement, _ = analyse(tmp_path)
@@ -343,8 +396,14 @@ def test_rankings_tex_has_one_row_per_seed_and_step(paper_report: Path) -> None:
 def test_figures_are_png_and_linked(paper_report: Path) -> None:
     figures = paper_report / "figures"
     names = {p.name for p in figures.glob("*.png")}
-    assert names == {"rank_heatmap.png", "probe_vs_auc.png", "preservation_vs_auc.png",
-                     "curves_t_seed0_step1000.png", "curves_t_seed0_step2000.png", "curves_t_seed1_step2000.png"}
+    assert names == {
+        "rank_heatmap.png",
+        "probe_vs_auc.png",
+        "preservation_vs_auc.png",
+        "curves_t_seed0_step1000.png",
+        "curves_t_seed0_step2000.png",
+        "curves_t_seed1_step2000.png",
+    }
     md = (paper_report / "report.md").read_text()
     for name in names:
         path = figures / name
@@ -388,7 +447,8 @@ def test_cli_with_a_missing_regime_and_no_probes(tmp_path: Path, capsys: pytest.
     assert sel.loc[("probe_kl", "overall"), "n_cells"] == 0 and sel.loc[("token_kl", "overall"), "n_cells"] == 1
     wide = pd.read_csv(out / "rankings.csv")
     assert wide.loc[wide["regime"] == "deterministic", E].iloc[0] == (
-        "L0: 1* (kl 0.00e+00, gap +0.00e+00) | probe: not run | cont: 1* (2.9000)")
+        "L0: 1* (kl 0.00e+00, gap +0.00e+00) | probe: not run | cont: 1* (2.9000)"
+    )
 
 
 def test_experiments_are_labelled_and_filterable(tmp_path: Path) -> None:

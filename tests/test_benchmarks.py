@@ -25,7 +25,9 @@ def test_tiny_benchmark_writes_results(tmp_path):
         assert s["tokens_per_s"]["median"] > 0 and s["model_gflops"] > 0 and s["fraction_of_limit"] > 0
         assert _positive(s["step_ms"]) and _positive(s["fraction_of_interleaved_matmul"])
     assert r["step"]["wide"]["d_model"] == 2 * r["step"]["small"]["d_model"]
-    assert _positive(r["pool"]["stacked_s"]) and _positive(r["pool"]["separate_s"]) and r["pool"]["speedup"]["median"] > 0
+    assert (
+        _positive(r["pool"]["stacked_s"]) and _positive(r["pool"]["separate_s"]) and r["pool"]["speedup"]["median"] > 0
+    )
     assert set(r["pool"]["by_pool_step"]) == {"map", "vmap"} and r["pool"]["pool_step"] == "map"
     if "skipped" not in r["peer"]:  # torch is an optional extra
         for label in ("small", "wide"):

@@ -4,14 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from growth import data as data_lib, synthetic
+from growth import data as data_lib
+from growth import synthetic
 from growth.config import DataConfig
 from tests.conftest import TRAIN_SAMPLE, VALID_SAMPLE
 
 
 def _local_cfg(tmp_path, train, valid, **kw) -> DataConfig:
-    base = dict(source="local", train_path=str(train), valid_path=str(valid), vocab_size=300,
-                context=16, eval_sequences=4, cache_dir=str(tmp_path / "cache"))
+    base = dict(
+        source="local",
+        train_path=str(train),
+        valid_path=str(valid),
+        vocab_size=300,
+        context=16,
+        eval_sequences=4,
+        cache_dir=str(tmp_path / "cache"),
+    )
     return DataConfig(**(base | kw))
 
 
@@ -58,14 +66,16 @@ def test_tokenizer_round_trip_and_cache(tmp_path):
     again = data_lib.load(cfg)
     assert again.cache_key == data.cache_key
     np.testing.assert_array_equal(again.train_BxT1, data.train_BxT1)
-    other = data_lib.load(_local_cfg(tmp_path, TRAIN_SAMPLE, VALID_SAMPLE, max_train_docs=300,
-                                     max_valid_docs=50, vocab_size=280))
+    other = data_lib.load(
+        _local_cfg(tmp_path, TRAIN_SAMPLE, VALID_SAMPLE, max_train_docs=300, max_valid_docs=50, vocab_size=280)
+    )
     assert other.cache_key != data.cache_key
 
 
 def test_same_seed_and_step_give_the_same_batch(tmp_path):
-    cfg = DataConfig(vocab_size=256, context=16, synthetic_train_docs=200, synthetic_valid_docs=20,
-                     cache_dir=str(tmp_path))
+    cfg = DataConfig(
+        vocab_size=256, context=16, synthetic_train_docs=200, synthetic_valid_docs=20, cache_dir=str(tmp_path)
+    )
     data = data_lib.load(cfg)
     a = data_lib.batch_at(data, seed=3, step=17, batch_size=8)
     b = data_lib.batch_at(data, seed=3, step=17, batch_size=8)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from growth import checkpoint, hf_import, model as model_lib, pretrain
+from growth import checkpoint, hf_import, pretrain
+from growth import model as model_lib
 from growth.config import to_config
 
 D, F, V, T, L = 16, 64, 40, 12, 2
@@ -190,9 +191,7 @@ def _hf_model(kind: str, torch, transformers):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize(
-    "kind,fmt", [("gpt2", "safetensors"), ("gpt_neo", "safetensors"), ("gpt_neo", "bin")]
-)
+@pytest.mark.parametrize("kind,fmt", [("gpt2", "safetensors"), ("gpt_neo", "safetensors"), ("gpt_neo", "bin")])
 def test_logits_match_transformers(tmp_path, kind, fmt):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")

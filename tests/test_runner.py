@@ -28,12 +28,19 @@ def base(tmp_path_factory):
         runner=RunnerConfig(eval_every=2, batch_size=4, eval_chunk=4),
     )
     cfg.data = dataclasses.replace(
-        cfg.data, vocab_size=320, context=16, synthetic_train_docs=200, synthetic_valid_docs=30,
-        eval_sequences=8, cache_dir=str(root / "cache"),
+        cfg.data,
+        vocab_size=320,
+        context=16,
+        synthetic_train_docs=200,
+        synthetic_valid_docs=30,
+        eval_sequences=8,
+        cache_dir=str(root / "cache"),
     )
     cfg.model = dataclasses.replace(cfg.model, vocab_size=320, d_model=16, n_heads=2, n_layers=1, context=16)
     cfg.optim = dataclasses.replace(cfg.optim, warmup_steps=2, decay_steps=40)
-    cfg.pretrain = dataclasses.replace(cfg.pretrain, steps=10, batch_size=4, checkpoint_steps=[10], save_every=10, eval_every=10, log_every=5)
+    cfg.pretrain = dataclasses.replace(
+        cfg.pretrain, steps=10, batch_size=4, checkpoint_steps=[10], save_every=10, eval_every=10, log_every=5
+    )
     cfg.logger.wandb.mode = "disabled"
     cfg.logger.progress = False
     base_dir = pretrain.run(cfg)
@@ -45,8 +52,11 @@ def _with(cfg: Config, tmp_path, **kw) -> Config:
 
 
 def _values(path) -> dict:
-    return {(r["seed"], r["growth_step"], r["candidate"], r["regime"], r["lag"], r["metric"]): r["value"]
-            for r in read_jsonl(path) if r["metric"] != "wall_time"}
+    return {
+        (r["seed"], r["growth_step"], r["candidate"], r["regime"], r["lag"], r["metric"]): r["value"]
+        for r in read_jsonl(path)
+        if r["metric"] != "wall_time"
+    }
 
 
 def test_results_hold_every_metric_for_every_candidate(base, tmp_path):
@@ -54,7 +64,16 @@ def test_results_hold_every_metric_for_every_candidate(base, tmp_path):
     have = {(r["candidate"], r["regime"], r["metric"]) for r in rows}
     for regime in ("deterministic", "stochastic"):
         for cand in ("exact_copy", "asymmetric_reset", "scratch_wide"):
-            for m in ("eval_loss", "loss_gap", "token_kl", "max_logit_diff", "probe_kl", "probe_rms", "auc", "final_loss"):
+            for m in (
+                "eval_loss",
+                "loss_gap",
+                "token_kl",
+                "max_logit_diff",
+                "probe_kl",
+                "probe_rms",
+                "auc",
+                "final_loss",
+            ):
                 assert (cand, regime, m) in have, (cand, regime, m)
         assert ("exact_copy", regime, "probe_escape") in have
         assert ("scratch_wide", regime, "probe_escape") not in have
@@ -105,7 +124,9 @@ def test_finished_cell_is_skipped_and_killed_run_resumes(base, tmp_path, monkeyp
     assert {r["regime"] for r in read_jsonl(runner.results_path(cfg))} == {"deterministic"}
 
     calls = []
-    monkeypatch.setattr(runner, "run_regime", lambda cfg, regime, *a, **k: calls.append(regime) or real(cfg, regime, *a, **k))
+    monkeypatch.setattr(
+        runner, "run_regime", lambda cfg, regime, *a, **k: calls.append(regime) or real(cfg, regime, *a, **k)
+    )
     runner.run(cfg)
     assert calls == ["stochastic"]  # the finished deterministic cell was skipped
     assert _values(runner.results_path(cfg)) == reference
@@ -161,12 +182,30 @@ def test_bad_runner_settings_are_clear_errors(base, tmp_path):
 def test_two_job_multirun_through_the_local_launcher(tmp_path):
     out = tmp_path / "mr"
     cmd = [
-        sys.executable, "-m", "experiments.grow", "-m", "hydra/launcher=local", "experiment=smoke",
-        f"out_dir={out}", "seed=0,1", "growth_step=6", "pool=[exact_copy,continue_small]",
-        "regimes=[deterministic]", "probe_lag=1", "continuation_lag=2", "runner.eval_every=1",
-        "pretrain.steps=6", "pretrain.checkpoint_steps=[6]", "pretrain.batch_size=4", "runner.batch_size=4",
-        "data.synthetic_train_docs=200", "data.synthetic_valid_docs=20", "data.eval_sequences=4",
-        "data.vocab_size=300", f"data.cache_dir={tmp_path / 'cache'}", "logger.wandb.mode=disabled",
+        sys.executable,
+        "-m",
+        "experiments.grow",
+        "-m",
+        "hydra/launcher=local",
+        "experiment=smoke",
+        f"out_dir={out}",
+        "seed=0,1",
+        "growth_step=6",
+        "pool=[exact_copy,continue_small]",
+        "regimes=[deterministic]",
+        "probe_lag=1",
+        "continuation_lag=2",
+        "runner.eval_every=1",
+        "pretrain.steps=6",
+        "pretrain.checkpoint_steps=[6]",
+        "pretrain.batch_size=4",
+        "runner.batch_size=4",
+        "data.synthetic_train_docs=200",
+        "data.synthetic_valid_docs=20",
+        "data.eval_sequences=4",
+        "data.vocab_size=300",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "logger.wandb.mode=disabled",
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
@@ -182,4 +221,6 @@ def test_depth_candidates_run_beside_width_candidates(base, tmp_path):
     assert v[(0, 10, "deepen_identity", "deterministic", 0, "token_kl")] < 1e-6  # identity blocks preserve
     assert (0, 10, "deepen_identity", "deterministic", 4, "auc") in v
     assert (0, 10, "deepen_identity", "deterministic", 2, "probe_escape") not in v  # no inherited subspace map
-    assert v[(0, 10, "deepen_identity", "deterministic", 4, "auc")] != v[(0, 10, "exact_copy", "deterministic", 4, "auc")]
+    assert (
+        v[(0, 10, "deepen_identity", "deterministic", 4, "auc")] != v[(0, 10, "exact_copy", "deterministic", 4, "auc")]
+    )

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from growth import model as model_lib, surgery, train
+from growth import model as model_lib
+from growth import surgery, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.model import ConfigError
-
 
 # ---------------------------------------------------------------- partial init
 
@@ -152,7 +152,7 @@ def trained(built):
 
     def noise(i, scale):
         return jax.tree.unflatten(
-            treedef, [scale * jax.random.normal(k, x.shape) for k, x in zip(keys[i::3], leaves)]
+            treedef, [scale * jax.random.normal(k, x.shape) for k, x in zip(keys[i::3], leaves, strict=True)]
         )
 
     params = jax.tree.map(jnp.add, params, noise(0, 0.1))  # non-zero biases, non-unit gains
@@ -209,7 +209,7 @@ def test_deepen_identity_preserves_function_and_carries_state(trained):
     # Every counter is carried unchanged.
     assert int(adam_g.count) == int(adam_s.count) == 3
     assert int(grown.opt_state[train.DIRECTION].count) == int(small.opt_state[train.DIRECTION].count)
-    for a, b in zip(grown.opt_state[train.SCHEDULE], small.opt_state[train.SCHEDULE]):
+    for a, b in zip(grown.opt_state[train.SCHEDULE], small.opt_state[train.SCHEDULE], strict=True):
         assert int(a) == int(b)
     assert int(grown.step) == int(small.step) == 3
     np.testing.assert_array_equal(grown.dropout_key, small.dropout_key)

@@ -6,13 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import checkpoint, data as data_lib, pretrain, train
+from growth import checkpoint, pretrain, train
+from growth import data as data_lib
 from growth.config import OptimConfig
 from growth.tracking import read_jsonl
 
 
 def _leaves_equal(a, b) -> bool:
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return all(
+        np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 def test_schedule_warmup_then_cosine():
@@ -59,7 +63,7 @@ def test_pool_step_is_each_candidates_own_step(tiny_cfg, how):
         for b in batches:
             s, m = step(s, b)
         assert float(pool_metrics["loss"][i]) == pytest.approx(float(m["loss"]), rel=1e-5)
-        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda a: a[i], stacked)), jax.tree.leaves(s)):
+        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda a, i=i: a[i], stacked)), jax.tree.leaves(s), strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
     assert float(pool_metrics["loss"][0]) != float(pool_metrics["loss"][1])  # the candidates differ
     with pytest.raises(ValueError, match="runner.pool_step='bogus' is unknown"):

@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from growth import model as model_lib, train
+from growth import model as model_lib
+from growth import train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.widen import CANDIDATES, GrowthError, UnknownCandidate, grow, wide_config
 from growth.widen.core import flatten
@@ -83,8 +84,11 @@ def small_state(name: str, jitter: bool = True):
         state, _ = run(cfg, state, 0, 5)
     if jitter:
         move = {"scale": 0.3, "bias": 0.2}
-        state = state.replace(params=jax.tree_util.tree_map_with_path(
-            lambda p, x: noise(x, move[p[-1].key]) if p[-1].key in move else x, state.params))
+        state = state.replace(
+            params=jax.tree_util.tree_map_with_path(
+                lambda p, x: noise(x, move[p[-1].key]) if p[-1].key in move else x, state.params
+            )
+        )
     _SMALL[name, jitter] = cfg, state
     return cfg, state
 
@@ -268,8 +272,10 @@ def test_exact_copy_with_fan_in_follows_the_small_trajectory(small_name, k):
     plain = grow("exact_copy", small, cfg, GrowthConfig(k=k), OPTIM, jax.random.PRNGKey(0))
     _, plain_losses = run(plain.model_cfg, plain.state, 10, 20)
     gap = np.max(np.abs(plain_losses - small_losses) / small_losses)
-    print(f"{small_name} k={k}: fan_in max rel gap"
-          f" {np.max(np.abs(wide_losses - small_losses) / small_losses):.1e}, none {gap:.1e}")
+    print(
+        f"{small_name} k={k}: fan_in max rel gap"
+        f" {np.max(np.abs(wide_losses - small_losses) / small_losses):.1e}, none {gap:.1e}"
+    )
     assert gap > 1e-2
 
 
@@ -304,8 +310,9 @@ def test_schedule_policies_move_the_right_counters(schedule):
     sched = train.make_schedule(OPTIM)
     count, adam_count = int(small.opt_state[train.SCHEDULE].count), int(small.opt_state[train.ADAM].count)
     assert count == adam_count == 5  # mid-warmup: the rate changes every step
-    g = grow("exact_copy", small, cfg, GrowthConfig(k=2, schedule=schedule, rewarm_steps=4), OPTIM,
-             jax.random.PRNGKey(0))
+    g = grow(
+        "exact_copy", small, cfg, GrowthConfig(k=2, schedule=schedule, rewarm_steps=4), OPTIM, jax.random.PRNGKey(0)
+    )
     opt = g.state.opt_state
     assert int(opt[train.ADAM].count) == adam_count  # Adam's bias correction goes on in every policy
     assert int(opt[train.SCHEDULE].since_growth) == 0 and int(opt[train.DIRECTION].count) == 0
@@ -364,7 +371,9 @@ def test_bad_specs_raise_clear_errors():
         bad.perturbative.snr = 0
         grow("perturbative", small, cfg, bad, OPTIM, key)
     other = dataclasses.replace(cfg, d_model=16)
-    with pytest.raises(GrowthError, match=r"has shape \(8,\) but the model config expects \(16,\).*d_model=16.*pass the"):
+    with pytest.raises(
+        GrowthError, match=r"has shape \(8,\) but the model config expects \(16,\).*d_model=16.*pass the"
+    ):
         grow("exact_copy", small, other, GrowthConfig(), OPTIM, key)
     tied_cfg, tied = small_state("B")
     with pytest.raises(GrowthError, match="missing.*lm_head"):

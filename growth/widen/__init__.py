@@ -1,7 +1,7 @@
 """Width growth of a full training state: params, Adam moments, counters (docs/strategies.md).
 
-    grown = grow("exact_copy", small_state, small_cfg, cfg.growth, cfg.optim, key)
-    grown.state, grown.model_cfg, grown.embed_map
+grown = grow("exact_copy", small_state, small_cfg, cfg.growth, cfg.optim, key)
+grown.state, grown.model_cfg, grown.embed_map
 """
 
 from growth.widen.candidates import CANDIDATES, grow

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import model as model_lib, surgery, train
+from growth import model as model_lib
+from growth import surgery, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.widen import core, structured
 from growth.widen.core import RESID, Grown, GrowthError, Term, UnknownCandidate

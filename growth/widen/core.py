@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import model as model_lib, train
+from growth import model as model_lib
+from growth import train
 from growth.config import GrowthConfig, ModelConfig
 from growth.model import ConfigError
 
@@ -104,8 +105,9 @@ def check_state(small: train.TrainState, small_cfg: ModelConfig) -> None:
     )
     missing, extra = sorted(set(exp) - set(got)), sorted(set(got) - set(exp))
     if missing or extra:
-        raise GrowthError(f"the small state's parameters do not fit the model config: missing {missing},"
-                          f" unexpected {extra}{hint}")
+        raise GrowthError(
+            f"the small state's parameters do not fit the model config: missing {missing}, unexpected {extra}{hint}"
+        )
     for path, s in exp.items():
         if tuple(got[path].shape) != tuple(s.shape):
             raise GrowthError(
@@ -281,9 +283,7 @@ class Term:
     pre: tuple[np.ndarray | None, ...] | None = None  # per-axis map applied before the space's M
 
 
-def map_moments(
-    path: str, terms: Sequence[Term], maps: dict[str, AxisMap], k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def map_moments(path: str, terms: Sequence[Term], maps: dict[str, AxisMap], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(mu', nu') of a wide tensor from the small moments of its gradient sources.
 
     The gradient maps linearly, G' = L G / c_out, so mu' = L mu / c_out exactly. For nu, the gradient's
@@ -297,7 +297,7 @@ def map_moments(
     mean = var = mu = 0.0
     for t in terms:
         pre = t.pre or (None,) * t.mu.ndim
-        lin = [_compose(p, m) for p, m in zip(pre, mats)]
+        lin = [_compose(p, m) for p, m in zip(pre, mats, strict=True)]
         sq = [a if a is None or isinstance(a, Tile) else a * a for a in lin]  # a 0/1 tile is its own square
         m = np.clip(t.mu, -np.sqrt(t.nu), np.sqrt(t.nu))
         mu = mu + map_axes(t.mu, lin)
@@ -363,8 +363,7 @@ def direction_scale(small: train.TrainState, spec: GrowthConfig, k: int) -> dict
     """Per-tensor Adam-direction scale: the small run's, times 1 / c_in under lr_correction=fan_in."""
     small_scale = flatten(small.opt_state[train.DIRECTION].scale)
     return {
-        path: float(s) / (c_in(path, k) if spec.lr_correction == "fan_in" else 1)
-        for path, s in small_scale.items()
+        path: float(s) / (c_in(path, k) if spec.lr_correction == "fan_in" else 1) for path, s in small_scale.items()
     }
 
 

@@ -7,7 +7,8 @@ import tempfile
 import time
 
 from benchmarks.common import REPO, CompileClock, Preset, compose
-from growth.tracking import read_jsonl
+from growth import pool, results
+from growth.files import read_jsonl
 
 
 def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -> list[str]:
@@ -34,12 +35,12 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
     The runner's in-process cache of compiled functions is emptied first, so nothing compiled by an
     earlier part or run is reused; the persistent compilation cache is whatever the caller set.
     """
-    from growth import grid, runner
+    from growth import grid
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", dir=keep_dir) as out_dir:
         overrides = experiment_overrides(name, p, out_dir, extra)
         cfg = compose(overrides)
-        runner._compiled.clear()
+        pool.PROGRAMS.clear()
         with clock.measure():
             t0 = time.perf_counter()
             grid.reproduce(cfg)
@@ -47,7 +48,7 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
         compile_s = clock.seconds()
         cells = [
             {k: r[k] for k in ("seed", "growth_step", "regime")} | {"wall_s": r["value"]}
-            for r in read_jsonl(runner.results_path(cfg))
+            for r in read_jsonl(results.results_path(cfg))
             if r["metric"] == "wall_time"
         ]
         grow_s = sum(c["wall_s"] for c in cells)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from benchmarks.common import PRESETS, compose, repeat, spread
 from benchmarks.jax_parts import flops_per_token, fresh, random_batch, time_pool_paths, wide_model
 from growth import model as model_lib
-from growth import train
+from growth import optimizer, train
 
 # ---------------------------------------------------------------- proposed changes
 
@@ -226,7 +226,7 @@ def pool_impls(args) -> dict:
     """The stacked pool's step implemented four ways, per candidate-step, in alternation."""
     cfg, model_cfg, batch_size = _setup(args)
     k = args.pool or PRESETS[args.preset].pool_k
-    tx = train.make_optimizer(cfg.optim)
+    tx = optimizer.make_optimizer(cfg.optim)
     graphdef = model_lib.abstract(model_cfg)[0]
     states = [fresh(cfg, model_cfg, seed=10 * i)[2] for i in range(k)]
     batch = random_batch(model_cfg, batch_size)

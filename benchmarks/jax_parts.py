@@ -10,8 +10,8 @@ import numpy as np
 
 from benchmarks.common import Preset, repeat, scaled, spread
 from growth import model as model_lib
-from growth import train, widen
-from growth.config import Config, ModelConfig
+from growth import optimizer, train, widen
+from growth.config import Config, ModelConfig, PoolStep
 
 # ---------------------------------------------------------------- 1. matmul limit
 
@@ -74,7 +74,7 @@ def fresh(cfg: Config, model_cfg: ModelConfig, seed: int = 0):
 
     Initialisation is one jitted program per shape (eagerly it is dozens of small compiles).
     """
-    tx = train.make_optimizer(cfg.optim)
+    tx = optimizer.make_optimizer(cfg.optim)
     key = (repr(model_cfg), repr(cfg.optim))
     if key not in _inits:
 
@@ -218,15 +218,15 @@ def time_pool_paths(paths: dict, states: list, batch, single_step, n_steps: int,
 
 
 def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
-    """k wide candidates, N steps each: the runner's stacked pool step (each of train.POOL_STEPS)
+    """k wide candidates, N steps each: the runner's stacked pool step (each of config.PoolStep)
     against k separate jit_train_step calls. `stacked_s` / `speedup` are the runner's setting
     (runner.pool_step); `by_pool_step` has every implementation."""
     wide = dataclasses.replace(wide_model(cfg), dropout=dropout)
     k, n_steps, batch_size = p.pool_k, p.steps_per_rep, cfg.runner.batch_size
-    tx = train.make_optimizer(cfg.optim)
+    tx = optimizer.make_optimizer(cfg.optim)
     states = [fresh(cfg, wide, seed=10 * i)[2] for i in range(k)]
     graphdef = model_lib.abstract(wide)[0]
-    paths = {"separate": None} | {how: train.jit_pool_step(graphdef, tx, cfg.optim, how) for how in train.POOL_STEPS}
+    paths = {"separate": None} | {how: train.jit_pool_step(graphdef, tx, cfg.optim, how) for how in PoolStep}
     times = time_pool_paths(
         paths, states, random_batch(wide, batch_size), train.jit_train_step(graphdef, tx, cfg.optim), n_steps, p.reps
     )
@@ -235,7 +235,7 @@ def pool_speedup(cfg: Config, p: Preset, dropout: float = 0.0) -> dict:
             "stacked_s": spread(times[how]),
             "speedup": spread([b / a for a, b in zip(times[how], times["separate"], strict=True)]),
         }
-        for how in train.POOL_STEPS
+        for how in PoolStep
     }
     chosen = by_step[cfg.runner.pool_step]
     return {

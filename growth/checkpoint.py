@@ -19,6 +19,11 @@ from flax import serialization
 logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs bookkeeping at INFO and WARNING
 
 
+# Version of the saved state's layout; bump it when the train state's structure changes. 2: the named
+# optimizer chain (growth.optimizer) with per-tensor clip weights; 1 (unmarked): the positional chain.
+LAYOUT_VERSION = 2
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing or cannot be read; the message names the path and the fix."""
 
@@ -41,6 +46,7 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, config: dict) -> Non
     if step in mgr.all_steps():
         return
     tree = serialization.to_state_dict(jax.device_get(state))
+    config = config | {"layout_version": LAYOUT_VERSION}
     mgr.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(tree), config=ocp.args.JsonSave(config)),
@@ -57,7 +63,13 @@ def steps(directory: str | Path) -> list[int]:
 
 
 def read_config(directory: str | Path, step: int) -> dict:
-    """The config saved with `step`."""
+    """The run config saved with `step`."""
+    config = _read_saved_config(directory, step)
+    config.pop("layout_version", None)
+    return config
+
+
+def _read_saved_config(directory: str | Path, step: int) -> dict:
     directory = Path(directory)
     _require_step(directory, step)
     try:
@@ -70,7 +82,13 @@ def read_config(directory: str | Path, step: int) -> dict:
 def restore(directory: str | Path, step: int, target: Any) -> Any:
     """Restore the state saved at `step` into the structure (and shapes) of `target`."""
     directory = Path(directory)
-    _require_step(directory, step)
+    layout = _read_saved_config(directory, step).get("layout_version", 1)
+    if layout != LAYOUT_VERSION:
+        raise CheckpointError(
+            f"checkpoint step {step} under {str(directory)!r} has state layout {layout}, but this version of"
+            f" the harness reads layout {LAYOUT_VERSION}. Re-run pretraining into a new out_dir (or delete"
+            f" {str(directory.parent)!r}); older run directories cannot be restored."
+        )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(target))
     try:
         out = manager(directory, read_only=True).restore(

@@ -9,15 +9,87 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, ValidationError
+
+# String choices are Enums: OmegaConf rejects an unknown value when the config is composed, naming
+# the field and the valid values. StrEnum members compare equal to their strings and hash (in
+# config_hash) as their strings, so run directories do not depend on this typing.
+
+
+class DataSource(StrEnum):
+    synthetic = "synthetic"
+    local = "local"
+    tinystories = "tinystories"
+
+
+class Norm(StrEnum):
+    layernorm = "layernorm"
+    rmsnorm = "rmsnorm"
+
+
+class Activation(StrEnum):
+    gelu_tanh = "gelu_tanh"
+    gelu = "gelu"
+    relu = "relu"
+
+
+# OmegaConf matches YAML values to member *names*, so names equal values; "global" and "continue" are
+# Python keywords and need the functional form.
+AttentionKind = StrEnum("AttentionKind", {"global": "global", "local": "local"})  # type: ignore[misc]
+
+
+class Decay(StrEnum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+# global: clip by the gradient's global norm; clone_consistent: weight each tensor's squared norm by
+# c_out / c_in of its growth map, the norm the small model would see (docs/strategies.md).
+ClipMode = StrEnum("ClipMode", {"global": "global", "clone_consistent": "clone_consistent"})  # type: ignore[misc]
+
+
+class WandbMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class Noise(StrEnum):
+    antithetic = "antithetic"
+    iid = "iid"
+
+
+class DepthInit(StrEnum):
+    fresh = "fresh"
+    identity = "identity"
+    copy = "copy"
+
+
+Schedule = StrEnum("Schedule", {"continue": "continue", "rewarm": "rewarm", "restart": "restart"})  # type: ignore[misc]
+
+
+class LrCorrection(StrEnum):
+    none = "none"
+    fan_in = "fan_in"
+
+
+class Regime(StrEnum):
+    deterministic = "deterministic"
+    stochastic = "stochastic"
+
+
+class PoolStep(StrEnum):
+    map = "map"
+    vmap = "vmap"
 
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"  # synthetic | local | tinystories
+    source: DataSource = DataSource.synthetic
     train_path: str | None = None  # local: .txt (<|endoftext|> or blank-line layout), .jsonl, .parquet
     valid_path: str | None = None
     hub_name: str = "roneneldan/TinyStories"  # tinystories: the hub dataset
@@ -43,7 +115,7 @@ class ModelConfig:
     n_layers: int = 4
     mlp_ratio: int = 4
     context: int = 128
-    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm: Norm = Norm.layernorm
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     # Tied unembedding multiplier: width growth of a tied model divides it by k (docs/strategies.md).
@@ -52,9 +124,9 @@ class ModelConfig:
     init_std: float = 0.02
     dtype: str = "float32"
     # Options an imported checkpoint needs (growth.hf_import); the defaults are the SPEC model.
-    activation: str = "gelu_tanh"  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf) | relu
+    activation: Activation = Activation.gelu_tanh  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf)
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
-    attention_layers: list[str] = field(default_factory=list)  # per block: global | local; empty = all global
+    attention_layers: list[AttentionKind] = field(default_factory=list)  # per block; empty = all global
     window_size: int = 0  # local blocks see the last window_size positions (themselves included)
 
 
@@ -62,14 +134,15 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 3e-3
     warmup_steps: int = 100
-    decay: str = "cosine"  # cosine | constant
+    decay: Decay = Decay.cosine
     decay_steps: int = 2000  # cosine horizon (in schedule steps)
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     b1: float = 0.9
     b2: float = 0.95
     eps: float = 1e-8
     weight_decay: float = 0.1
-    clip_norm: float = 1.0  # global-norm clip; 0 disables
+    clip_norm: float = 1.0  # gradient-norm clip; 0 disables
+    clip_mode: ClipMode = ClipMode["global"]  # which norm a grown model is clipped by (docs/strategies.md)
 
 
 @dataclass
@@ -79,12 +152,13 @@ class PretrainConfig:
     checkpoint_steps: list[int] = field(default_factory=lambda: [1000, 2000])
     save_every: int = 250  # extra checkpoints so a killed run loses little
     eval_every: int = 100
+    eval_chunk: int = 32  # held-out sequences per compiled evaluation call
     log_every: int = 50
 
 
 @dataclass
 class WandbConfig:
-    mode: str = "offline"  # offline | online | disabled
+    mode: WandbMode = WandbMode.offline
     project: str = "width-growth"
     entity: str | None = None
 
@@ -97,7 +171,7 @@ class LoggerConfig:
 
 @dataclass
 class PerturbativeConfig:
-    noise: str = "antithetic"  # antithetic | iid
+    noise: Noise = Noise.antithetic
     snr: float = 10.0  # per-tensor signal-to-noise ratio: noise std = rms(weight) / snr
 
 
@@ -117,16 +191,15 @@ class DepthConfig:
     # Where each new block goes, as an index into the small model's blocks: p puts it before small
     # block p, n_layers appends it. Empty: all new blocks are appended. Otherwise one entry per block.
     positions: list[int] = field(default_factory=list)
-    init: str = "identity"  # fresh | identity | copy (the deepen_* candidates fix this)
+    init: DepthInit = DepthInit.identity  # the deepen_* candidates fix this
 
 
 @dataclass
 class GrowthConfig:
     k: int = 2  # width factor: d_model, heads and MLP width are multiplied by k
-    strategy: str = "exact_copy"  # candidate for single-candidate commands
-    schedule: str = "continue"  # continue | rewarm | restart
+    schedule: Schedule = Schedule["continue"]
     rewarm_steps: int = 16  # schedule=rewarm: linear re-warmup length
-    lr_correction: str = "none"  # none | fan_in
+    lr_correction: LrCorrection = LrCorrection.none  # fan_in: Adam direction of cloned fan-in tensors / c_in
     perturbative: PerturbativeConfig = field(default_factory=PerturbativeConfig)
     asymmetric_reset: AsymmetricResetConfig = field(default_factory=AsymmetricResetConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
@@ -142,8 +215,18 @@ class RunnerConfig:
     eval_chunk: int = 8  # held-out sequences per compiled evaluation call
     # How one compiled step trains the stacked candidates: "map" loops over them inside the program
     # (lax.map; fastest on CPU, docs/performance.md), "vmap" batches them (wider ops; try it on a GPU).
-    pool_step: str = "map"
+    pool_step: PoolStep = PoolStep.map
     base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
+
+
+@dataclass
+class GridCell:
+    seed: int | None = None
+    growth_step: int | None = None
+    pool: list[str] | None = None
+    replicates: int | None = None
+    lr_correction: LrCorrection | None = None
+    clip_mode: ClipMode | None = None
 
 
 @dataclass
@@ -162,9 +245,12 @@ class Config:
             "continue_small",
         ]
     )
-    regimes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
+    regimes: list[Regime] = field(default_factory=lambda: [Regime.deterministic, Regime.stochastic])
     probe_lag: int = 16  # lag of the cheap probe
     continuation_lag: int = 128  # lag of the continuation that ranks candidates
+    # Replicates per cell: replicate r changes the continuation's batch order and dropout keys, matched
+    # across the candidates; the pretrained small model (the seed) stays the same.
+    replicates: int = 1
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -172,8 +258,8 @@ class Config:
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    # Grid driven by experiments.reproduce: list of {seed, growth_step, pool?} cells.
-    grid: list[Any] = field(default_factory=list)
+    # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
+    grid: list[GridCell] = field(default_factory=list)
 
 
 def register_configs() -> None:
@@ -181,11 +267,24 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
+class ConfigValueError(ValueError):
+    """A config value the schema rejects; the message names the key and the valid values."""
+
+
+def check_choice(key: str, value: Any, choices: type[StrEnum]) -> None:
+    """For configs built in code (Hydra validates composed ones): `value` must be one of `choices`."""
+    valid = [m.value for m in choices]
+    if value not in valid:
+        raise ConfigValueError(f"{key}={value!r} is unknown; use one of {', '.join(valid)}")
+
+
 def to_config(cfg: DictConfig | Config) -> Config:
-    """A typed `Config` from a Hydra DictConfig (validated against the schema)."""
-    if isinstance(cfg, Config):
-        return cfg
-    merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+    """A typed `Config` validated against the schema, from a Hydra DictConfig or a Config built in code."""
+    try:
+        source = OmegaConf.create(dataclasses.asdict(cfg)) if isinstance(cfg, Config) else cfg
+        merged = OmegaConf.merge(OmegaConf.structured(Config), source)
+    except ValidationError as e:
+        raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 

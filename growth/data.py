@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from growth import synthetic
-from growth.config import DataConfig
+from growth.config import DataConfig, DataSource
 
 EOT = "<|endoftext|>"
 TEXT_SUFFIXES = (".txt", ".text")
@@ -149,7 +149,7 @@ def read_documents(cfg: DataConfig) -> tuple[list[str], list[str], str]:
         train = read_hub_documents(cfg, "train", cfg.max_train_docs)
         valid = read_hub_documents(cfg, "validation", cfg.max_valid_docs)
         return train, valid, f"hub:{cfg.hub_name}"
-    raise DataError(f"data.source={cfg.source!r} is unknown; use synthetic, local or tinystories")
+    raise DataError(f"data.source={cfg.source!r} is unknown; use one of {', '.join(DataSource)}")
 
 
 # ---------------------------------------------------------------- tokenizer and cache

@@ -1,4 +1,4 @@
-"""A whole experiment grid: every (seed, growth step) cell through the runner, then the report."""
+"""A whole experiment grid: every cell of `grid` through the runner (the report is the entry point's)."""
 
 from __future__ import annotations
 
@@ -7,43 +7,47 @@ import logging
 import time
 from pathlib import Path
 
-from growth import runner
+from growth import results, runner
 from growth.config import Config
 
 log = logging.getLogger(__name__)
 
 
 def cells(cfg: Config) -> list[Config]:
-    """One config per grid cell (the top-level seed/growth_step/pool when the grid is empty)."""
-    if not cfg.grid:
-        return [cfg]
+    """One config per grid cell; a cell's unset fields take the top-level value (no grid: the top level)."""
     out = []
-    for cell in cfg.grid:
-        cell = dict(cell)
-        unknown = set(cell) - {"seed", "growth_step", "pool"}
-        if unknown:
-            raise runner.RunnerError(
-                f"grid cell {cell} has unknown keys {sorted(unknown)}; use seed, growth_step, pool"
-            )
+    for cell in cfg.grid or [None]:
+        if cell is None:
+            out.append(cfg)
+            continue
+        growth = (
+            cfg.growth
+            if cell.lr_correction is None
+            else dataclasses.replace(cfg.growth, lr_correction=cell.lr_correction)
+        )
+        optim = cfg.optim if cell.clip_mode is None else dataclasses.replace(cfg.optim, clip_mode=cell.clip_mode)
         out.append(
             dataclasses.replace(
                 cfg,
-                seed=int(cell.get("seed", cfg.seed)),
-                growth_step=int(cell.get("growth_step", cfg.growth_step)),
-                pool=list(cell.get("pool", cfg.pool)),
+                seed=cfg.seed if cell.seed is None else cell.seed,
+                growth_step=cfg.growth_step if cell.growth_step is None else cell.growth_step,
+                pool=list(cfg.pool if cell.pool is None else cell.pool),
+                replicates=cfg.replicates if cell.replicates is None else cell.replicates,
+                growth=growth,
+                optim=optim,
             )
         )
     return out
 
 
 def reproduce(cfg: Config) -> Path:
-    """Run every cell (finished ones are skipped), then write the report; return its directory."""
+    """Run every cell (finished ones are skipped); return the results directory."""
     t0 = time.perf_counter()
     for cell in cells(cfg):
-        log.info("cell seed=%d growth_step=%d pool=%s", cell.seed, cell.growth_step, cell.pool)
+        log.info(
+            "cell seed=%d growth_step=%d pool=%s replicates=%d lr_correction=%s clip_mode=%s",
+            cell.seed, cell.growth_step, cell.pool, cell.replicates, cell.growth.lr_correction, cell.optim.clip_mode,
+        )  # fmt: skip
         runner.run(cell)
-    results_dir = runner.results_path(cfg).parent
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
-    from analysis.report import write_report
-
-    return write_report(results_dir)
+    return results.results_path(cfg).parent

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from growth import checkpoint, pretrain, train
+from growth import checkpoint, optimizer, train
 from growth import model as model_lib
 from growth.config import Config, DataConfig, ModelConfig, OptimConfig, as_dict
 
@@ -354,8 +354,8 @@ def base_config(model_cfg: ModelConfig, seed: int = 0, optim: OptimConfig | None
 
 def write_base_checkpoint(run_dir: str | Path, cfg: Config, params: dict) -> Path:
     """Save `params` with a fresh optimizer state as step 0 under run_dir/checkpoints (pretrain layout)."""
-    tx = train.make_optimizer(cfg.optim)
-    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), pretrain.DROPOUT_ROLE)
+    tx = optimizer.make_optimizer(cfg.optim)
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), train.DROPOUT_ROLE)
     state = train.init_state(params, tx, key)
     checkpoint.save(checkpoint.manager(Path(run_dir) / "checkpoints"), 0, state, as_dict(cfg))
     return Path(run_dir)

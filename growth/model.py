@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth.config import ModelConfig
+from growth.config import Activation, AttentionKind, ModelConfig, Norm, check_choice
 
 Params = dict[str, Any]
 
@@ -44,14 +44,17 @@ def validate_model_config(cfg: ModelConfig) -> None:
             f"model.n_heads={cfg.n_heads} does not divide model.d_model={cfg.d_model}; choose a head"
             f" count that divides it (e.g. model.n_heads={_divisor_near(cfg.d_model, cfg.n_heads)})"
         )
-    if cfg.norm not in ("layernorm", "rmsnorm"):
-        raise ConfigError(f"model.norm={cfg.norm!r} is unknown; use 'layernorm' or 'rmsnorm'")
+    try:
+        check_choice("model.norm", cfg.norm, Norm)
+        check_choice("model.activation", cfg.activation, Activation)
+        for kind in cfg.attention_layers:
+            check_choice("model.attention_layers[]", kind, AttentionKind)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
-    if cfg.activation not in ACTIVATIONS:
-        raise ConfigError(f"model.activation={cfg.activation!r} is unknown; use one of {sorted(ACTIVATIONS)}")
-    layers = list(cfg.attention_layers)
-    if layers and (len(layers) != cfg.n_layers or not set(layers) <= {"global", "local"}):
+    layers = [str(x) for x in cfg.attention_layers]
+    if layers and len(layers) != cfg.n_layers:
         raise ConfigError(
             f"model.attention_layers={layers} must be empty or name 'global' or 'local' for each of the"
             f" model.n_layers={cfg.n_layers} blocks"

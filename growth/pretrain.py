@@ -1,6 +1,6 @@
 """Pretraining of the small model: a resumable loop over replayable batches, with orbax checkpoints.
 
-The run directory is `out_dir/<name>/pretrain/seed<seed>-<hash>`, where the hash covers what fixes
+The run directory is `out_dir/pretrain/seed<seed>-<hash>`, where the hash covers what fixes
 the training trajectory (data, model, optimizer, batch size, seed) and not how far it runs or where it
 saves. Re-running a command resumes; asking for more steps or another checkpoint step extends the run.
 """
@@ -11,17 +11,12 @@ import dataclasses
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from growth import checkpoint, train
 from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import Config, as_dict, config_hash
-from growth.tracking import Tracker, progress, truncate_jsonl
-
-PARAMS_ROLE, DROPOUT_ROLE = 0, 1
+from growth.files import truncate_jsonl
+from growth.tracking import Tracker, progress
 
 
 def trajectory_identity(cfg: Config) -> dict:
@@ -30,14 +25,17 @@ def trajectory_identity(cfg: Config) -> dict:
         "seed": cfg.seed,
         "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
         "model": dataclasses.asdict(cfg.model),
-        "optim": dataclasses.asdict(cfg.optim),
+        # clip_mode only matters once a model is grown: a never-grown model's weights are all 1.
+        "optim": {k: v for k, v in dataclasses.asdict(cfg.optim).items() if k != "clip_mode"},
         "batch_size": cfg.pretrain.batch_size,
     }
 
 
 def run_dir(cfg: Config) -> Path:
     """Deterministic run directory of the pretraining run for this config."""
-    return Path(cfg.out_dir) / cfg.name / "pretrain" / f"seed{cfg.seed}-{config_hash(trajectory_identity(cfg))}"
+    # Not under the experiment's name: presets that share a trajectory (e.g. two learning-rate policies)
+    # share its pretraining.
+    return Path(cfg.out_dir) / "pretrain" / f"seed{cfg.seed}-{config_hash(trajectory_identity(cfg))}"
 
 
 def check_vocab(cfg: Config, data: data_lib.TokenData) -> None:
@@ -47,31 +45,6 @@ def check_vocab(cfg: Config, data: data_lib.TokenData) -> None:
             f"the tokenizer has {data.vocab_size} tokens but model.vocab_size={cfg.model.vocab_size};"
             f" set model.vocab_size >= {data.vocab_size} (normally model.vocab_size=${{data.vocab_size}})"
         )
-
-
-def fresh_state(cfg: Config):
-    """(graphdef, optimizer, state) of a freshly initialised small run, keys split by role."""
-    root = jax.random.PRNGKey(cfg.seed)
-    graphdef, params = model_lib.build(cfg.model, jax.random.fold_in(root, PARAMS_ROLE))
-    tx = train.make_optimizer(cfg.optim)
-    state = train.init_state(params, tx, jax.random.fold_in(root, DROPOUT_ROLE))
-    return graphdef, tx, state
-
-
-def abstract_state(cfg: Config):
-    """(graphdef, optimizer, state of ShapeDtypeStructs) for restoring into."""
-    graphdef, _ = model_lib.abstract(cfg.model)
-    tx = train.make_optimizer(cfg.optim)
-    state = jax.eval_shape(lambda: fresh_state(cfg)[2])
-    return graphdef, tx, state
-
-
-def load_state(directory: Path, step: int, cfg: Config):
-    """(graphdef, optimizer, train state) restored from a pretraining checkpoint."""
-    graphdef, tx, target = abstract_state(cfg)
-    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
-    state = checkpoint.restore(Path(directory) / "checkpoints", step, target)
-    return graphdef, tx, jax.tree.map(jnp.asarray, state)
 
 
 def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
@@ -88,10 +61,10 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
     data = data or data_lib.load(cfg.data)
     check_vocab(cfg, data)
     data_lib.check_batch_size(data, pcfg.batch_size)
-    graphdef, tx, state = fresh_state(cfg)
+    graphdef, tx, state = train.fresh_state(cfg)
     start = max([s for s in saved if s <= missing[0]], default=0)
     if start:
-        _, _, state = load_state(out, start, cfg)
+        _, _, state = train.load_state(out, start, cfg)
     truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("step", 0) <= start)
     end = targets[-1]
 
@@ -100,7 +73,7 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
     )
     mgr = checkpoint.manager(ckpt_dir)
     step_fn = train.jit_train_step(graphdef, tx, cfg.optim)
-    evaluate = train.make_eval_fn(graphdef)
+    evaluate = train.make_eval_fn(graphdef, pcfg.eval_chunk)
     save_at = set(targets) | {s for s in range(pcfg.save_every, end + 1, pcfg.save_every)}
     tokens_per_step = pcfg.batch_size * cfg.data.context
     bar = progress(end, f"pretrain seed {cfg.seed}", cfg.logger.progress, initial=start)

@@ -1,117 +1,191 @@
-"""The growth experiment for one (seed, growth step): build the pool, measure lag 0, continue per regime.
+"""The growth experiment for one (seed, growth step): build the pool, then run each unfinished cell.
 
-Candidates that share a wide shape are stacked on a leading axis and trained by one compiled train
-step on the same batch (`runner.pool_step`: a loop over them or a vmap); the small model continues
-beside them as the reference for the probe KL (and as the `continue_small` candidate). A cell is one
-(seed, growth step, regime); its rows are appended to `results.jsonl` in one locked write when it
-finishes, so a killed run redoes only the unfinished cell (deterministically: the batches and keys
-are functions of seed and step).
+A cell is one (regime, replicate): every candidate and the small reference continue on the same
+batches for `continuation_lag` steps, evaluated at `eval_lags`. Replicate r draws its own batch order
+and dropout keys, shared by every candidate of the cell; replicate 0 continues the pretraining stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import importlib.metadata
-import json
 import logging
 import math
-import os
 import time
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from growth import checkpoint, metrics, pretrain, train, widen
+from growth import checkpoint, pool, pretrain, results, train, widen
 from growth import data as data_lib
-from growth import model as model_lib
-from growth.config import Config, ModelConfig, as_dict, config_hash
-from growth.tracking import Tracker, progress, read_jsonl
+from growth.config import Config, ModelConfig, Regime, to_config
+from growth.metrics import trapezoid_auc
+from growth.results import CellKey, Row, SeqLosses
+from growth.tracking import Tracker, progress
 
 log = logging.getLogger(__name__)
 
-GROWTH_ROLE, CONTINUATION_ROLE = 2, 3
-REGIMES = ("deterministic", "stochastic")
-REFERENCE = "continue_small"
+REFERENCE = pool.REFERENCE
+SHUFFLE_OFFSET, REPLICATE_OFFSET = 1_000_003, 7_919_009  # batch-stream seeds of reshuffled continuations
 
 
 class RunnerError(ValueError):
     """A runner setting that cannot work; the message names it and the fix."""
 
 
-@dataclass
-class Group:
-    """Candidates sharing one wide shape, stacked on a leading axis."""
-
-    names: list[str]
-    model_cfg: ModelConfig
-    state: train.TrainState  # stacked
-    projectors: jax.Array  # (C, D, D) projector onto each candidate's inherited subspace
-    has_subspace: list[bool]
+def eval_lags(cfg: Config) -> list[int]:
+    every = set(range(0, cfg.continuation_lag + 1, cfg.runner.eval_every))
+    return sorted(every | {0, cfg.probe_lag, cfg.continuation_lag})
 
 
-# ---------------------------------------------------------------- results store
+def continuation_streams(cfg: Config, key: CellKey) -> tuple[int, jax.Array]:
+    """(batch seed, dropout key) of a cell: fixed by seed, regime and replicate, shared by its candidates."""
+    shuffled = key.regime == Regime.stochastic and cfg.runner.shuffle_stochastic
+    batch_seed = key.seed + (SHUFFLE_OFFSET if shuffled else 0) + REPLICATE_OFFSET * key.replicate
+    dropout_key = jax.random.fold_in(jax.random.PRNGKey(key.seed), train.CONTINUATION_ROLE)
+    dropout_key = jax.random.fold_in(dropout_key, list(Regime).index(key.regime))
+    if key.replicate:
+        dropout_key = jax.random.fold_in(dropout_key, key.replicate)
+    return batch_seed, dropout_key
 
 
-def results_path(cfg: Config) -> Path:
-    return Path(cfg.out_dir) / cfg.name / "results.jsonl"
-
-
-def grow_identity(cfg: Config) -> dict:
-    """What fixes a cell's numbers, besides its (seed, growth step, regime)."""
-    return pretrain.trajectory_identity(cfg) | {
-        "growth": dataclasses.asdict(cfg.growth),
-        "runner": dataclasses.asdict(cfg.runner),
-        "pool": list(cfg.pool),
-        "lags": [cfg.probe_lag, cfg.continuation_lag],
-        "growth_step": cfg.growth_step,
-    }
-
-
-def versions() -> dict:
-    names = ("jax", "flax", "optax", "orbax-checkpoint", "width-growth")
+def first_nonfinite(losses_SxC: np.ndarray, names: list[str], first_step: int) -> dict[str, int]:
+    """Step at which each candidate's training loss first became NaN or inf."""
     out = {}
-    for n in names:
-        try:
-            out[n] = importlib.metadata.version(n)
-        except importlib.metadata.PackageNotFoundError:
-            out[n] = None
+    for i, name in enumerate(names):
+        bad = np.flatnonzero(~np.isfinite(losses_SxC[:, i]))
+        if len(bad):
+            out[name] = first_step + int(bad[0])
     return out
 
 
-def finished_cells(path: Path, chash: str) -> set[tuple[int, int, str]]:
-    """(seed, growth_step, regime) cells already written by a run of this config."""
-    return {
-        (r["seed"], r["growth_step"], r["regime"])
-        for r in read_jsonl(path)
-        if r.get("config_hash") == chash and r.get("metric") == "wall_time"
-    }
+def evaluate(
+    cfg: Config, lag: int, eval_set: np.ndarray, groups: list[pool.Group], params0: list, small_params
+) -> tuple[dict[str, np.ndarray], list[Row]]:
+    """Per-sequence losses of every model at `lag`, and the lag-0 / probe rows of the wide ones."""
+    chunk = cfg.runner.eval_chunk
+    small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk)
+    seqs, rows = {REFERENCE: small_seq}, []
+    n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
+    full = lag in (0, cfg.probe_lag)
+    for group, p0 in zip(groups, params0, strict=True):
+        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full)
+        for i, name in enumerate(group.names):
+            seqs[name] = m.seq_loss[i]
+            if lag == 0:
+                rows += [
+                    Row(name, 0, "loss_gap", float(m.seq_loss[i].mean() - small_seq.mean())),
+                    Row(name, 0, "token_kl", m.sums["kl"][i] / n_tok),
+                    Row(name, 0, "max_logit_diff", m.sums["max_diff"][i]),
+                ]
+            if lag == cfg.probe_lag:
+                rms = math.sqrt(m.sums["change"][i] / (n_tok * group.model_cfg.vocab_size))
+                rows += [Row(name, lag, "probe_kl", m.sums["kl"][i] / n_tok), Row(name, lag, "probe_rms", rms)]
+                if group.has_subspace[i]:
+                    rows.append(Row(name, lag, "probe_escape", m.sums["outside"][i] / m.sums["total"][i]))
+    return seqs, rows
 
 
-def append_results(path: Path, rows: list[dict]) -> None:
-    """Append a finished cell's rows in one locked, fsynced write (parallel jobs share the file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    with open(path, "a", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def curve_rows(name: str, curve: dict[int, float], lags: list[int], diverged_at: int | None) -> list[Row]:
+    """eval_loss at every lag reached; auc and final_loss, or a diverged row."""
+    rows = [Row(name, lag, "eval_loss", v) for lag, v in sorted(curve.items())]
+    if diverged_at is not None:
+        return [*rows, Row(name, diverged_at, "diverged", 1.0)]
+    values = [curve[lag] for lag in lags]
+    return [
+        *rows,
+        Row(name, lags[-1], "auc", trapezoid_auc(lags, values)),
+        Row(name, lags[-1], "final_loss", values[-1]),
+    ]
 
 
-# ---------------------------------------------------------------- pool
+def run_cell(
+    cfg: Config, key: CellKey, data: data_lib.TokenData, small_state: train.TrainState, grown: dict[str, widen.Grown]
+) -> tuple[list[Row], SeqLosses]:
+    """Continue every candidate and the small reference on the same batches; return rows and losses."""
+    rate = 0.0 if key.regime == Regime.deterministic else cfg.runner.stochastic_dropout
+    batch_seed, dropout_key = continuation_streams(cfg, key)
+    lags = eval_lags(cfg)
+    # Copies: the steps donate their state, and the caller's states serve the next cell too.
+    small = jax.tree.map(jnp.copy, small_state.replace(dropout_key=dropout_key))
+    groups = pool.group_pool(grown)
+    for g in groups:
+        g.state = g.state.replace(dropout_key=jnp.broadcast_to(dropout_key, (len(g.names), *dropout_key.shape)))
+    small_step = pool.small_step(cfg, rate)
+    steps = [pool.pool_step(cfg, g, rate) for g in groups]
+    params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
+    names = [n for g in groups for n in g.names] + [REFERENCE]
+    seq: dict[str, dict[int, np.ndarray]] = {n: {} for n in names}
+    diverged: dict[str, int] = {}
+    rows: list[Row] = []
+    tracker = _tracker(cfg, key)
+    bar = progress(
+        cfg.continuation_lag, f"s{key.seed} g{key.growth_step} {key.regime} r{key.replicate}", cfg.logger.progress
+    )
+    try:
+        done = 0
+        for lag in lags:
+            losses = []
+            for j in range(done, lag):
+                batch = jnp.asarray(data_lib.batch_at(data, batch_seed, cfg.growth_step + j, cfg.runner.batch_size))
+                small, _ = small_step(small, batch)
+                out = [step(g.state, batch) for step, g in zip(steps, groups, strict=True)]
+                for g, (state, _) in zip(groups, out, strict=True):
+                    g.state = state
+                losses.append([m["loss"] for _, m in out])
+                bar.update(1)
+            for gi, g in enumerate(groups):
+                if losses:
+                    losses_SxC = np.asarray(jax.device_get([step_losses[gi] for step_losses in losses]))
+                    found = first_nonfinite(losses_SxC, g.names, done)
+                    diverged |= {n: s for n, s in found.items() if n not in diverged}
+            done = lag
+            seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
+            for name, values in seqs.items():
+                if name not in diverged and not np.isfinite(values.mean()):
+                    diverged[name] = lag
+                if name not in diverged:
+                    seq[name][lag] = values
+            rows += [r for r in new_rows if r.candidate not in diverged]
+            tracker.log(
+                {"step": lag} | {f"eval_loss/{n}": float(v[lag].mean()) for n, v in seq.items() if lag in v}, step=lag
+            )
+    finally:
+        bar.close()
+        tracker.finish()
+
+    kept = [n for n in names if n != REFERENCE or REFERENCE in cfg.pool]
+    for name in kept:
+        curve = {lag: float(v.mean()) for lag, v in seq[name].items()}
+        rows += curve_rows(name, curve, lags, diverged.get(name))
+    n_seq = data.eval_BxT1.shape[0]
+    loss = np.full((len(kept), len(lags), n_seq), np.nan, np.float32)
+    for c, name in enumerate(kept):
+        for l_idx, lag in enumerate(lags):
+            if lag in seq[name]:
+                loss[c, l_idx] = seq[name][lag]
+    return rows, SeqLosses(candidates=kept, lags=lags, loss=loss)
 
 
-def base_state(cfg: Config, data: data_lib.TokenData):
-    """(graphdef, small train state) at the growth step: restored, pretrained first if missing."""
+def _tracker(cfg: Config, key: CellKey) -> Tracker:
+    out = results.results_path(cfg).parent / "grow" / f"{key.stem}-{results.cell_hash(cfg)}"
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone cell starts its log afresh
+    return Tracker(
+        out,
+        cfg.logger.wandb,
+        dataclasses.asdict(cfg),
+        name=f"{cfg.name}-{key.stem}",
+        group=cfg.name,
+        run_id=f"grow-{out.name}",
+    )
+
+
+# ---------------------------------------------------------------- one (seed, growth step)
+
+
+def base_state(cfg: Config, data: data_lib.TokenData) -> train.TrainState:
+    """The small train state at the growth step: restored, pretrained first if missing."""
     if cfg.runner.base_dir:
         directory = Path(cfg.runner.base_dir)
     else:
@@ -121,346 +195,45 @@ def base_state(cfg: Config, data: data_lib.TokenData):
             checkpoint_steps=sorted(set(cfg.pretrain.checkpoint_steps) | {cfg.growth_step}),
         )
         directory = pretrain.run(dataclasses.replace(cfg, pretrain=pcfg), data=data)
-    graphdef, _, state = pretrain.load_state(directory, cfg.growth_step, cfg)
-    return graphdef, state
-
-
-def _stable_key(root: jax.Array, name: str) -> jax.Array:
-    return jax.random.fold_in(root, zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
-
-def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Grown]:
-    """Every wide candidate of the pool (the small reference is handled by the runner)."""
-    unknown = [n for n in cfg.pool if n != REFERENCE and n not in widen.CANDIDATES]
-    if unknown:
-        raise RunnerError(f"pool has unknown candidates {unknown}; valid: {sorted(widen.CANDIDATES)}")
-    root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), GROWTH_ROLE)
-    return {
-        name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name))
-        for name in cfg.pool
-        if name != REFERENCE
-    }
-
-
-def _signature(grown: widen.Grown):
-    leaves, treedef = jax.tree.flatten(grown.state)
-    return (repr(grown.model_cfg), treedef, tuple((x.shape, str(jnp.result_type(x))) for x in leaves))
-
-
-def group_pool(pool: dict[str, widen.Grown]) -> list[Group]:
-    """Stack candidates that share a model config and state shapes."""
-    by_sig: dict = {}
-    for name, grown in pool.items():
-        by_sig.setdefault(_signature(grown), []).append(name)
-    groups = []
-    for names in by_sig.values():
-        members = [pool[n] for n in names]
-        d_wide = members[0].model_cfg.d_model
-        projectors = [metrics.subspace_projector(m.embed_map, d_wide) for m in members]
-        groups.append(
-            Group(
-                names=names,
-                model_cfg=members[0].model_cfg,
-                state=jax.tree.map(lambda *xs: jnp.stack(xs), *[m.state for m in members]),
-                projectors=jnp.asarray(np.stack(projectors)),
-                has_subspace=[m.embed_map is not None for m in members],
-            )
-        )
-    return groups
-
-
-# ---------------------------------------------------------------- compiled pieces
-
-
-def _graphdef(model_cfg: ModelConfig, dropout: float):
-    return model_lib.abstract(dataclasses.replace(model_cfg, dropout=dropout))[0]
-
-
-# Compiled functions are shared by every regime and run in a process that has the same shapes.
-_compiled: dict = {}
-
-
-def _cached(kind: str, *cfgs, build):
-    key = (kind,) + tuple(repr(c) for c in cfgs)
-    if key not in _compiled:
-        _compiled[key] = build()
-    return _compiled[key]
-
-
-def make_compare(graphdef_wide, graphdef_small):
-    """Per-candidate sums over one held-out chunk: loss, KL to the small model, logit change, escape."""
-
-    @jax.jit
-    def compare(params_C, ref_params_C, small_params, projectors_C, chunk_BxT1):
-        inputs, targets = chunk_BxT1[:, :-1], chunk_BxT1[:, 1:]
-        small_logits = model_lib.apply(graphdef_small, small_params, inputs)
-
-        def one(params, ref_params, projector):
-            logits, residual = model_lib.apply(graphdef_wide, params, inputs, return_residual=True)
-            ref_logits = model_lib.apply(graphdef_wide, ref_params, inputs)
-            outside, total = metrics.escape_parts(residual, projector)
-            return {
-                "ce": optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets).sum(),
-                "kl": metrics.token_kl(small_logits, logits).sum(),
-                "max_diff": jnp.abs(logits - small_logits).max(),
-                "change": jnp.sum((logits - ref_logits).astype(jnp.float32) ** 2),
-                "outside": outside,
-                "total": total,
-            }
-
-        return jax.vmap(one)(params_C, ref_params_C, projectors_C)
-
-    return compare
-
-
-def make_stacked_eval(graphdef):
-    @jax.jit
-    def ce_sums(params_C, chunk_BxT1):
-        def one(params):
-            logits = model_lib.apply(graphdef, params, chunk_BxT1[:, :-1])
-            return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), chunk_BxT1[:, 1:]).sum()
-
-        return jax.vmap(one)(params_C)
-
-    return ce_sums
-
-
-def _chunks(eval_BxT1: np.ndarray, size: int):
-    for i in range(0, len(eval_BxT1), size):
-        yield np.asarray(eval_BxT1[i : i + size], np.int32)
-
-
-# ---------------------------------------------------------------- one regime
-
-
-def eval_lags(cfg: Config) -> list[int]:
-    r = cfg.runner
-    return sorted(set(range(0, cfg.continuation_lag + 1, r.eval_every)) | {0, cfg.probe_lag, cfg.continuation_lag})
-
-
-def run_regime(
-    cfg: Config,
-    regime: str,
-    data: data_lib.TokenData,
-    small_state: train.TrainState,
-    pool: dict[str, widen.Grown],
-) -> list[dict]:
-    """Continue every candidate and the small reference on the same batches; return tidy rows."""
-    r = cfg.runner
-    t0 = time.perf_counter()
-    rate = 0.0 if regime == "deterministic" else r.stochastic_dropout
-    batch_seed = cfg.seed + 1_000_003 if (regime == "stochastic" and r.shuffle_stochastic) else cfg.seed
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), CONTINUATION_ROLE), REGIMES.index(regime))
-    tx = train.make_optimizer(cfg.optim)
-    lags = eval_lags(cfg)
-    n_tok = data.eval_BxT1.shape[0] * (data.eval_BxT1.shape[1] - 1)
-
-    # A copy: the step donates its state, and the caller's small state serves the next regime too.
-    small = jax.tree.map(jnp.copy, small_state.replace(dropout_key=key))
-    small_step = _cached(
-        f"step{rate}",
-        cfg.model,
-        cfg.optim,
-        build=lambda: train.jit_train_step(_graphdef(cfg.model, rate), tx, cfg.optim),
-    )
-    small_graphdef = model_lib.abstract(cfg.model)[0]
-    small_eval = _cached(
-        f"eval{r.eval_chunk}", cfg.model, build=lambda: train.make_eval_fn(small_graphdef, r.eval_chunk)
-    )
-
-    groups = group_pool(pool)
-    runs = []
-    for g in groups:
-        g.state = g.state.replace(dropout_key=jnp.broadcast_to(key, (len(g.names),) + key.shape))
-        eval_graphdef = model_lib.abstract(g.model_cfg)[0]
-        runs.append(
-            dict(
-                group=g,
-                step=_cached(
-                    f"pool_step{rate}-{r.pool_step}",
-                    g.model_cfg,
-                    cfg.optim,
-                    build=lambda: train.jit_pool_step(_graphdef(g.model_cfg, rate), tx, cfg.optim, r.pool_step),
-                ),
-                ce=_cached("ce", g.model_cfg, build=lambda: make_stacked_eval(eval_graphdef)),
-                compare=_cached(
-                    "compare", g.model_cfg, cfg.model, build=lambda: make_compare(eval_graphdef, small_graphdef)
-                ),
-                params0=jax.tree.map(jnp.copy, g.state.params),
-                losses=[],
-            )
-        )
-
-    curves: dict[str, dict[int, float]] = {n: {} for n in pool}
-    curves[REFERENCE] = {}
-    diverged: dict[str, int] = {}
-    rows: list[tuple[str, int, str, float]] = []
-
-    def alive(name: str) -> bool:
-        return name not in diverged
-
-    def evaluate(lag: int, small_params) -> None:
-        small_loss = small_eval(small_params, data.eval_BxT1)
-        curves[REFERENCE][lag] = small_loss
-        if not math.isfinite(small_loss) and REFERENCE not in diverged:
-            diverged[REFERENCE] = lag
-        for run in runs:
-            g = run["group"]
-            full = lag in (0, cfg.probe_lag)
-            sums: dict[str, np.ndarray] = {}
-            for chunk in _chunks(data.eval_BxT1, r.eval_chunk):
-                if full:
-                    out = jax.device_get(
-                        run["compare"](g.state.params, run["params0"], small_params, g.projectors, chunk)
-                    )
-                else:
-                    out = {"ce": np.asarray(run["ce"](g.state.params, chunk))}
-                for k, v in out.items():
-                    sums[k] = np.maximum(sums[k], v) if (k == "max_diff" and k in sums) else sums.get(k, 0) + v
-            for i, name in enumerate(g.names):
-                loss = float(sums["ce"][i]) / n_tok
-                if not math.isfinite(loss) and alive(name):
-                    diverged[name] = lag
-                if not alive(name):
-                    continue
-                curves[name][lag] = loss
-                if lag == 0:
-                    rows.append((name, 0, "loss_gap", loss - small_loss))
-                    rows.append((name, 0, "token_kl", float(sums["kl"][i]) / n_tok))
-                    rows.append((name, 0, "max_logit_diff", float(sums["max_diff"][i])))
-                if lag == cfg.probe_lag:
-                    rows.append((name, lag, "probe_kl", float(sums["kl"][i]) / n_tok))
-                    v = g.model_cfg.vocab_size
-                    rows.append((name, lag, "probe_rms", math.sqrt(float(sums["change"][i]) / (n_tok * v))))
-                    if g.has_subspace[i]:
-                        rows.append((name, lag, "probe_escape", float(sums["outside"][i] / sums["total"][i])))
-
-    def check_losses(run) -> None:
-        if not run["losses"]:
-            return
-        losses_SxC = np.asarray(jax.device_get(run["losses"]))
-        first = lag_done - len(run["losses"])
-        for i, name in enumerate(run["group"].names):
-            bad = np.flatnonzero(~np.isfinite(losses_SxC[:, i]))
-            if len(bad) and alive(name):
-                diverged[name] = first + int(bad[0])
-        run["losses"] = []
-
-    lag_done = 0
-    evaluate(0, small.params)
-    tracker = _tracker(cfg, regime)
-    bar = progress(cfg.continuation_lag, f"s{cfg.seed} g{cfg.growth_step} {regime}", cfg.logger.progress)
-    try:
-        for j in range(cfg.continuation_lag):
-            batch = jnp.asarray(data_lib.batch_at(data, batch_seed, cfg.growth_step + j, r.batch_size))
-            small, _ = small_step(small, batch)
-            for run in runs:
-                run["group"].state, m = run["step"](run["group"].state, batch)
-                run["losses"].append(m["loss"])
-            lag_done = j + 1
-            bar.update(1)
-            if lag_done in lags:
-                for run in runs:
-                    check_losses(run)
-                evaluate(lag_done, small.params)
-                tracker.log(
-                    {"step": lag_done} | {f"eval_loss/{n}": c[lag_done] for n, c in curves.items() if lag_done in c},
-                    step=lag_done,
-                )
-    finally:
-        bar.close()
-        tracker.finish()
-
-    names = list(pool) + ([REFERENCE] if REFERENCE in cfg.pool else [])
-    for name in names:
-        for lag, value in sorted(curves[name].items()):
-            rows.append((name, lag, "eval_loss", value))
-        if name in diverged:
-            rows.append((name, diverged[name], "diverged", 1.0))
-        else:
-            curve = [curves[name][lag] for lag in lags]
-            rows.append((name, cfg.continuation_lag, "auc", metrics.trapezoid_auc(lags, curve)))
-            rows.append((name, cfg.continuation_lag, "final_loss", curve[-1]))
-    rows.append(("_pool", cfg.continuation_lag, "wall_time", time.perf_counter() - t0))
-    return [_row(cfg, regime, *row) for row in rows if row[0] in names or row[0] == "_pool"]
-
-
-def _row(cfg: Config, regime: str, candidate: str, lag: int, metric: str, value: float) -> dict:
-    value = float(value)
-    return {
-        "experiment": cfg.name,
-        "seed": cfg.seed,
-        "growth_step": cfg.growth_step,
-        "candidate": candidate,
-        "regime": regime,
-        "lag": int(lag),
-        "metric": metric,
-        "value": value if math.isfinite(value) else None,
-        "config_hash": config_hash(grow_identity(cfg)),
-        "versions": versions(),
-    }
-
-
-def cell_dir(cfg: Config) -> Path:
-    return (
-        Path(cfg.out_dir) / cfg.name / "grow" / f"seed{cfg.seed}-g{cfg.growth_step}-{config_hash(grow_identity(cfg))}"
-    )
-
-
-def _tracker(cfg: Config, regime: str) -> Tracker:
-    out = cell_dir(cfg) / regime
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone cell starts its log afresh
-    return Tracker(
-        out,
-        cfg.logger.wandb,
-        as_dict(cfg),
-        name=f"{cfg.name}-s{cfg.seed}-g{cfg.growth_step}-{regime}",
-        group=cfg.name,
-        run_id=f"grow-{cell_dir(cfg).name}-{regime}",
-    )
-
-
-# ---------------------------------------------------------------- one (seed, growth step)
+    return train.load_state(directory, cfg.growth_step, cfg)[2]
 
 
 def with_base_model(cfg: Config) -> Config:
     """The config with the model config saved in the base checkpoint (e.g. an imported model)."""
     saved = checkpoint.read_config(Path(cfg.runner.base_dir) / "checkpoints", cfg.growth_step)
-    return dataclasses.replace(cfg, model=ModelConfig(**saved["model"]))
+    return to_config(dataclasses.replace(cfg, model=ModelConfig(**saved["model"])))
 
 
 def validate(cfg: Config) -> None:
-    bad = [x for x in cfg.regimes if x not in REGIMES]
-    if bad:
-        raise RunnerError(f"regimes has unknown values {bad}; valid: {list(REGIMES)}")
-    if cfg.runner.pool_step not in train.POOL_STEPS:
-        raise RunnerError(f"runner.pool_step={cfg.runner.pool_step!r} is unknown; use one of {list(train.POOL_STEPS)}")
-    if not cfg.pool:
-        raise RunnerError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
+    pool.check_pool(cfg.pool)
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
         raise RunnerError(f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}")
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):
         raise RunnerError(f"growth_step={cfg.growth_step} must be a positive pretraining step")
+    if cfg.replicates < 1:
+        raise RunnerError(f"replicates={cfg.replicates} must be at least 1")
 
 
 def run(cfg: Config) -> Path:
-    """Run every unfinished regime of this (seed, growth step); return the results file."""
+    """Run every unfinished cell of this (seed, growth step); return the results file."""
+    cfg = to_config(cfg)  # validates every choice, also for configs built in code
     validate(cfg)
     if cfg.runner.base_dir:
         cfg = with_base_model(cfg)
-    path = results_path(cfg)
-    chash = config_hash(grow_identity(cfg))
-    done = finished_cells(path, chash)
-    todo = [x for x in cfg.regimes if (cfg.seed, cfg.growth_step, x) not in done]
+    path = results.results_path(cfg)
+    done = results.finished_cells(path, results.cell_hash(cfg))
+    keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
+    todo = [k for k in keys if k not in done]
     if not todo:
-        log.info("seed %d growth step %d: every regime already finished, skipping", cfg.seed, cfg.growth_step)
+        log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return path
     data = data_lib.load(cfg.data)
     pretrain.check_vocab(cfg, data)
     data_lib.check_batch_size(data, cfg.runner.batch_size)
-    _, small_state = base_state(cfg, data)
-    pool = build_pool(cfg, small_state)
-    for regime in todo:
-        append_results(path, run_regime(cfg, regime, data, small_state, pool))
+    small_state = base_state(cfg, data)
+    grown = pool.build_pool(cfg, small_state)
+    for key in todo:
+        t0 = time.perf_counter()
+        rows, seq = run_cell(cfg, key, data, small_state, grown)
+        results.write_cell(cfg, key, rows, seq, time.perf_counter() - t0)
     return path

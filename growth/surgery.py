@@ -21,11 +21,9 @@ import numpy as np
 from flax import nnx
 
 from growth import model as model_lib
-from growth import train
-from growth.config import DepthConfig, ModelConfig, OptimConfig
+from growth import optimizer, train
+from growth.config import DepthConfig, DepthInit, ModelConfig, OptimConfig, check_choice
 from growth.model import ConfigError
-
-DEEPEN_INITS = ("fresh", "identity", "copy")
 
 
 class SurgeryError(ValueError):
@@ -206,8 +204,10 @@ def deepen_params(
     params: dict, cfg: ModelConfig, depth: DepthConfig, key: jax.Array
 ) -> tuple[dict, ModelConfig, list[int]]:
     """(params, config, indices of the new blocks) of the model grown by `depth`."""
-    if depth.init not in DEEPEN_INITS:
-        raise ConfigError(f"depth.init={depth.init!r} is unknown; use one of {DEEPEN_INITS}")
+    try:
+        check_choice("depth.init", depth.init, DepthInit)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     plan = depth_plan(cfg.n_layers, depth)
     layers = list(cfg.attention_layers)
     new_cfg = dataclasses.replace(
@@ -249,7 +249,7 @@ def deepen(
     params, cfg, _ = deepen_params(small.params, small_cfg, depth, key)
     plan = depth_plan(small_cfg.n_layers, depth)
     old_of = {j: i for j, (kind, i) in enumerate(plan) if kind == "old"}
-    fresh_opt = train.make_optimizer(optim_cfg).init(params)
+    fresh_opt = optimizer.make_optimizer(optim_cfg).init(params)
     opt_state = _carry_opt(small.opt_state, fresh_opt, old_of)
     grown = small.replace(params=params, opt_state=opt_state)
     # New buffers throughout: the grown state may be donated to a train step without deleting `small`.
@@ -261,6 +261,8 @@ def _carry_opt(old: Any, fresh: Any, old_of: dict[int, int]) -> Any:
     if isinstance(fresh, Mapping) and "blocks" in fresh:
         blocks = {j: old["blocks"][old_of[j]] if j in old_of else b for j, b in fresh["blocks"].items()}
         return {**{k: old[k] for k in fresh if k != "blocks"}, "blocks": blocks}
+    if isinstance(fresh, Mapping):  # the named optimizer chain
+        return type(fresh)((k, _carry_opt(old[k], f, old_of)) for k, f in fresh.items())
     if isinstance(fresh, tuple):
         children = [_carry_opt(o, f, old_of) for o, f in zip(old, fresh, strict=True)]
         return type(fresh)(*children) if hasattr(fresh, "_fields") else type(fresh)(children)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from growth import checkpoint, hf_import, pretrain
+from growth import checkpoint, hf_import, train
 from growth import model as model_lib
 from growth.config import to_config
 
@@ -127,7 +127,7 @@ def test_import_cli_writes_restorable_base_run(tmp_path, fake_gpt2, monkeypatch)
     assert (run_dir / "tokenizer.json").is_file()
     cfg = to_config(OmegaConf.create(checkpoint.read_config(run_dir / "checkpoints", 0)))
     assert cfg.model.tie_embeddings and cfg.data.vocab_size == V
-    _, _, state = pretrain.load_state(run_dir, 0, cfg)
+    _, _, state = train.load_state(run_dir, 0, cfg)
     _, params = hf_import.load(path)
     jax.tree.map(np.testing.assert_array_equal, state.params, params)
     assert int(state.step) == 0

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from growth import checkpoint, pretrain, runner, train, widen
-from growth.config import Config, RunnerConfig
-from growth.tracking import read_jsonl
+from growth import checkpoint, optimizer, pool, pretrain, results, runner, widen
+from growth.config import Config, ConfigValueError, RunnerConfig
+from growth.files import read_jsonl
 from tests.conftest import REPO
 
 
@@ -84,7 +84,7 @@ def test_results_hold_every_metric_for_every_candidate(base, tmp_path):
     r0 = rows[0]
     assert {"config_hash", "versions", "experiment"} <= set(r0) and r0["versions"]["jax"]
     # exact_copy preserves the function: zero-step KL at float noise, escape exactly 0 without noise.
-    v = _values(runner.results_path(_with(base, tmp_path)))
+    v = _values(results.results_path(_with(base, tmp_path)))
     assert v[(0, 10, "exact_copy", "deterministic", 0, "token_kl")] < 1e-6
     assert v[(0, 10, "exact_copy", "deterministic", 2, "probe_escape")] < 1e-6
     assert v[(0, 10, "scratch_wide", "deterministic", 0, "token_kl")] > 1e-3
@@ -111,25 +111,25 @@ def test_finished_cell_is_skipped_and_killed_run_resumes(base, tmp_path, monkeyp
     reference = _values(runner.run(_with(base, tmp_path, out="ref")))
 
     cfg = _with(base, tmp_path, out="killed")
-    real = runner.run_regime
+    real = runner.run_cell
 
-    def crash_on_stochastic(cfg, regime, *a, **k):
-        if regime == "stochastic":
+    def crash_on_stochastic(cfg, key, *a, **k):
+        if key.regime == "stochastic":
             raise KeyboardInterrupt("killed")
-        return real(cfg, regime, *a, **k)
+        return real(cfg, key, *a, **k)
 
-    monkeypatch.setattr(runner, "run_regime", crash_on_stochastic)
+    monkeypatch.setattr(runner, "run_cell", crash_on_stochastic)
     with pytest.raises(KeyboardInterrupt):
         runner.run(cfg)
-    assert {r["regime"] for r in read_jsonl(runner.results_path(cfg))} == {"deterministic"}
+    assert {r["regime"] for r in read_jsonl(results.results_path(cfg))} == {"deterministic"}
 
     calls = []
     monkeypatch.setattr(
-        runner, "run_regime", lambda cfg, regime, *a, **k: calls.append(regime) or real(cfg, regime, *a, **k)
+        runner, "run_cell", lambda cfg, key, *a, **k: calls.append(str(key.regime)) or real(cfg, key, *a, **k)
     )
     runner.run(cfg)
     assert calls == ["stochastic"]  # the finished deterministic cell was skipped
-    assert _values(runner.results_path(cfg)) == reference
+    assert _values(results.results_path(cfg)) == reference
     runner.run(cfg)
     assert calls == ["stochastic"]  # everything finished: nothing runs again
 
@@ -137,10 +137,10 @@ def test_finished_cell_is_skipped_and_killed_run_resumes(base, tmp_path, monkeyp
 def test_nan_candidate_is_recorded_as_diverged(base, tmp_path, monkeypatch):
     def broken(small, small_cfg, spec, optim_cfg, key):
         grown = widen.grow("exact_copy", small, small_cfg, spec, optim_cfg, key)
-        opt = list(grown.state.opt_state)
-        direction = opt[train.DIRECTION]
-        opt[train.DIRECTION] = direction._replace(scale=jax.tree.map(lambda s: s * jnp.nan, direction.scale))
-        return dataclasses.replace(grown, state=grown.state.replace(opt_state=tuple(opt)))
+        opt = type(grown.state.opt_state)(grown.state.opt_state)
+        direction = opt[optimizer.DIRECTION]
+        opt[optimizer.DIRECTION] = direction._replace(scale=jax.tree.map(lambda s: s * jnp.nan, direction.scale))
+        return dataclasses.replace(grown, state=grown.state.replace(opt_state=opt))
 
     monkeypatch.setitem(widen.CANDIDATES, "broken", broken)
     cfg = _with(dataclasses.replace(base, pool=["exact_copy", "broken"], regimes=["deterministic"]), tmp_path)
@@ -170,13 +170,15 @@ def test_missing_or_corrupt_base_checkpoint_is_a_clear_error(base, tmp_path):
 
 
 def test_bad_runner_settings_are_clear_errors(base, tmp_path):
-    with pytest.raises(runner.RunnerError, match="regimes has unknown values \\['noisy'\\]"):
+    with pytest.raises(ConfigValueError, match=r"regimes\[0\]: Invalid value 'noisy', expected one of \[deterministic"):
         runner.run(_with(dataclasses.replace(base, regimes=["noisy"]), tmp_path))
-    with pytest.raises(runner.RunnerError, match="unknown candidates \\['bogus'\\]"):
+    with pytest.raises(pool.PoolError, match="unknown candidates \\['bogus'\\]"):
         runner.run(_with(dataclasses.replace(base, pool=["bogus"]), tmp_path))
     bad_step = dataclasses.replace(base, runner=dataclasses.replace(base.runner, pool_step="pmap"))
-    with pytest.raises(runner.RunnerError, match="runner.pool_step='pmap' is unknown"):
+    with pytest.raises(ConfigValueError, match="runner.pool_step: Invalid value 'pmap'"):
         runner.run(_with(bad_step, tmp_path))
+    with pytest.raises(runner.RunnerError, match="replicates=0 must be at least 1"):
+        runner.run(_with(dataclasses.replace(base, replicates=0), tmp_path))
 
 
 def test_two_job_multirun_through_the_local_launcher(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from growth import model as model_lib
-from growth import surgery, train
+from growth import optimizer, surgery, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.model import ConfigError
 
@@ -156,15 +156,15 @@ def trained(built):
         )
 
     params = jax.tree.map(jnp.add, params, noise(0, 0.1))  # non-zero biases, non-unit gains
-    state = train.init_state(params, train.make_optimizer(OPTIM), jax.random.PRNGKey(2))
-    opt = list(state.opt_state)
+    state = train.init_state(params, optimizer.make_optimizer(OPTIM), jax.random.PRNGKey(2))
+    opt = type(state.opt_state)(state.opt_state)
     three = jnp.asarray(3, jnp.int32)
-    opt[train.ADAM] = opt[train.ADAM]._replace(
+    opt[optimizer.ADAM] = opt[optimizer.ADAM]._replace(
         count=three, mu=noise(1, 0.01), nu=jax.tree.map(jnp.square, noise(2, 0.01))
     )
-    opt[train.DIRECTION] = opt[train.DIRECTION]._replace(count=three)
-    opt[train.SCHEDULE] = opt[train.SCHEDULE]._replace(count=three, since_growth=three)
-    state = state.replace(opt_state=tuple(opt), step=three)
+    opt[optimizer.DIRECTION] = opt[optimizer.DIRECTION]._replace(count=three)
+    opt[optimizer.SCHEDULE] = opt[optimizer.SCHEDULE]._replace(count=three, since_growth=three)
+    state = state.replace(opt_state=opt, step=three)
     batch = jax.random.randint(jax.random.PRNGKey(3), (4, 9), 0, 32)
     return graphdef, state, batch
 
@@ -192,7 +192,7 @@ def test_deepen_identity_preserves_function_and_carries_state(trained):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
 
     old_of = {1: 0, 3: 1}
-    adam_s, adam_g = small.opt_state[train.ADAM], grown.opt_state[train.ADAM]
+    adam_s, adam_g = small.opt_state[optimizer.ADAM], grown.opt_state[optimizer.ADAM]
     for j in range(4):
         for tree_s, tree_g in ((adam_s.mu, adam_g.mu), (adam_s.nu, adam_g.nu), (small.params, grown.params)):
             if j in old_of:
@@ -208,8 +208,8 @@ def test_deepen_identity_preserves_function_and_carries_state(trained):
         assert float(jnp.abs(grown.params["blocks"][j]["attn"]["q"]["kernel"]).max()) > 0
     # Every counter is carried unchanged.
     assert int(adam_g.count) == int(adam_s.count) == 3
-    assert int(grown.opt_state[train.DIRECTION].count) == int(small.opt_state[train.DIRECTION].count)
-    for a, b in zip(grown.opt_state[train.SCHEDULE], small.opt_state[train.SCHEDULE], strict=True):
+    assert int(grown.opt_state[optimizer.DIRECTION].count) == int(small.opt_state[optimizer.DIRECTION].count)
+    for a, b in zip(grown.opt_state[optimizer.SCHEDULE], small.opt_state[optimizer.SCHEDULE], strict=True):
         assert int(a) == int(b)
     assert int(grown.step) == int(small.step) == 3
     np.testing.assert_array_equal(grown.dropout_key, small.dropout_key)
@@ -217,7 +217,7 @@ def test_deepen_identity_preserves_function_and_carries_state(trained):
     small_buffers = {x.unsafe_buffer_pointer() for x in jax.tree.leaves(small)}
     assert not small_buffers & {x.unsafe_buffer_pointer() for x in jax.tree.leaves(grown)}
     # The structure is the optimizer's own for the deeper model.
-    fresh = train.init_state(grown.params, train.make_optimizer(OPTIM), grown.dropout_key)
+    fresh = train.init_state(grown.params, optimizer.make_optimizer(OPTIM), grown.dropout_key)
     assert jax.tree.structure(fresh) == jax.tree.structure(grown)
 
 
@@ -230,9 +230,9 @@ def test_deepen_copy_places_neighbour_copy(trained):
     for j, src in ((0, 0), (1, 0), (2, 1), (3, 1)):
         jax.tree.map(np.testing.assert_array_equal, grown.params["blocks"][j], small.params["blocks"][src])
     for j in (0, 3):
-        mu = grown.opt_state[train.ADAM].mu["blocks"][j]
+        mu = grown.opt_state[optimizer.ADAM].mu["blocks"][j]
         assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(mu))
-    direction = grown.opt_state[train.DIRECTION]
+    direction = grown.opt_state[optimizer.DIRECTION]
     assert all(float(x) == 1.0 for x in jax.tree.leaves(direction.scale["blocks"][0]))
 
 

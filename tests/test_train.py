@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import checkpoint, pretrain, train
+from growth import checkpoint, optimizer, pretrain, train
 from growth import data as data_lib
-from growth.config import OptimConfig
-from growth.tracking import read_jsonl
+from growth.config import ConfigValueError, OptimConfig, PoolStep, to_config
+from growth.files import read_jsonl
 
 
 def _leaves_equal(a, b) -> bool:
@@ -21,37 +21,37 @@ def _leaves_equal(a, b) -> bool:
 
 def test_schedule_warmup_then_cosine():
     cfg = OptimConfig(lr=1.0, warmup_steps=10, decay_steps=110, min_lr_ratio=0.1)
-    sched = train.make_schedule(cfg)
+    sched = optimizer.make_schedule(cfg)
     assert float(sched(0)) == 0.0
     assert float(sched(5)) == pytest.approx(0.5)
     assert float(sched(10)) == pytest.approx(1.0)
     assert float(sched(110)) == pytest.approx(0.1)
-    const = train.make_schedule(dataclasses.replace(cfg, decay="constant"))
+    const = optimizer.make_schedule(dataclasses.replace(cfg, decay="constant"))
     assert float(const(500)) == pytest.approx(1.0)
 
 
 def test_counters_move_once_per_step(tiny_cfg):
-    graphdef, tx, state = pretrain.fresh_state(tiny_cfg)
+    graphdef, tx, state = train.fresh_state(tiny_cfg)
     data = data_lib.load(tiny_cfg.data)
     step = train.jit_train_step(graphdef, tx, tiny_cfg.optim)
     for t in range(3):
         state, metrics = step(state, data_lib.batch_at(data, 0, t, 8))
     assert int(state.step) == 3
-    assert int(state.opt_state[train.ADAM].count) == 3
-    assert int(state.opt_state[train.SCHEDULE].count) == 3
-    assert int(state.opt_state[train.SCHEDULE].since_growth) == 3
+    assert int(state.opt_state[optimizer.ADAM].count) == 3
+    assert int(state.opt_state[optimizer.SCHEDULE].count) == 3
+    assert int(state.opt_state[optimizer.SCHEDULE].since_growth) == 3
     # metrics["lr"] is the rate step 2 used; current_lr is what step 3 will use.
-    sched = train.make_schedule(tiny_cfg.optim)
+    sched = optimizer.make_schedule(tiny_cfg.optim)
     assert float(metrics["lr"]) == pytest.approx(float(sched(2)))
-    assert float(train.current_lr(tiny_cfg.optim, state.opt_state)) == pytest.approx(float(sched(3)))
+    assert float(optimizer.current_lr(tiny_cfg.optim, state.opt_state)) == pytest.approx(float(sched(3)))
 
 
-@pytest.mark.parametrize("how", train.POOL_STEPS)
+@pytest.mark.parametrize("how", list(PoolStep))
 def test_pool_step_is_each_candidates_own_step(tiny_cfg, how):
     """Stacked candidates (different params, with dropout) step exactly as each would alone."""
     cfg = dataclasses.replace(tiny_cfg, model=dataclasses.replace(tiny_cfg.model, dropout=0.1))
-    graphdef, tx, _ = pretrain.fresh_state(cfg)
-    states = [pretrain.fresh_state(dataclasses.replace(cfg, seed=s))[2] for s in (1, 2, 3)]
+    graphdef, tx, _ = train.fresh_state(cfg)
+    states = [train.fresh_state(dataclasses.replace(cfg, seed=s))[2] for s in (1, 2, 3)]
     data = data_lib.load(cfg.data)
     batches = [jnp.asarray(data_lib.batch_at(data, 0, t, 8)) for t in range(2)]
     pool_step = train.jit_pool_step(graphdef, tx, cfg.optim, how)
@@ -66,8 +66,11 @@ def test_pool_step_is_each_candidates_own_step(tiny_cfg, how):
         for x, y in zip(jax.tree.leaves(jax.tree.map(lambda a, i=i: a[i], stacked)), jax.tree.leaves(s), strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
     assert float(pool_metrics["loss"][0]) != float(pool_metrics["loss"][1])  # the candidates differ
-    with pytest.raises(ValueError, match="runner.pool_step='bogus' is unknown"):
-        train.jit_pool_step(graphdef, tx, cfg.optim, "bogus")
+    bad = dataclasses.replace(cfg, runner=dataclasses.replace(cfg.runner, pool_step="bogus"))
+    with pytest.raises(
+        ConfigValueError, match=r"runner.pool_step: Invalid value 'bogus', expected one of \[map, vmap\]"
+    ):
+        to_config(bad)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +93,7 @@ def test_short_pretrain_lowers_loss(pretrained):
 
 def test_resume_equals_uninterrupted_run_bit_for_bit(pretrained, tmp_path):
     tiny_cfg, full = pretrained
-    _, _, reference = pretrain.load_state(full, 30, tiny_cfg)
+    _, _, reference = train.load_state(full, 30, tiny_cfg)
 
     # A "killed" run: same config, other out_dir, stopped after step 20, then started again.
     killed = dataclasses.replace(tiny_cfg, out_dir=str(tmp_path / "other"))
@@ -100,7 +103,7 @@ def test_resume_equals_uninterrupted_run_bit_for_bit(pretrained, tmp_path):
     resumed_cfg = dataclasses.replace(killed, pretrain=tiny_cfg.pretrain)
     resumed = pretrain.run(resumed_cfg)
     assert resumed == partial
-    _, _, state = pretrain.load_state(resumed, 30, resumed_cfg)
+    _, _, state = train.load_state(resumed, 30, resumed_cfg)
     assert _leaves_equal(state, reference)
     steps = [r["step"] for r in read_jsonl(resumed / "metrics.jsonl")]
     assert steps == sorted(set(steps))  # no duplicated rows from the replayed steps
@@ -117,12 +120,12 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(pretrained, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(finished, out)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint for step 25.*available: \\[10, 20, 30\\]"):
-        pretrain.load_state(out, 25, tiny_cfg)
+        train.load_state(out, 25, tiny_cfg)
     for f in (out / "checkpoints" / "30" / "state").rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"garbage")
     with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
-        pretrain.load_state(out, 30, tiny_cfg)
+        train.load_state(out, 30, tiny_cfg)
 
 
 def test_checkpoint_holds_the_run_config(pretrained):
@@ -132,7 +135,7 @@ def test_checkpoint_holds_the_run_config(pretrained):
 
 
 def test_eval_is_mean_token_loss(tiny_cfg):
-    graphdef, _, state = pretrain.fresh_state(tiny_cfg)
+    graphdef, _, state = train.fresh_state(tiny_cfg)
     data = data_lib.load(tiny_cfg.data)
     value = train.make_eval_fn(graphdef, batch_size=3)(state.params, data.eval_BxT1)
     direct = train.loss_fn(graphdef, state.params, jnp.asarray(data.eval_BxT1, jnp.int32), None)

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from growth import model as model_lib
-from growth import train
+from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.widen import CANDIDATES, GrowthError, UnknownCandidate, grow, wide_config
 from growth.widen.core import flatten
@@ -45,7 +45,7 @@ def _compiled(cfg: ModelConfig, optim: OptimConfig | None = None):
         if optim is None:
             _COMPILED[key] = jax.jit(lambda p, t: model_lib.apply(graphdef, p, t))
         else:
-            _COMPILED[key] = jax.jit(train.make_train_step(graphdef, train.make_optimizer(optim), optim))
+            _COMPILED[key] = jax.jit(train.make_train_step(graphdef, optimizer.make_optimizer(optim), optim))
     return _COMPILED[key]
 
 
@@ -70,16 +70,16 @@ def small_state(name: str, jitter: bool = True):
         return _SMALL[name, jitter]
     cfg = _cfg(*SMALL[name])
     _, params = model_lib.build(cfg, jax.random.PRNGKey(0))
-    state = train.init_state(params, train.make_optimizer(OPTIM), jax.random.PRNGKey(1))
+    state = train.init_state(params, optimizer.make_optimizer(OPTIM), jax.random.PRNGKey(1))
     keys = iter(jax.random.split(jax.random.PRNGKey(7), 256))
     noise = lambda x, s: x + s * jax.random.normal(next(keys), x.shape)
     if name == "C":
-        adam = state.opt_state[train.ADAM]
+        adam = state.opt_state[optimizer.ADAM]
         mu = jax.tree.map(lambda x: noise(x * 0, 1e-2), adam.mu)
         nu = jax.tree.map(lambda x: noise(x * 0, 1e-2) ** 2, adam.nu)
-        opt = list(state.opt_state)
-        opt[train.ADAM] = adam._replace(mu=mu, nu=nu, count=jnp.asarray(5, jnp.int32))
-        state = state.replace(params=jax.tree.map(lambda x: noise(x, 0.2), params), opt_state=tuple(opt))
+        opt = type(state.opt_state)(state.opt_state)
+        opt[optimizer.ADAM] = adam._replace(mu=mu, nu=nu, count=jnp.asarray(5, jnp.int32))
+        state = state.replace(params=jax.tree.map(lambda x: noise(x, 0.2), params), opt_state=opt)
     else:
         state, _ = run(cfg, state, 0, 5)
     if jitter:
@@ -117,14 +117,14 @@ def test_preserving_candidates_keep_logits_and_ignore_templates(small_name, k, m
 
     # The "42" check: every template a candidate could read (fresh params, a fresh optimizer state)
     # is filled with 42; the grown states must not change.
-    make_opt, build = train.make_optimizer, model_lib.build
+    make_opt, build = optimizer.make_optimizer, model_lib.build
     fill = lambda tree: jax.tree.map(lambda x: jnp.full_like(x, 42), tree)
 
     def opt42(optim_cfg):
         tx = make_opt(optim_cfg)
         return optax.GradientTransformation(lambda p: fill(tx.init(p)), tx.update)
 
-    monkeypatch.setattr(train, "make_optimizer", opt42)
+    monkeypatch.setattr(optimizer, "make_optimizer", opt42)
     monkeypatch.setattr(model_lib, "build", lambda c, key: (build(c, key)[0], fill(build(c, key)[1])))
     for name in names:
         again = grow(name, small, cfg, spec, OPTIM, jax.random.PRNGKey(3))
@@ -134,7 +134,7 @@ def test_preserving_candidates_keep_logits_and_ignore_templates(small_name, k, m
 
     for name, g in grown.items():
         assert g.model_cfg == wide_config(cfg, spec)
-        for x in jax.tree.leaves(g.state.params) + jax.tree.leaves(g.state.opt_state[train.ADAM]):
+        for x in jax.tree.leaves(g.state.params) + jax.tree.leaves(g.state.opt_state[optimizer.ADAM]):
             assert x.dtype in (jnp.float32, jnp.int32) and bool(jnp.isfinite(x).all())
         diff = _max_diff(logits(g.model_cfg, g.state.params), ref)
         print(f"{small_name} k={k} {name}: max logit diff {diff:.2e}")
@@ -166,8 +166,8 @@ def test_embed_maps_and_baselines():
     scratch = grow("scratch_wide", small, cfg, spec, OPTIM, jax.random.PRNGKey(0))
     assert scratch.embed_map is None and scratch.model_cfg == wide_config(cfg, spec)
     opt = scratch.state.opt_state
-    assert int(opt[train.ADAM].count) == 0 and int(opt[train.SCHEDULE].count) == 0
-    assert not any(np.asarray(x).any() for x in jax.tree.leaves(opt[train.ADAM].mu))
+    assert int(opt[optimizer.ADAM].count) == 0 and int(opt[optimizer.SCHEDULE].count) == 0
+    assert not any(np.asarray(x).any() for x in jax.tree.leaves(opt[optimizer.ADAM].mu))
     assert int(scratch.state.step) == int(small.step)
     np.testing.assert_array_equal(np.asarray(scratch.state.dropout_key), np.asarray(small.dropout_key))
 
@@ -197,15 +197,15 @@ def _moments(name, small_name, k):
     """(predicted wide mu, nu, real wide g, g^2): the map applied to the small gradient vs a real step."""
     cfg, small = small_state(small_name)
     after, _ = run(cfg, small, 50, 1)
-    g, g2 = _gradient(small.opt_state[train.ADAM], after.opt_state[train.ADAM])
-    opt = list(small.opt_state)
-    opt[train.ADAM] = opt[train.ADAM]._replace(mu=g, nu=g2)  # small moments := gradient, gradient^2
+    g, g2 = _gradient(small.opt_state[optimizer.ADAM], after.opt_state[optimizer.ADAM])
+    opt = type(small.opt_state)(small.opt_state)
+    opt[optimizer.ADAM] = opt[optimizer.ADAM]._replace(mu=g, nu=g2)  # small moments := gradient, gradient^2
     spec = GrowthConfig(k=k)
-    pred = grow(name, small.replace(opt_state=tuple(opt)), cfg, spec, OPTIM, jax.random.PRNGKey(4))
+    pred = grow(name, small.replace(opt_state=opt), cfg, spec, OPTIM, jax.random.PRNGKey(4))
     wide = grow(name, small, cfg, spec, OPTIM, jax.random.PRNGKey(4))
     wide_after, _ = run(wide.model_cfg, wide.state, 50, 1)  # the same batch
-    real_g, real_g2 = _gradient(wide.state.opt_state[train.ADAM], wide_after.opt_state[train.ADAM])
-    p = pred.state.opt_state[train.ADAM]
+    real_g, real_g2 = _gradient(wide.state.opt_state[optimizer.ADAM], wide_after.opt_state[optimizer.ADAM])
+    p = pred.state.opt_state[optimizer.ADAM]
     return [{k_: np.asarray(v, np.float64) for k_, v in flatten(t).items()} for t in (p.mu, p.nu, real_g, real_g2)]
 
 
@@ -246,11 +246,11 @@ def test_asymmetric_reset_zeroes_added_copies_and_sets_mask():
     spec.asymmetric_reset.rewarm_steps = 5
     g = grow("asymmetric_reset", small, cfg, spec, OPTIM, jax.random.PRNGKey(0))
     ref = grow("exact_copy", small, cfg, spec, OPTIM, jax.random.PRNGKey(0))
-    direction = g.state.opt_state[train.DIRECTION]
+    direction = g.state.opt_state[optimizer.DIRECTION]
     assert int(direction.reset_rewarm_steps) == 5
     mu, mask, ref_mu = (
         {p: np.asarray(x) for p, x in flatten(t).items()}
-        for t in (g.state.opt_state[train.ADAM].mu, direction.reset_mask, ref.state.opt_state[train.ADAM].mu)
+        for t in (g.state.opt_state[optimizer.ADAM].mu, direction.reset_mask, ref.state.opt_state[optimizer.ADAM].mu)
     )
     fc, head, ln = "blocks/0/mlp/fc/kernel", "lm_head/kernel", "ln_f/scale"
     np.testing.assert_array_equal(mu[fc][:, :32], ref_mu[fc][:, :32])  # unit = output column
@@ -307,40 +307,40 @@ def test_clones_stay_clones_only_for_exact_copy():
 @pytest.mark.parametrize("schedule", ["continue", "rewarm", "restart"])
 def test_schedule_policies_move_the_right_counters(schedule):
     cfg, small = small_state("A")
-    sched = train.make_schedule(OPTIM)
-    count, adam_count = int(small.opt_state[train.SCHEDULE].count), int(small.opt_state[train.ADAM].count)
+    sched = optimizer.make_schedule(OPTIM)
+    count, adam_count = int(small.opt_state[optimizer.SCHEDULE].count), int(small.opt_state[optimizer.ADAM].count)
     assert count == adam_count == 5  # mid-warmup: the rate changes every step
     g = grow(
         "exact_copy", small, cfg, GrowthConfig(k=2, schedule=schedule, rewarm_steps=4), OPTIM, jax.random.PRNGKey(0)
     )
     opt = g.state.opt_state
-    assert int(opt[train.ADAM].count) == adam_count  # Adam's bias correction goes on in every policy
-    assert int(opt[train.SCHEDULE].since_growth) == 0 and int(opt[train.DIRECTION].count) == 0
+    assert int(opt[optimizer.ADAM].count) == adam_count  # Adam's bias correction goes on in every policy
+    assert int(opt[optimizer.SCHEDULE].since_growth) == 0 and int(opt[optimizer.DIRECTION].count) == 0
     assert int(g.state.step) == int(small.step)
     step, lrs, state = _compiled(g.model_cfg, OPTIM), [], g.state
     for t in range(4):
         state, metrics = step(state, _batch(t))
         lrs.append(float(metrics["lr"]))
-    assert int(state.opt_state[train.ADAM].count) == adam_count + 4
-    assert int(state.opt_state[train.SCHEDULE].count) == int(opt[train.SCHEDULE].count) + 4
+    assert int(state.opt_state[optimizer.ADAM].count) == adam_count + 4
+    assert int(state.opt_state[optimizer.SCHEDULE].count) == int(opt[optimizer.SCHEDULE].count) + 4
     if schedule == "continue":
-        assert int(opt[train.SCHEDULE].count) == count
-        assert lrs[0] == pytest.approx(float(train.current_lr(OPTIM, small.opt_state)))
+        assert int(opt[optimizer.SCHEDULE].count) == count
+        assert lrs[0] == pytest.approx(float(optimizer.current_lr(OPTIM, small.opt_state)))
         assert lrs == pytest.approx([float(sched(count + i)) for i in range(4)])
     elif schedule == "rewarm":
-        assert int(opt[train.SCHEDULE].count) == count and int(opt[train.SCHEDULE].rewarm_steps) == 4
+        assert int(opt[optimizer.SCHEDULE].count) == count and int(opt[optimizer.SCHEDULE].rewarm_steps) == 4
         assert lrs[0] == pytest.approx(float(sched(count)) / 4)
         assert lrs == pytest.approx([float(sched(count + i)) * (i + 1) / 4 for i in range(4)])
         assert lrs[3] == pytest.approx(float(sched(count + 3)))  # back on the schedule after R steps
     else:
-        assert int(opt[train.SCHEDULE].count) == 0 and int(opt[train.SCHEDULE].rewarm_steps) == 0
+        assert int(opt[optimizer.SCHEDULE].count) == 0 and int(opt[optimizer.SCHEDULE].rewarm_steps) == 0
         assert lrs == pytest.approx([float(sched(i)) for i in range(4)])
 
 
 def test_fan_in_scales_only_cloned_fan_in_tensors():
     cfg, small = small_state("B")
     g = grow("exact_copy", small, cfg, GrowthConfig(k=3, lr_correction="fan_in"), OPTIM, jax.random.PRNGKey(0))
-    scale = {p: float(s) for p, s in flatten(g.state.opt_state[train.DIRECTION].scale).items()}
+    scale = {p: float(s) for p, s in flatten(g.state.opt_state[optimizer.DIRECTION].scale).items()}
     assert scale["blocks/0/attn/q/kernel"] == pytest.approx(1 / 3)
     assert scale["blocks/0/mlp/proj/kernel"] == pytest.approx(1 / 3)
     assert scale["tok_embed/embedding"] == 1.0 and scale["ln_f/scale"] == 1.0

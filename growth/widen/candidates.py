@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import model as model_lib
-from growth import surgery, train
+from growth import optimizer, surgery, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.widen import core, structured
 from growth.widen.core import RESID, Grown, GrowthError, Term, UnknownCandidate
@@ -22,7 +22,7 @@ Candidate = Callable[[train.TrainState, ModelConfig, GrowthConfig, OptimConfig, 
 
 
 def _small_numpy(small: train.TrainState):
-    adam = small.opt_state[train.ADAM]
+    adam = small.opt_state[optimizer.ADAM]
     return core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
 
 
@@ -48,9 +48,10 @@ def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset
             p,
             core.unflatten_like(template, mu),
             core.unflatten_like(template, nu),
-            train.make_optimizer(optim_cfg),
+            optimizer.make_optimizer(optim_cfg),
             spec,
             core.direction_scale(small, spec, k),
+            core.clip_weight(small, optim_cfg, k),
             reset_mask,
             rewarm,
         ),
@@ -110,7 +111,7 @@ def scratch_wide(small, small_cfg, spec, optim_cfg, key) -> Grown:
     """Fresh init of the wide model, zero moments, every counter 0; step and dropout key carried."""
     cfg = core.wide_config(small_cfg, spec)
     _, params = model_lib.build(cfg, key)
-    tx = train.make_optimizer(optim_cfg)
+    tx = optimizer.make_optimizer(optim_cfg)
     state = core.carried(small, params, tx.init(params))
     return Grown(state=state, model_cfg=cfg, embed_map=None)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,13 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import model as model_lib
-from growth import train
-from growth.config import GrowthConfig, ModelConfig
+from growth import optimizer, train
+from growth.config import (
+    ClipMode,
+    GrowthConfig,
+    LrCorrection,
+    ModelConfig,
+    Noise,
+    OptimConfig,
+    Schedule,
+    check_choice,
+)
 from growth.model import ConfigError
 
-SCHEDULES = ("continue", "rewarm", "restart")
-LR_CORRECTIONS = ("none", "fan_in")
-NOISES = ("antithetic", "iid")
 RESID = "resid"
 
 
@@ -61,18 +67,14 @@ def check_k(k: Any) -> int:
 def check_spec(spec: GrowthConfig) -> int:
     """Validate every option a candidate reads; return k."""
     k = check_k(spec.k)
-    if spec.schedule not in SCHEDULES:
-        raise GrowthError(f"growth.schedule={spec.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
+    try:
+        check_choice("growth.schedule", spec.schedule, Schedule)
+        check_choice("growth.lr_correction", spec.lr_correction, LrCorrection)
+        check_choice("growth.perturbative.noise", spec.perturbative.noise, Noise)
+    except ValueError as e:
+        raise GrowthError(str(e)) from None
     if spec.schedule == "rewarm" and int(spec.rewarm_steps) < 1:
         raise GrowthError(f"growth.rewarm_steps={spec.rewarm_steps} must be >= 1 with growth.schedule=rewarm")
-    if spec.lr_correction not in LR_CORRECTIONS:
-        raise GrowthError(
-            f"growth.lr_correction={spec.lr_correction!r} is unknown; use one of {', '.join(LR_CORRECTIONS)}"
-        )
-    if spec.perturbative.noise not in NOISES:
-        raise GrowthError(
-            f"growth.perturbative.noise={spec.perturbative.noise!r} is unknown; use one of {', '.join(NOISES)}"
-        )
     if not spec.perturbative.snr > 0:
         raise GrowthError(f"growth.perturbative.snr={spec.perturbative.snr} must be > 0 (e.g. 10.0)")
     if int(spec.asymmetric_reset.rewarm_steps) < 0:
@@ -115,14 +117,14 @@ def check_state(small: train.TrainState, small_cfg: ModelConfig) -> None:
                 f" expects {tuple(s.shape)}{hint}"
             )
     opt = small.opt_state
-    if not isinstance(opt, tuple) or len(opt) != 5 or not hasattr(opt[train.ADAM], "mu"):
+    names = (optimizer.CLIP, optimizer.ADAM, optimizer.DIRECTION, optimizer.DECAY, optimizer.SCHEDULE)
+    if not isinstance(opt, Mapping) or tuple(opt) != names or not hasattr(opt[optimizer.ADAM], "mu"):
         raise GrowthError(
-            "the small state's opt_state is not the growth.train.make_optimizer chain"
-            " (clip, scale_by_adam, scale_direction, add_decayed_weights, scale_by_growth_schedule);"
-            " build the small run with growth.train.make_optimizer"
+            f"the small state's opt_state is not the growth.optimizer.make_optimizer chain (named {list(names)});"
+            " build the small run with growth.optimizer.make_optimizer"
         )
     for name in ("mu", "nu"):
-        moments = flatten(getattr(opt[train.ADAM], name))
+        moments = flatten(getattr(opt[optimizer.ADAM], name))
         for path, s in exp.items():
             if path not in moments or tuple(moments[path].shape) != tuple(s.shape):
                 raise GrowthError(
@@ -323,36 +325,42 @@ def wide_opt_state(
     tx,
     spec: GrowthConfig,
     scale: dict[str, float],
+    clip_weight: dict[str, float],
     reset_mask: dict[str, np.ndarray] | None = None,
     reset_rewarm_steps: int = 0,
 ) -> Any:
     """The make_optimizer chain's state for the wide params, every counter moved on purpose.
 
-    Adam: count carried, mu/nu given. Direction: per-tensor scale, reset mask, its count 0. Schedule:
+    Clip: per-tensor weights given. Adam: count carried, mu/nu given. Direction: per-tensor scale,
+    reset mask, its count 0. Schedule:
     continue keeps the count, rewarm keeps it and ramps over spec.rewarm_steps, restart sets it to 0;
     since_growth = 0 in all three. Built from the abstract init, so no template value is ever read.
     """
     abstract = jax.eval_shape(tx.init, params)
-    small_adam, small_sched = small.opt_state[train.ADAM], small.opt_state[train.SCHEDULE]
+    small_adam, small_sched = small.opt_state[optimizer.ADAM], small.opt_state[optimizer.SCHEDULE]
     i32 = lambda v: jnp.asarray(np.asarray(v), jnp.int32)
-    adam = abstract[train.ADAM]._replace(count=i32(small_adam.count), mu=mu, nu=nu)
+    per_tensor = lambda values: jax.tree_util.tree_map_with_path(
+        lambda p, _: jnp.asarray(values[path_str(p)], jnp.float32), params
+    )
+    clip = optimizer.ClipState(weight=per_tensor(clip_weight))
+    adam = abstract[optimizer.ADAM]._replace(count=i32(small_adam.count), mu=mu, nu=nu)
     mask = reset_mask or {}
-    direction = train.DirectionState(
-        scale=jax.tree_util.tree_map_with_path(lambda p, _: jnp.asarray(scale[path_str(p)], jnp.float32), params),
+    direction = optimizer.DirectionState(
+        scale=per_tensor(scale),
         reset_mask=jax.tree_util.tree_map_with_path(
             lambda p, x: jnp.asarray(mask.get(path_str(p), np.zeros(x.shape)), jnp.float32), params
         ),
         reset_rewarm_steps=i32(reset_rewarm_steps),
         count=i32(0),
     )
-    schedule = train.GrowthScheduleState(
+    schedule = optimizer.GrowthScheduleState(
         count=i32(0 if spec.schedule == "restart" else small_sched.count),
         since_growth=i32(0),
         rewarm_steps=i32(spec.rewarm_steps if spec.schedule == "rewarm" else 0),
     )
-    opt = list(abstract)
-    opt[train.ADAM], opt[train.DIRECTION], opt[train.SCHEDULE] = adam, direction, schedule
-    opt = type(abstract)(opt)
+    opt = type(abstract)(abstract)
+    opt[optimizer.CLIP], opt[optimizer.ADAM] = clip, adam
+    opt[optimizer.DIRECTION], opt[optimizer.SCHEDULE] = direction, schedule
     for (p, got), want in zip(jax.tree_util.tree_flatten_with_path(opt)[0], jax.tree.leaves(abstract), strict=True):
         if isinstance(got, jax.ShapeDtypeStruct) or got.shape != want.shape or got.dtype != want.dtype:
             raise AssertionError(f"wide optimizer state entry {path_str(p)} was not built from the small state")
@@ -361,10 +369,20 @@ def wide_opt_state(
 
 def direction_scale(small: train.TrainState, spec: GrowthConfig, k: int) -> dict[str, float]:
     """Per-tensor Adam-direction scale: the small run's, times 1 / c_in under lr_correction=fan_in."""
-    small_scale = flatten(small.opt_state[train.DIRECTION].scale)
-    return {
-        path: float(s) / (c_in(path, k) if spec.lr_correction == "fan_in" else 1) for path, s in small_scale.items()
-    }
+    small_scale = flatten(small.opt_state[optimizer.DIRECTION].scale)
+    fan_in = spec.lr_correction == LrCorrection.fan_in
+    return {path: float(s) / (c_in(path, k) if fan_in else 1) for path, s in small_scale.items()}
+
+
+def clip_weight(small: train.TrainState, optim_cfg: OptimConfig, k: int) -> dict[str, float]:
+    """Per-tensor weight in the clip's norm: the small run's, times c_out / c_in under clone_consistent.
+
+    A clone's gradient has the small one's squared norm times c_in / c_out per tensor, so these
+    weights give back the norm the small model sees on the same batch.
+    """
+    small_weight = flatten(small.opt_state[optimizer.CLIP].weight)
+    consistent = optim_cfg.clip_mode == ClipMode["clone_consistent"]
+    return {path: float(w) * (c_out(path, k) / c_in(path, k) if consistent else 1) for path, w in small_weight.items()}
 
 
 def carried(small: train.TrainState, params: Any, opt_state: Any) -> train.TrainState:

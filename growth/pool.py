@@ -1,0 +1,229 @@
+"""The candidate pool: build every warm start, stack those of one shape, and the programs that train
+and measure them.
+
+Candidates that share a wide shape are stacked on a leading axis and trained by one compiled step on
+the same batch (`runner.pool_step`). Compiled programs are cached by an explicit key (ProgramKey), so
+every regime and replicate of a process reuses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from growth import metrics, optimizer, train, widen
+from growth import model as model_lib
+from growth.config import Config, ModelConfig, config_hash
+
+REFERENCE = "continue_small"
+
+
+class PoolError(ValueError):
+    """A pool setting that cannot work; the message names it and the fix."""
+
+
+@dataclass
+class Group:
+    """Candidates sharing one wide shape, stacked on a leading axis."""
+
+    names: list[str]
+    model_cfg: ModelConfig
+    state: train.TrainState  # stacked
+    projectors: jax.Array  # (C, D, D) projector onto each candidate's inherited subspace
+    has_subspace: list[bool]
+
+
+# ---------------------------------------------------------------- building
+
+
+def _stable_key(root: jax.Array, name: str) -> jax.Array:
+    return jax.random.fold_in(root, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def check_pool(pool: list[str]) -> None:
+    if not pool:
+        raise PoolError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
+    unknown = [n for n in pool if n != REFERENCE and n not in widen.CANDIDATES]
+    if unknown:
+        raise PoolError(f"pool has unknown candidates {unknown}; valid: {sorted([*widen.CANDIDATES, REFERENCE])}")
+
+
+def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Grown]:
+    """Every wide candidate of the pool (the small reference continues beside them, unstacked)."""
+    check_pool(cfg.pool)
+    root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), train.GROWTH_ROLE)
+    return {
+        name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name))
+        for name in cfg.pool
+        if name != REFERENCE
+    }
+
+
+def _signature(grown: widen.Grown):
+    leaves, treedef = jax.tree.flatten(grown.state)
+    return (config_hash(grown.model_cfg), treedef, tuple((x.shape, str(jnp.result_type(x))) for x in leaves))
+
+
+def group_pool(pool: dict[str, widen.Grown]) -> list[Group]:
+    """Stack candidates that share a model config and state shapes."""
+    by_sig: dict = {}
+    for name, grown in pool.items():
+        by_sig.setdefault(_signature(grown), []).append(name)
+    groups = []
+    for names in by_sig.values():
+        members = [pool[n] for n in names]
+        d_wide = members[0].model_cfg.d_model
+        projectors = [metrics.subspace_projector(m.embed_map, d_wide) for m in members]
+        groups.append(
+            Group(
+                names=names,
+                model_cfg=members[0].model_cfg,
+                state=jax.tree.map(lambda *xs: jnp.stack(xs), *[m.state for m in members]),
+                projectors=jnp.asarray(np.stack(projectors)),
+                has_subspace=[m.embed_map is not None for m in members],
+            )
+        )
+    return groups
+
+
+# ---------------------------------------------------------------- compiled programs
+
+
+@dataclass(frozen=True)
+class ProgramKey:
+    """Everything a compiled program depends on besides its argument shapes."""
+
+    kind: str  # train_step | pool_step | stacked_eval | small_eval | compare
+    model: str  # config_hash of the model config it runs (the wide one for pool programs)
+    optim: str = ""  # config_hash of the optimizer config (steps only)
+    dropout: float = 0.0
+    variant: str = ""  # pool_step: map | vmap; compare: the small model's config hash
+
+
+class ProgramCache:
+    """Compiled programs by ProgramKey; a process compiles each program once."""
+
+    def __init__(self) -> None:
+        self._programs: dict[ProgramKey, Callable] = {}
+
+    def get(self, key: ProgramKey, build: Callable[[], Callable]) -> Callable:
+        if key not in self._programs:
+            self._programs[key] = build()
+        return self._programs[key]
+
+    def clear(self) -> None:
+        """Forget every program (benchmarks time compilation from a cold cache)."""
+        self._programs.clear()
+
+
+PROGRAMS = ProgramCache()
+
+
+def _graphdef(model_cfg: ModelConfig, dropout: float = 0.0):
+    return model_lib.abstract(dataclasses.replace(model_cfg, dropout=dropout))[0]
+
+
+def small_step(cfg: Config, dropout: float) -> Callable:
+    key = ProgramKey("train_step", config_hash(cfg.model), config_hash(cfg.optim), dropout)
+    tx = optimizer.make_optimizer(cfg.optim)
+    return PROGRAMS.get(key, lambda: train.jit_train_step(_graphdef(cfg.model, dropout), tx, cfg.optim))
+
+
+def pool_step(cfg: Config, group: Group, dropout: float) -> Callable:
+    how = cfg.runner.pool_step
+    key = ProgramKey("pool_step", config_hash(group.model_cfg), config_hash(cfg.optim), dropout, str(how))
+    tx = optimizer.make_optimizer(cfg.optim)
+    return PROGRAMS.get(key, lambda: train.jit_pool_step(_graphdef(group.model_cfg, dropout), tx, cfg.optim, how))
+
+
+def small_eval(model_cfg: ModelConfig) -> Callable[[Any, np.ndarray], jax.Array]:
+    """`(params, chunk_BxT1) -> (B,)` per-sequence losses of the small model."""
+    graphdef = _graphdef(model_cfg)
+    return PROGRAMS.get(
+        ProgramKey("small_eval", config_hash(model_cfg)),
+        lambda: jax.jit(lambda params, chunk: train.sequence_losses(graphdef, params, chunk)),
+    )
+
+
+def stacked_eval(model_cfg: ModelConfig) -> Callable[[Any, np.ndarray], jax.Array]:
+    """`(params_C, chunk_BxT1) -> (C, B)` per-sequence losses of stacked candidates."""
+    graphdef = _graphdef(model_cfg)
+    return PROGRAMS.get(
+        ProgramKey("stacked_eval", config_hash(model_cfg)),
+        lambda: jax.jit(jax.vmap(lambda params, chunk: train.sequence_losses(graphdef, params, chunk), (0, None))),
+    )
+
+
+def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig) -> Callable:
+    """Per candidate on one held-out chunk: per-sequence loss and sums of KL, logit change, escape."""
+    graphdef_wide, graphdef_small = _graphdef(wide_cfg), _graphdef(small_cfg)
+
+    def build():
+        @jax.jit
+        def program(params_C, ref_params_C, small_params, projectors_C, chunk_BxT1):
+            inputs, targets = chunk_BxT1[:, :-1], chunk_BxT1[:, 1:]
+            small_logits = model_lib.apply(graphdef_small, small_params, inputs)
+
+            def one(params, ref_params, projector):
+                logits, residual = model_lib.apply(graphdef_wide, params, inputs, return_residual=True)
+                ref_logits = model_lib.apply(graphdef_wide, ref_params, inputs)
+                outside, total = metrics.escape_parts(residual, projector)
+                ce_BxL = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+                return {
+                    "seq_loss": ce_BxL.mean(axis=1),
+                    "kl": metrics.token_kl(small_logits, logits).sum(),
+                    "max_diff": jnp.abs(logits - small_logits).max(),
+                    "change": jnp.sum((logits - ref_logits).astype(jnp.float32) ** 2),
+                    "outside": outside,
+                    "total": total,
+                }
+
+            return jax.vmap(one)(params_C, ref_params_C, projectors_C)
+
+        return program
+
+    key = ProgramKey("compare", config_hash(wide_cfg), variant=config_hash(small_cfg))
+    return PROGRAMS.get(key, build)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    """One evaluation of a group: per-sequence losses, plus the comparison sums when asked."""
+
+    seq_loss: np.ndarray  # (C, N)
+    sums: dict[str, np.ndarray]  # kl, change, outside, total: (C,) sums; max_diff: (C,) max; empty if not compared
+
+
+def measure(
+    group: Group, params0: Any, small_params: Any, small_cfg: ModelConfig, eval_BxT1: np.ndarray, chunk: int, full: bool
+) -> Measured:
+    """Evaluate a group on the whole held-out set; `full` adds the lag-0 / probe comparisons."""
+    seq_parts, sums = [], {}
+    for part in train.chunks(eval_BxT1, chunk):
+        if not full:
+            seq_parts.append(np.asarray(stacked_eval(group.model_cfg)(group.state.params, part)))
+            continue
+        out = jax.device_get(
+            compare(group.model_cfg, small_cfg)(group.state.params, params0, small_params, group.projectors, part)
+        )
+        seq_parts.append(np.asarray(out.pop("seq_loss")))
+        for k, v in out.items():
+            v = np.asarray(v, np.float64)
+            sums[k] = v if k not in sums else (np.maximum(sums[k], v) if k == "max_diff" else sums[k] + v)
+    return Measured(seq_loss=np.concatenate(seq_parts, axis=1), sums=sums)
+
+
+def measure_small(small_cfg: ModelConfig, params: Any, eval_BxT1: np.ndarray, chunk: int) -> np.ndarray:
+    """Per-sequence losses (N,) of the small model."""
+    return np.concatenate([np.asarray(small_eval(small_cfg)(params, part)) for part in train.chunks(eval_BxT1, chunk)])

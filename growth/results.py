@@ -1,0 +1,147 @@
+"""The results store: where a grid's rows live, what identifies a cell, which cells are finished.
+
+A cell is one (seed, growth step, regime, replicate) under one config hash. When it finishes, its
+per-sequence eval losses are written to `seq_losses/<cell>.npz` and then its rows are appended to
+`results.jsonl` in one locked write; the `wall_time` row is written last and marks the cell done, so a
+killed run redoes only unfinished cells (deterministically). docs/results_schema.md has the format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from growth import files
+from growth.config import Config, Regime, config_hash
+from growth.pretrain import trajectory_identity
+
+POOL_ROW = "_pool"  # candidate name of the rows that describe the whole cell
+
+
+@dataclass(frozen=True)
+class CellKey:
+    seed: int
+    growth_step: int
+    regime: Regime
+    replicate: int
+
+    @property
+    def stem(self) -> str:
+        return f"seed{self.seed}-g{self.growth_step}-{self.regime}-r{self.replicate}"
+
+
+@dataclass(frozen=True)
+class Row:
+    candidate: str
+    lag: int
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class SeqLosses:
+    """Mean token loss of each held-out sequence: loss[c, l, n] for candidate c at lags[l]."""
+
+    candidates: list[str]
+    lags: list[int]
+    loss: np.ndarray  # (C, L, N) float32, NaN where a candidate diverged
+
+
+def results_path(cfg: Config) -> Path:
+    return Path(cfg.out_dir) / cfg.name / "results.jsonl"
+
+
+def grow_identity(cfg: Config) -> dict:
+    """What fixes a cell's numbers, besides its CellKey (replicates only says how many keys exist)."""
+    return trajectory_identity(cfg) | {
+        "optim": dataclasses.asdict(cfg.optim),
+        "growth": dataclasses.asdict(cfg.growth),
+        "runner": dataclasses.asdict(cfg.runner),
+        "pool": list(cfg.pool),
+        "lags": [cfg.probe_lag, cfg.continuation_lag],
+        "growth_step": cfg.growth_step,
+        "eval_sequences": cfg.data.eval_sequences,
+    }
+
+
+def cell_hash(cfg: Config) -> str:
+    return config_hash(grow_identity(cfg))
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in ("jax", "flax", "optax", "orbax-checkpoint", "width-growth"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def finished_cells(path: Path, chash: str) -> set[CellKey]:
+    """Cells already written by a run of this config (rows without `replicate` are replicate 0)."""
+    return {
+        CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
+        for r in files.read_jsonl(path)
+        if r.get("config_hash") == chash and r.get("metric") == "wall_time"
+    }
+
+
+def seq_losses_path(cfg: Config, key: CellKey) -> Path:
+    return results_path(cfg).parent / "seq_losses" / f"{key.stem}-{cell_hash(cfg)}.npz"
+
+
+def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_time_s: float) -> None:
+    """Write a finished cell: its per-sequence losses, then its rows with the wall-time row last."""
+    chash = cell_hash(cfg)
+    seq_path = seq_losses_path(cfg, key)
+    files.atomic_save_npz(
+        seq_path,
+        {
+            "candidates": np.asarray(seq.candidates, dtype=str),
+            "lags": np.asarray(seq.lags, np.int64),
+            "loss": np.asarray(seq.loss, np.float32),
+            "seed": np.asarray(key.seed),
+            "growth_step": np.asarray(key.growth_step),
+            "regime": np.asarray(str(key.regime)),
+            "replicate": np.asarray(key.replicate),
+            "config_hash": np.asarray(chash),
+            "lr_correction": np.asarray(str(cfg.growth.lr_correction)),
+            "clip_mode": np.asarray(str(cfg.optim.clip_mode)),
+            "probe_lag": np.asarray(cfg.probe_lag),
+            "continuation_lag": np.asarray(cfg.continuation_lag),
+        },
+    )
+    common = {
+        "experiment": cfg.name,
+        "seed": key.seed,
+        "growth_step": key.growth_step,
+        "regime": str(key.regime),
+        "replicate": key.replicate,
+        "lr_correction": str(cfg.growth.lr_correction),
+        "clip_mode": str(cfg.optim.clip_mode),
+        "config_hash": chash,
+        "versions": versions(),
+    }
+    out = [common | _fields(r) for r in rows]
+    out.append(
+        common
+        | _fields(Row(POOL_ROW, cfg.continuation_lag, "wall_time", wall_time_s))
+        | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent))}
+    )
+    files.append_jsonl(results_path(cfg), out)
+
+
+def _fields(row: Row) -> dict:
+    value = float(row.value)
+    return {
+        "candidate": row.candidate,
+        "lag": int(row.lag),
+        "metric": row.metric,
+        "value": value if math.isfinite(value) else None,
+    }

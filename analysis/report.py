@@ -211,7 +211,7 @@ def _claims_markdown(analyses: list[PolicyAnalysis]) -> str:
         }
     )
     first = analyses[0].claims
-    tests = "\n".join(f"{r.claim_id}. {r.test} Statistical rule: {r.stat_test}." for r in first.itertuples())
+    tests = "\n".join(f"{r.claim_id}. {r.test}. Statistical rule: {r.stat_test}." for r in first.itertuples())
     return markdown_table(table) + "\n\nTests applied:\n\n" + tests + "\n"
 
 

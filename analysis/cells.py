@@ -96,12 +96,12 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, candidate): each metric at its stage lag (mean, std, n over replicates), divergence, runs."""
     lags = stage_lags(frame)
     out = cell_universe(frame).merge(lags, on=CELL, how="left")
-    runs = frame.groupby(CAND)["replicate"].nunique().rename("n_runs").to_frame()
+    runs = frame.groupby(CAND)["run"].nunique().rename("n_runs").to_frame()
     out = _merge_stats(out, runs, CAND)
     div = (
         frame[frame["metric"] == "diverged"]
         .groupby(CAND)
-        .agg(diverged_lag=("lag", "min"), n_diverged=("replicate", "nunique"))
+        .agg(diverged_lag=("lag", "min"), n_diverged=("run", "nunique"))
     )
     out = _merge_stats(out, div, CAND)
     # Every (summary column, metric, stage lag) at once: one merge, one filter, one groupby.

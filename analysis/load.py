@@ -14,9 +14,28 @@ import pandas as pd
 RESULTS_NAME = "results.jsonl"
 REQUIRED = ("experiment", "seed", "growth_step", "candidate", "regime", "lag", "metric", "value")
 # A row's identity. Two rows with the same key come from a re-run of the same config: the later wins.
-# Rows that differ only in `replicate` are repeated runs of the same cell and get averaged downstream.
-KEY = ("experiment", "replicate", "seed", "growth_step", "regime", "candidate", "lag", "metric")
-COLUMNS = (*REQUIRED, "config_hash", "replicate", "versions", "source")
+# Rows that differ only in `run` (config_hash and replicate) are repeated runs of the same cell: they are
+# averaged, and bootstrapped over, downstream. Rows of different learning-rate policies are never mixed.
+KEY = ("experiment", "policy", "run", "seed", "growth_step", "regime", "candidate", "lag", "metric")
+COLUMNS = (
+    *REQUIRED,
+    "config_hash",
+    "replicate",
+    "run",
+    "lr_correction",
+    "clip_mode",
+    "policy",
+    "seq_losses",
+    "versions",
+    "source",
+)
+# Defaults for rows written before the runner recorded them (docs/results_schema.md).
+DEFAULT_LR_CORRECTION, DEFAULT_CLIP_MODE = "none", "global"
+
+
+def policy_name(lr_correction: str, clip_mode: str) -> str:
+    """The label of a learning-rate policy, e.g. 'none/global' or 'fan_in/clone_consistent'."""
+    return f"{lr_correction}/{clip_mode}"
 
 
 class NoResultsError(FileNotFoundError):
@@ -66,9 +85,12 @@ def read_jsonl(path: Path) -> list[dict]:
             if missing:
                 raise ValueError(f"{path}:{lineno}: row lacks field(s) {missing}; see docs/results_schema.md")
             config_hash = str(row.get("config_hash") or "")
-            # `continuation_seed` is not in the schema today; honour it if a runner adds it.
+            replicate = int(row.get("replicate") or 0)  # rows without it: replicate 0
+            # A run = one (config, replicate); `continuation_seed` is not in the schema, honoured if present.
             cont_seed = row.get("continuation_seed")
-            replicate = config_hash if cont_seed is None else f"{config_hash}|cs={cont_seed}"
+            run = f"{config_hash}|r={replicate}" + ("" if cont_seed is None else f"|cs={cont_seed}")
+            lr_correction = str(row.get("lr_correction") or DEFAULT_LR_CORRECTION)
+            clip_mode = str(row.get("clip_mode") or DEFAULT_CLIP_MODE)
             rows.append(
                 {
                     "experiment": str(row["experiment"]),
@@ -81,6 +103,11 @@ def read_jsonl(path: Path) -> list[dict]:
                     "value": _finite_or_nan(row["value"]),
                     "config_hash": config_hash,
                     "replicate": replicate,
+                    "run": run,
+                    "lr_correction": lr_correction,
+                    "clip_mode": clip_mode,
+                    "policy": policy_name(lr_correction, clip_mode),
+                    "seq_losses": str(row.get("seq_losses") or ""),
                     "versions": json.dumps(row.get("versions") or {}, sort_keys=True),
                     "source": str(path),
                 }
@@ -88,22 +115,27 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def load_results(results_dir: str | Path, experiments: Sequence[str] | None = None) -> Results:
-    """Read, validate and de-duplicate (keep the last) every results.jsonl below `results_dir`."""
-    root = Path(results_dir)
-    hint = (
-        "grow runs write them: run `python -m experiments.grow` with its output directory "
-        f"inside {root}, then `python -m analysis.report {root}`"
-    )
-    if not root.is_dir():
-        raise NoResultsError(f"results directory {root} does not exist; {hint}")
-    files = find_results(root)
-    if not files:
-        raise NoResultsError(f"no {RESULTS_NAME} found under {root}; {hint}")
+def load_results(results_dir: str | Path | Sequence[str | Path], experiments: Sequence[str] | None = None) -> Results:
+    """Read, validate and de-duplicate (keep the last) every results.jsonl below `results_dir` (one or several)."""
+    roots = [Path(results_dir)] if isinstance(results_dir, str | Path) else [Path(d) for d in results_dir]
+    files = []
+    for root in roots:
+        hint = (
+            "grow runs write them: run `python -m experiments.grow` with its output directory "
+            f"inside {root}, then `python -m analysis.report {root}`"
+        )
+        if not root.is_dir():
+            raise NoResultsError(f"results directory {root} does not exist; {hint}")
+        found = find_results(root)
+        if not found:
+            raise NoResultsError(f"no {RESULTS_NAME} found under {root}; {hint}")
+        files += found
+    root = roots[0] if len(roots) == 1 else ", ".join(str(r) for r in roots)
     records = [row for path in files for row in read_jsonl(path)]
     if not records:
         raise NoResultsError(f"every {RESULTS_NAME} under {root} is empty; {hint}")
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    frame["replicate"] = frame["replicate"].astype(int)
     if experiments:
         known = sorted(frame["experiment"].unique())
         frame = frame[frame["experiment"].isin(list(experiments))]

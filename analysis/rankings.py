@@ -109,6 +109,60 @@ def rank_all(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+TIE_STAGES = ("probe", "continuation")  # the stages with a bootstrap CI (analysis.stats.STAGE_METRIC)
+
+
+def apply_ties(ranks: pd.DataFrame, candidate_ci: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Add CIs to a rank table and give rank 1 to candidates statistically tied with the leader.
+
+    `candidate_ci` and `pairs` are analysis.stats.candidate_table / pair_table of the same policy. The leader
+    of a (cell, stage) is the ok candidate of point rank 1 (the first in SPEC order on an exact tie); any ok
+    candidate whose paired difference to the leader has a CI containing 0 gets rank 1, `winner` and
+    `tied_with_leader`. Without a CI (one run, no per-sequence data) ranks stay the point ranks.
+    """
+    out = ranks.copy()
+    out["point_rank"] = out["rank"]
+    out["leader"] = out["winner"]
+    for column in ("ci_low", "ci_high", "diff_to_leader", "diff_ci_low", "diff_ci_high"):
+        out[column] = math.nan
+    out["n_replicates"] = out["n_runs"]
+    out["n_sequences"] = 1
+    out["tied_with_leader"] = False
+    ci = {
+        (*(r[k] for k in CELL), r["stage"], r["candidate"]): r
+        for r in candidate_ci.to_dict("records")
+        if r["stage"] in TIE_STAGES
+    }
+    pair = {(*(r[k] for k in CELL), r["stage"], r["candidate"], r["other"]): r for r in pairs.to_dict("records")}
+    records = out.to_dict("records")
+    cells: dict[tuple, list[dict]] = {}
+    for r in records:
+        key = (*(r[k] for k in CELL), r["stage"])
+        if r["stage"] in TIE_STAGES:
+            cells.setdefault(key, []).append(r)
+        hit = ci.get((*key, r["candidate"]))
+        if hit is not None:
+            r.update(ci_low=hit["ci_low"], ci_high=hit["ci_high"])
+            r.update(n_replicates=hit["n_replicates"], n_sequences=hit["n_sequences"])
+    for key, cell in cells.items():
+        leaders = [r for r in cell if r["leader"]]
+        if not leaders:
+            continue
+        leader = leaders[0]["candidate"]
+        for r in cell:
+            if r["status"] != OK or r["candidate"] == leader:
+                continue
+            hit = pair.get((*key, r["candidate"], leader))
+            if hit is None:
+                continue
+            r.update(diff_to_leader=hit["diff"], diff_ci_low=hit["ci_low"], diff_ci_high=hit["ci_high"])
+            if hit["ci_low"] <= 0 <= hit["ci_high"]:  # False for a NaN CI
+                r.update(tied_with_leader=True, rank=1.0, winner=True)
+        for r in leaders:
+            r["diff_to_leader"] = 0.0
+    return pd.DataFrame.from_records(records, columns=out.columns)
+
+
 def lag_text(values: pd.Series) -> str:
     """A stage's lag for a header or cell: the number, several numbers, or 'not run'."""
     lags = sorted({int(v) for v in values if not math.isnan(v)})

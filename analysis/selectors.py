@@ -91,8 +91,49 @@ def cell_agreement(summary: pd.DataFrame, target: str = "auc") -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def selector_table(agreement: pd.DataFrame) -> pd.DataFrame:
-    """Per signal, per regime and overall: mean/min tau over cells, cell count, winner-pick hits and rate."""
+TauDraws = dict[tuple, dict[str, np.ndarray]]  # (experiment, seed, growth_step, regime) -> signal -> (B,)
+
+
+def add_tau_ci(agreement: pd.DataFrame, draws: TauDraws | None, level: float = 0.95) -> pd.DataFrame:
+    """agreement plus each cell's bootstrap CI of tau (NaN where the cell has no draws)."""
+    out = agreement.copy()
+    low, high = [], []
+    for r in out.to_dict("records"):
+        d = (draws or {}).get(tuple(r[k] for k in CELL), {}).get(r["signal"])
+        lo, hi = (math.nan, math.nan) if d is None else _ci(d, level)
+        low.append(lo)
+        high.append(hi)
+    out.insert(out.columns.get_loc("tau") + 1, "tau_ci_low", low)
+    out.insert(out.columns.get_loc("tau") + 2, "tau_ci_high", high)
+    return out
+
+
+def _ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    alpha = 100 * (1 - level) / 2
+    lo, hi = np.percentile(d, [alpha, 100 - alpha])
+    return float(lo), float(hi)
+
+
+def scope_draws(
+    agreement: pd.DataFrame, draws: TauDraws | None, signal: str, regimes: tuple[str, ...] | None = None
+) -> np.ndarray | None:
+    """Bootstrap draws of a signal's mean tau over the cells of the given regimes (all when None).
+
+    Cells are independent, so draw b of the mean is the mean of every cell's draw b. None when there is no
+    cell, or some cell of the scope has no draws (no noise to resample): then no CI is claimed.
+    """
+    rows = agreement[agreement["signal"] == signal]
+    if regimes is not None:
+        rows = rows[rows["regime"].isin(regimes)]
+    cells = [tuple(r) for r in rows[CELL].itertuples(index=False)]
+    found = [(draws or {}).get(c, {}).get(signal) for c in cells]
+    if not found or any(d is None for d in found):
+        return None
+    return np.mean(found, axis=0)
+
+
+def selector_table(agreement: pd.DataFrame, draws: TauDraws | None = None) -> pd.DataFrame:
+    """Per signal, per regime and overall: mean/min tau over cells (mean with a CI), cell count, winner-pick hits."""
     records = []
     regimes = [r for r in ordered_regimes(agreement["regime"].unique())]
     for signal in SIGNALS:
@@ -100,6 +141,8 @@ def selector_table(agreement: pd.DataFrame) -> pd.DataFrame:
         for scope in [*regimes, "overall"]:
             part = rows if scope == "overall" else rows[rows["regime"] == scope]
             n = len(part)
+            mean_draws = scope_draws(agreement, draws, signal.name, None if scope == "overall" else (scope,))
+            low, high = _ci(mean_draws) if mean_draws is not None else (math.nan, math.nan)
             records.append(
                 {
                     "signal": signal.name,
@@ -107,6 +150,8 @@ def selector_table(agreement: pd.DataFrame) -> pd.DataFrame:
                     "regime": scope,
                     "n_cells": n,
                     "mean_tau": part["tau"].mean() if n else math.nan,
+                    "mean_tau_ci_low": low,
+                    "mean_tau_ci_high": high,
                     "min_tau": part["tau"].min() if n else math.nan,
                     "winner_hits": part["hit"].sum() if n else math.nan,
                     "hit_rate": part["hit"].mean() if n else math.nan,

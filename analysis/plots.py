@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 
 from analysis.cells import CANDIDATE_ORDER, CELL, ROW, ordered_candidates, ordered_regimes
 from analysis.rankings import DIVERGED, NOT_APPLICABLE, OK, STAGES, RankIndex, lag_text
-from growth.tracking import atomic_write
+from growth.files import atomic_write
 
 DPI = 110
 REGIME_MARKERS = {"deterministic": "o", "stochastic": "^"}

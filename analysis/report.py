@@ -40,8 +40,8 @@ from analysis.tables import (
     rankings_wide,
     round_frame,
 )
-from growth.tracking import atomic_write
-from growth.tracking import atomic_write_text as write_text
+from growth.files import atomic_write
+from growth.files import atomic_write_text as write_text
 
 REFERENCE_CANDIDATE = "continue_small"
 FIGURE_NAMES = {"rank_heatmap.png", "probe_vs_auc.png", "preservation_vs_auc.png"}

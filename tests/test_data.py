@@ -45,7 +45,8 @@ def test_local_reader_reads_the_endoftext_layout(tmp_path):
 
 def test_local_reader_reads_blank_line_paragraphs(tmp_path):
     docs = data_lib.read_local_documents(VALID_SAMPLE, DataConfig(cache_dir=str(tmp_path)))
-    text = lzma.open(VALID_SAMPLE, "rt", encoding="utf-8").read()
+    with lzma.open(VALID_SAMPLE, "rt", encoding="utf-8") as f:
+        text = f.read()
     assert len(docs) > 500
     assert all("\n\n" not in d for d in docs[:200])
     assert docs[0] in text

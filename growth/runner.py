@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from growth import checkpoint, metrics, pretrain, train, widen
+from growth import checkpoint, hf_import, metrics, pretrain, train, widen
 from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import Config, ModelConfig, as_dict, config_hash
@@ -448,7 +448,7 @@ def run(cfg: Config) -> Path:
     """Run every unfinished regime of this (seed, growth step); return the results file."""
     validate(cfg)
     if cfg.runner.base_dir:
-        cfg = with_base_model(cfg)
+        cfg = hf_import.with_base_run(cfg)  # model (and an imported run's tokenizer) from the base run
     path = results_path(cfg)
     chash = config_hash(grow_identity(cfg))
     done = finished_cells(path, chash)

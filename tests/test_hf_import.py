@@ -326,3 +326,15 @@ def test_structured_non_clone_refuses_a_tied_import(tmp_path, fake_gpt2):
     state = train.init_state(params, tx, jax.random.PRNGKey(0))
     with pytest.raises(widen.GrowthError, match="structured_non_clone does not support tied embeddings"):
         widen.grow("structured_non_clone", state, model_cfg, GrowthConfig(), OptimConfig(), jax.random.PRNGKey(1))
+
+
+def test_gpt2_vocab_and_merges_tokenizer_is_read_and_copied(tmp_path, fake_gpt2):
+    path, _ = fake_gpt2
+    tok = data_lib.train_tokenizer(["once upon a time a cat sat on the mat."] * 8, 300, 2)
+    tok.model.save(str(path))  # GPT-2's slow-tokenizer files: vocab.json + merges.txt
+    text = "once upon a time, the cat sat."
+    assert hf_import.load_tokenizer(path).encode(text).ids == tok.encode(text).ids
+    assert hf_import.base_tokenizer(path) == path
+    assert data_lib.load_pretrained_tokenizer(path).encode(text).ids == tok.encode(text).ids
+    with pytest.raises(hf_import.HFImportError, match="has [0-9]+ tokens but the model's vocab_size is 40"):
+        hf_import.import_to_run_dir(path, tmp_path / "run")  # not the tokenizer this model was trained with

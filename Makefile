@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (no GPU, no network beyond the package index):
-#   make demo   creates .venv, installs the package and runs the smoke grid end to end with its report
+#   make demo   creates .venv, installs the package and runs the smoke grid end to end with its report,
+#               on the TinyStories sample shipped in data/tinystories (no download)
 #   make test   creates .venv, installs the package with its test extras and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv

@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from experiments.cli import user_errors
 from growth import runner
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
@@ -13,7 +14,8 @@ register_configs()
 @hydra.main(version_base=None, config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> None:
     enable_compile_cache()
-    print(runner.run(to_config(cfg)))
+    with user_errors():
+        print(runner.run(to_config(cfg)))
 
 
 if __name__ == "__main__":

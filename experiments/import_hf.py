@@ -5,6 +5,7 @@
 
 import argparse
 
+from experiments.cli import user_errors
 from growth import hf_import
 
 
@@ -14,10 +15,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="run directory; writes OUT/checkpoints/0")
     parser.add_argument("--seed", type=int, default=0, help="seed of the saved config and dropout key")
     args = parser.parse_args()
-    try:
+    with user_errors():
         print(hf_import.import_to_run_dir(args.path, args.out, args.seed))
-    except hf_import.HFImportError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from analysis.report import write_report
+from experiments.cli import user_errors
 from growth import grid
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
@@ -14,7 +15,8 @@ register_configs()
 @hydra.main(version_base=None, config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> None:
     enable_compile_cache()
-    print(write_report(grid.reproduce(to_config(cfg))))
+    with user_errors():
+        print(write_report(grid.reproduce(to_config(cfg))))
 
 
 if __name__ == "__main__":

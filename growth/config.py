@@ -105,6 +105,9 @@ class DataConfig:
     context: int = 128  # tokens a model sees; sequences are context + 1 long
     eval_sequences: int = 64  # fixed held-out evaluation set size (sequences)
     cache_dir: str = ".cache"  # tokenizer, token arrays and the datasets cache
+    # A saved tokenizer (tokenizer.json, or a directory with it or vocab.json + merges.txt) to use instead
+    # of training a BPE; growing an imported checkpoint sets it from the base run (hf_import.with_base_run).
+    tokenizer_path: str | None = None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 `load(path) -> (ModelConfig, params)` reads `config.json` and the weights (`model.safetensors`,
 `pytorch_model.bin`, or their sharded `*.index.json`) of a directory written by `save_pretrained`.
 `write_base_checkpoint` saves the result as a step-0 pretraining checkpoint (fresh optimizer state)
-that the growth runner can widen; `load_tokenizer` loads the checkpoint's own tokenizer.
+that the growth runner can widen; `load_tokenizer` loads the checkpoint's own tokenizer, and
+`with_base_run` makes a growth config read the model and that tokenizer from the base run.
 
 Layout rules (docs/surgery.md): a torch Linear weight (out, in) becomes a kernel (in, out); GPT-2's
 Conv1D is already (in, out) and its fused c_attn splits into q, k, v; GPT-Neo's bias-free q/k/v get
@@ -13,7 +14,9 @@ Safetensors files need only the `safetensors` package; `.bin` files need torch (
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
 import shutil
 from collections.abc import Callable
@@ -23,10 +26,14 @@ import jax
 import numpy as np
 
 from growth import checkpoint, optimizer, train
+from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import Config, DataConfig, ModelConfig, OptimConfig, as_dict
 
+log = logging.getLogger(__name__)
+
 ARCHITECTURES = ("gpt2", "gpt_neo")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -327,23 +334,12 @@ def load(path: str | Path) -> tuple[ModelConfig, dict]:
 
 def load_tokenizer(path: str | Path):
     """The checkpoint's own tokenizer (`tokenizer.json`, or GPT-2's vocab.json + merges.txt)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
     path = Path(path)
-    directory = _directory(path)
-    if path.is_file() and path.suffix == ".json":
-        return Tokenizer.from_file(str(path))
-    if (directory / "tokenizer.json").is_file():
-        return Tokenizer.from_file(str(directory / "tokenizer.json"))
-    if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
-        tok = Tokenizer(models.BPE.from_file(str(directory / "vocab.json"), str(directory / "merges.txt")))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        return tok
-    raise HFImportError(
-        f"no tokenizer in {str(directory)!r}: looked for tokenizer.json, or vocab.json + merges.txt;"
-        " save it with tokenizer.save_pretrained(DIR)"
-    )
+    _directory(path)
+    try:
+        return data_lib.load_pretrained_tokenizer(path if path.is_dir() or path.suffix == ".json" else path.parent)
+    except data_lib.DataError as e:
+        raise HFImportError(str(e)) from None
 
 
 def base_config(model_cfg: ModelConfig, seed: int = 0, optim: OptimConfig | None = None) -> Config:
@@ -362,12 +358,67 @@ def write_base_checkpoint(run_dir: str | Path, cfg: Config, params: dict) -> Pat
 
 
 def import_to_run_dir(path: str | Path, run_dir: str | Path, seed: int = 0) -> Path:
-    """Import a checkpoint and write it (and its tokenizer.json, if any) as a step-0 base run."""
+    """Import a checkpoint and write it, with its tokenizer files (if any), as a step-0 base run."""
     model_cfg, params = load(path)
     run_dir = Path(run_dir)
     write_base_checkpoint(run_dir, base_config(model_cfg, seed), params)
-    tok = _directory(path) / "tokenizer.json"
-    if tok.is_file():
-        shutil.copy(tok, run_dir / "tokenizer.json")
-    (run_dir / "hf_source.json").write_text(json.dumps({"path": str(Path(path).absolute())}))
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (_directory(path) / name).is_file():
+            shutil.copy(_directory(path) / name, run_dir / name)
+            copied.append(name)
+    if copied:
+        tok = load_tokenizer(run_dir)
+        if tok.get_vocab_size() > model_cfg.vocab_size:
+            raise HFImportError(
+                f"the tokenizer in {str(_directory(path))!r} has {tok.get_vocab_size()} tokens but the model's"
+                f" vocab_size is {model_cfg.vocab_size}; save the tokenizer the model was trained with"
+            )
+    else:
+        log.warning("no tokenizer files in %s; growing needs data.tokenizer_path=...", _directory(path))
+    source = {"path": str(Path(path).absolute()), "tokenizer_files": copied}
+    (run_dir / "hf_source.json").write_text(json.dumps(source))
     return run_dir
+
+
+def base_tokenizer(run_dir: str | Path) -> Path | None:
+    """The tokenizer saved in a base run (tokenizer.json, or the directory with vocab.json + merges.txt)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "tokenizer.json").is_file():
+        return run_dir / "tokenizer.json"
+    if (run_dir / "vocab.json").is_file() and (run_dir / "merges.txt").is_file():
+        return run_dir
+    return None
+
+
+def with_base_run(cfg: Config) -> Config:
+    """A growth config for `runner.base_dir`: its model from the base run's checkpoint at growth_step.
+
+    For an imported base run (one written by `import_to_run_dir`) the corpus is tokenized with the
+    checkpoint's own tokenizer: `data.tokenizer_path` if given, else the tokenizer saved in the run; with
+    neither this refuses. `data.context` is capped at the model's context. A base run pretrained by this
+    project keeps the runner's own BPE (the same data config retrains the same tokenizer).
+    """
+    base = Path(cfg.runner.base_dir)
+    saved = checkpoint.read_config(base / "checkpoints", cfg.growth_step)
+    model_cfg = ModelConfig(**saved["model"])
+    data = cfg.data
+    if (base / "hf_source.json").is_file() or data.tokenizer_path:
+        tok = data.tokenizer_path or base_tokenizer(base)
+        if tok is None:
+            raise data_lib.DataError(
+                f"the base run {str(base)!r} is an imported checkpoint without a tokenizer, so its token ids are"
+                " unknown; give the tokenizer it was trained with: data.tokenizer_path=PATH/tokenizer.json (or a"
+                " directory with vocab.json + merges.txt), or re-import from a directory that holds it"
+            )
+        n = data_lib.load_pretrained_tokenizer(tok).get_vocab_size()
+        if n > model_cfg.vocab_size:
+            raise data_lib.DataError(
+                f"tokenizer {str(tok)!r} has {n} tokens but the base model's vocab_size is {model_cfg.vocab_size};"
+                " give the tokenizer the model was trained with (data.tokenizer_path=...)"
+            )
+        data = dataclasses.replace(data, tokenizer_path=str(tok), vocab_size=model_cfg.vocab_size)
+    if data.context > model_cfg.context:
+        log.info("data.context=%d capped at the base model's context %d", data.context, model_cfg.context)
+        data = dataclasses.replace(data, context=model_cfg.context)
+    return dataclasses.replace(cfg, model=model_cfg, data=data)

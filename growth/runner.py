@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import checkpoint, pool, pretrain, results, train, widen
 from growth import data as data_lib
-from growth.config import Config, ModelConfig, Regime, to_config
+from growth import hf_import, pool, pretrain, results, train, widen
+from growth.config import Config, Regime, to_config
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
 from growth.tracking import Tracker, progress
@@ -198,12 +198,6 @@ def base_state(cfg: Config, data: data_lib.TokenData) -> train.TrainState:
     return train.load_state(directory, cfg.growth_step, cfg)[2]
 
 
-def with_base_model(cfg: Config) -> Config:
-    """The config with the model config saved in the base checkpoint (e.g. an imported model)."""
-    saved = checkpoint.read_config(Path(cfg.runner.base_dir) / "checkpoints", cfg.growth_step)
-    return to_config(dataclasses.replace(cfg, model=ModelConfig(**saved["model"])))
-
-
 def validate(cfg: Config) -> None:
     pool.check_pool(cfg.pool)
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
@@ -219,7 +213,7 @@ def run(cfg: Config) -> Path:
     cfg = to_config(cfg)  # validates every choice, also for configs built in code
     validate(cfg)
     if cfg.runner.base_dir:
-        cfg = with_base_model(cfg)
+        cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
     path = results.results_path(cfg)
     done = results.finished_cells(path, results.cell_hash(cfg))
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]

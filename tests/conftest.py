@@ -15,11 +15,12 @@ from growth import compile_cache
 from growth.config import Config, DataConfig, ModelConfig, OptimConfig, PretrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TINYSTORIES_SAMPLE_DIR", REPO.parent / "shared" / "data" / "tinystories"))
 compile_cache.enable(REPO / ".cache" / "jax-tests")
 
-TRAIN_SAMPLE = SHARED_DATA / "TinyStories-train-sample.txt"
-VALID_SAMPLE = SHARED_DATA / "TinyStories-valid-sample.txt"
+# The in-tree TinyStories sample (xz-compressed; data/tinystories/README.md).
+TINYSTORIES = REPO / "data" / "tinystories"
+TRAIN_SAMPLE = TINYSTORIES / "TinyStories-train-sample.txt.xz"
+VALID_SAMPLE = TINYSTORIES / "TinyStories-valid-sample.txt.xz"
 
 
 def tiny_config(tmp_path: Path) -> Config:

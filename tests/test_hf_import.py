@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from growth import checkpoint, hf_import, train
+from growth import checkpoint, hf_import, runner, train, widen
+from growth import data as data_lib
 from growth import model as model_lib
-from growth.config import to_config
+from growth.config import DataConfig, GrowthConfig, OptimConfig, to_config
+from growth.tracking import read_jsonl
+from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 D, F, V, T, L = 16, 64, 40, 12, 2
 
@@ -218,3 +221,120 @@ def test_logits_match_transformers(tmp_path, kind, fmt):
         other = np.asarray(model_lib.apply(no_window_graphdef, params, jnp.asarray(tokens, jnp.int32)))
         assert np.abs(other[:, 8:] - want[:, 8:]).max() > 1e-2  # the window is exercised
         np.testing.assert_allclose(other[:, :8], want[:, :8], atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------- growing an imported checkpoint
+
+
+def _grow_overrides(run_dir, out, pool: str) -> list[str]:
+    return [
+        f"runner.base_dir={run_dir}",
+        "growth_step=0",
+        "data=local",
+        f"data.train_path={TRAIN_SAMPLE}",
+        f"data.valid_path={VALID_SAMPLE}",
+        "data.max_train_docs=120",
+        "data.max_valid_docs=40",
+        "data.eval_sequences=4",
+        f"data.cache_dir={out / 'cache'}",
+        f"pool={pool}",
+        "regimes=[deterministic]",
+        f"out_dir={out}",
+        "probe_lag=1",
+        "continuation_lag=2",
+        "runner.eval_every=1",
+        "runner.batch_size=4",
+        "logger.wandb.mode=disabled",
+        "logger.progress=false",
+    ]
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from growth.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(str(REPO / "configs"), version_base=None):
+        return to_config(compose("config", overrides=overrides))
+
+
+@pytest.mark.torch
+def test_grow_imported_gpt_neo_with_its_own_tokenizer(tmp_path, monkeypatch):
+    """TinyStories-1M's layout scaled down: tied, unscaled attention, global/local layers, its own BPE."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    docs = data_lib.read_local_documents(VALID_SAMPLE, DataConfig(cache_dir=str(tmp_path / "c")), 200, "valid")
+    tok = data_lib.train_tokenizer(docs, 320, 2)
+    eot = tok.token_to_id(data_lib.EOT)
+    hf_cfg = transformers.GPTNeoConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=16, num_layers=2, num_heads=2, max_position_embeddings=24,
+        attention_types=[[["global", "local"], 1]], window_size=6, bos_token_id=eot, eos_token_id=eot,
+    )  # fmt: skip
+    model = transformers.GPTNeoForCausalLM(hf_cfg)
+    _randomise(model, torch, seed=1)
+    hf_dir, run_dir, out = tmp_path / "hf", tmp_path / "run", tmp_path / "out"
+    model.eval().save_pretrained(hf_dir)
+    tok.save(str(hf_dir / "tokenizer.json"))
+
+    from experiments import import_hf
+
+    monkeypatch.setattr(sys, "argv", ["import_hf", "--path", str(hf_dir), "--out", str(run_dir)])
+    import_hf.main()
+    cfg = _compose(_grow_overrides(run_dir, out, "[exact_copy,perturbative,asymmetric_reset,continue_small]"))
+    grown = hf_import.with_base_run(cfg)  # model.* and the tokenizer come from the base run
+    assert grown.model.attention_layers == ["global", "local"] and grown.model.window_size == 6
+    assert grown.model.tie_embeddings and not grown.model.attn_scale and grown.model.activation == "gelu_tanh"
+    assert grown.data.tokenizer_path == str(run_dir / "tokenizer.json") and grown.data.context == 24
+
+    rows = read_jsonl(runner.run(cfg))
+    v = {(r["candidate"], r["lag"], r["metric"]): r["value"] for r in rows}
+    for name in ("exact_copy", "perturbative", "asymmetric_reset"):
+        assert v[(name, 0, "max_logit_diff")] <= 1e-4, (name, v[(name, 0, "max_logit_diff")])
+
+    # The eval tokens are the imported tokenizer's: the HF tokenizer gives the same ids for the text.
+    data = data_lib.load(grown.data)
+    assert data.tokenizer().to_str() == tok.to_str()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(hf_dir / "tokenizer.json"))
+    valid = data_lib.read_local_documents(VALID_SAMPLE, grown.data, 40, "valid")
+    want = [i for d in valid for i in [*fast(d)["input_ids"], eot]]
+    flat = data.eval_BxT1.reshape(-1)
+    np.testing.assert_array_equal(flat, want[: len(flat)])
+    # ... and continue_small's lag-0 loss is what the HF model scores on them.
+    with torch.no_grad():
+        batch = torch.as_tensor(data.eval_BxT1.astype(np.int64))
+        logits = model(batch[:, :-1]).logits
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    assert float(logits.abs().max()) > 1.0  # the comparison is not between near-zero logits
+    assert abs(v[("continue_small", 0, "eval_loss")] - float(ce)) < 1e-4
+
+
+def test_growing_an_import_without_tokenizer_is_a_clear_error(tmp_path, fake_gpt2):
+    path, _ = fake_gpt2
+    run_dir = hf_import.import_to_run_dir(path, tmp_path / "run")  # fake_gpt2 has no tokenizer files
+    cfg = _compose(_grow_overrides(run_dir, tmp_path / "out", "[exact_copy,continue_small]"))
+    with pytest.raises(data_lib.DataError, match="imported checkpoint without a tokenizer.*data.tokenizer_path="):
+        runner.run(cfg)
+    with pytest.raises(data_lib.DataError, match="no tokenizer in .*nowhere"):
+        hf_import.with_base_run(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, tokenizer_path="nowhere")))
+
+
+def test_structured_non_clone_refuses_a_tied_import(tmp_path, fake_gpt2):
+    path, _ = fake_gpt2
+    model_cfg, params = hf_import.load(path)
+    tx = train.make_optimizer(OptimConfig())
+    state = train.init_state(params, tx, jax.random.PRNGKey(0))
+    with pytest.raises(widen.GrowthError, match="structured_non_clone does not support tied embeddings"):
+        widen.grow("structured_non_clone", state, model_cfg, GrowthConfig(), OptimConfig(), jax.random.PRNGKey(1))
+
+
+def test_gpt2_vocab_and_merges_tokenizer_is_read_and_copied(tmp_path, fake_gpt2):
+    path, _ = fake_gpt2
+    tok = data_lib.train_tokenizer(["once upon a time a cat sat on the mat."] * 8, 300, 2)
+    tok.model.save(str(path))  # GPT-2's slow-tokenizer files: vocab.json + merges.txt
+    text = "once upon a time, the cat sat."
+    assert hf_import.load_tokenizer(path).encode(text).ids == tok.encode(text).ids
+    assert hf_import.base_tokenizer(path) == path
+    assert data_lib.load_pretrained_tokenizer(path).encode(text).ids == tok.encode(text).ids
+    with pytest.raises(hf_import.HFImportError, match="has [0-9]+ tokens but the model's vocab_size is 40"):
+        hf_import.import_to_run_dir(path, tmp_path / "run")  # not the tokenizer this model was trained with

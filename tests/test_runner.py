@@ -190,6 +190,7 @@ def test_two_job_multirun_through_the_local_launcher(tmp_path):
         "-m",
         "hydra/launcher=local",
         "experiment=smoke",
+        "data=synthetic",
         f"out_dir={out}",
         "seed=0,1",
         "growth_step=6",

@@ -1,0 +1,24 @@
+"""One-line errors for the entry points: a bad input ends as `error: <message>` with exit status 1.
+
+The library raises typed errors whose message names the file or setting and the fix; a traceback
+would bury that line, so the entry points turn these (and only these) into a plain exit.
+"""
+
+import contextlib
+
+from growth.checkpoint import CheckpointError
+from growth.data import DataError
+from growth.hf_import import HFImportError
+from growth.model import ConfigError
+from growth.runner import RunnerError
+from growth.surgery import SurgeryError
+
+USER_ERRORS = (DataError, HFImportError, RunnerError, ConfigError, CheckpointError, SurgeryError)
+
+
+@contextlib.contextmanager
+def user_errors():
+    try:
+        yield
+    except USER_ERRORS as e:
+        raise SystemExit(f"error: {e}") from None

@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ EOT = "<|endoftext|>"
 TEXT_SUFFIXES = (".txt", ".text")
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
-COMPRESSED = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+COMPRESSED: dict[str, Callable] = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 # The repository root: relative data paths (e.g. the in-tree data/tinystories sample) resolve here too.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINYSTORIES_DIR = REPO_ROOT / "data" / "tinystories"
@@ -106,7 +107,8 @@ def _format_suffix(p: Path) -> str:
 
 
 def _open_binary(p: Path):
-    return COMPRESSED.get(p.suffix.lower(), open)(p, "rb")
+    opener = COMPRESSED.get(p.suffix.lower(), open)
+    return opener(p, "rb")
 
 
 def _read_head(p: Path, n: int) -> bytes:

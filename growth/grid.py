@@ -15,11 +15,10 @@ log = logging.getLogger(__name__)
 
 def cells(cfg: Config) -> list[Config]:
     """One config per grid cell; a cell's unset fields take the top-level value (no grid: the top level)."""
+    if not cfg.grid:
+        return [cfg]
     out = []
-    for cell in cfg.grid or [None]:
-        if cell is None:
-            out.append(cfg)
-            continue
+    for cell in cfg.grid:
         growth = (
             cfg.growth
             if cell.lr_correction is None

@@ -21,6 +21,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from growth import checkpoint, optimizer, train
 from growth import data as data_lib
 from growth import model as model_lib
-from growth.config import Config, DataConfig, ModelConfig, OptimConfig, as_dict
+from growth.config import Activation, Config, DataConfig, ModelConfig, Norm, OptimConfig, as_dict
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,12 @@ def model_config(hf: dict) -> ModelConfig:
     cfg = ModelConfig(
         **fields,
         mlp_ratio=inner // d,
-        norm="layernorm",
+        norm=Norm.layernorm,
         norm_eps=float(hf["layer_norm_epsilon"]),
         tie_embeddings=tied,
         logit_scale=1.0,
         dropout=0.0,
-        activation=HF_ACTIVATIONS[act],
+        activation=Activation(HF_ACTIVATIONS[act]),
     )
     model_lib.validate_model_config(cfg)
     return cfg
@@ -302,7 +303,7 @@ def _tied_head(key: str, cfg: ModelConfig) -> bool:
 
 
 def _put(params: dict, path: tuple, value: np.ndarray, shapes: dict, key: str) -> None:
-    want = shapes
+    want: Any = shapes
     for p in path:
         want = want[p]
     if tuple(value.shape) != tuple(want.shape):
@@ -399,6 +400,7 @@ def with_base_run(cfg: Config) -> Config:
     neither this refuses. `data.context` is capped at the model's context. A base run pretrained by this
     project keeps the runner's own BPE (the same data config retrains the same tokenizer).
     """
+    assert cfg.runner.base_dir is not None
     base = Path(cfg.runner.base_dir)
     saved = checkpoint.read_config(base / "checkpoints", cfg.growth_step)
     model_cfg = ModelConfig(**saved["model"])

@@ -14,7 +14,7 @@ def token_kl(ref_logits: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.sum(jnp.exp(ref_logp) * (ref_logp - logp), axis=-1)
 
 
-def subspace_projector(embed_map_DsxDw: np.ndarray | None, d_wide: int) -> np.ndarray:
+def subspace_projector(embed_map_DsxDw: np.ndarray | jax.Array | None, d_wide: int) -> np.ndarray:
     """Orthogonal projector (Dw, Dw) onto the row space of the embedding map (zeros if there is none)."""
     if embed_map_DsxDw is None:
         return np.zeros((d_wide, d_wide), np.float32)

@@ -179,7 +179,7 @@ class GPT(nnx.Module):
             raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
         deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
         keys = [None] * (len(self.blocks) + 1)
-        if not deterministic:
+        if not deterministic and dropout_key is not None:
             keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
         x = self.tok_embed(tokens_BxL) + self.pos_embed(jnp.arange(L))[None]
         x = self.drop(x, deterministic=deterministic, rngs=keys[0])

@@ -34,11 +34,11 @@ class DirectionState(NamedTuple):
     scale: Any  # per-tensor multiplier of the Adam direction (1/c_in under lr_correction=fan_in)
     reset_mask: Any  # 1.0 where a unit's moments were reset at growth (asymmetric_reset)
     reset_rewarm_steps: jax.Array  # linear re-warmup length of reset units; 0 = off
-    count: jax.Array  # updates since growth
+    count: jax.Array  # type: ignore[assignment]  # updates since growth (shadows tuple.count, as in optax)
 
 
 class GrowthScheduleState(NamedTuple):
-    count: jax.Array  # position in the learning-rate schedule
+    count: jax.Array  # type: ignore[assignment]  # position in the learning-rate schedule
     since_growth: jax.Array  # updates since growth (since start for a fresh run)
     rewarm_steps: jax.Array  # schedule=rewarm: linear ramp to the schedule's value; 0 = off
 

@@ -209,7 +209,8 @@ def measure(
     group: Group, params0: Any, small_params: Any, small_cfg: ModelConfig, eval_BxT1: np.ndarray, chunk: int, full: bool
 ) -> Measured:
     """Evaluate a group on the whole held-out set; `full` adds the lag-0 / probe comparisons."""
-    seq_parts, sums = [], {}
+    seq_parts: list[np.ndarray] = []
+    sums: dict[str, np.ndarray] = {}
     for part in train.chunks(eval_BxT1, chunk):
         if not full:
             seq_parts.append(np.asarray(stacked_eval(group.model_cfg)(group.state.params, part)))

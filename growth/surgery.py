@@ -93,7 +93,8 @@ def get_path(tree: Mapping, path: str) -> Any:
 
 def _key_path(tree: Mapping, path: str) -> tuple:
     """The keys that `path` names, checked to exist."""
-    keys, node = [], tree
+    keys: list = []
+    node = tree
     for part in path.strip("/").split("/"):
         key = _find_key(node, part)
         if key is None:
@@ -262,7 +263,7 @@ def _carry_opt(old: Any, fresh: Any, old_of: dict[int, int]) -> Any:
         blocks = {j: old["blocks"][old_of[j]] if j in old_of else b for j, b in fresh["blocks"].items()}
         return {**{k: old[k] for k in fresh if k != "blocks"}, "blocks": blocks}
     if isinstance(fresh, Mapping):  # the named optimizer chain
-        return type(fresh)((k, _carry_opt(old[k], f, old_of)) for k, f in fresh.items())
+        return type(fresh)((k, _carry_opt(old[k], f, old_of)) for k, f in fresh.items())  # type: ignore[call-arg]
     if isinstance(fresh, tuple):
         children = [_carry_opt(o, f, old_of) for o, f in zip(old, fresh, strict=True)]
         return type(fresh)(*children) if hasattr(fresh, "_fields") else type(fresh)(children)
@@ -286,9 +287,9 @@ def depth_spec(spec: Any) -> DepthConfig:
 
 def deepen_identity(small, small_cfg: ModelConfig, spec, optim_cfg: OptimConfig, key):
     """Growth candidate: new blocks freshly initialised with zero output projections (function kept)."""
-    return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init="identity"), optim_cfg, key)
+    return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init=DepthInit.identity), optim_cfg, key)
 
 
 def deepen_copy(small, small_cfg: ModelConfig, spec, optim_cfg: OptimConfig, key):
     """Growth candidate: each new block copies its neighbour's parameters (moments start at zero)."""
-    return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init="copy"), optim_cfg, key)
+    return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init=DepthInit.copy), optim_cfg, key)

@@ -24,7 +24,7 @@ class Tracker:
             self.wandb_run = wandb.init(
                 project=cfg.project,
                 entity=cfg.entity,
-                mode=str(cfg.mode),
+                mode=cfg.mode.value,  # type: ignore[arg-type]
                 dir=str(run_dir),
                 config=config,
                 name=name,

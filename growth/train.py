@@ -6,6 +6,7 @@ run's seed: `fold_in(PRNGKey(seed), ROLE)`, so adding a use of randomness never 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,10 @@ class TrainState:
     opt_state: Any
     step: jax.Array  # training steps taken; a grown model carries the small run's count on
     dropout_key: jax.Array  # raw uint32 key; the key of step t is fold_in(dropout_key, t)
+
+    def replace(self, **updates: Any) -> TrainState:
+        """A copy with `updates` (typed here; flax's struct dataclass provides the same)."""
+        return dataclasses.replace(self, **updates)
 
 
 # ---------------------------------------------------------------- state

@@ -6,10 +6,13 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pandas as pd
 import pytest
 
-from growth import checkpoint, optimizer, pool, pretrain, results, runner, widen
-from growth.config import Config, ConfigValueError, RunnerConfig
+from growth import checkpoint, optimizer, pool, pretrain, results, runner, train, widen
+from growth import model as model_lib
+from growth.config import Config, ConfigValueError, RunnerConfig, to_config
 from growth.files import read_jsonl
 from tests.conftest import REPO
 
@@ -227,3 +230,114 @@ def test_depth_candidates_run_beside_width_candidates(base, tmp_path):
     assert (
         v[(0, 10, "deepen_identity", "deterministic", 4, "auc")] != v[(0, 10, "exact_copy", "deterministic", 4, "auc")]
     )
+
+
+def _eval_losses(path, candidate: str, replicate: int = 0) -> dict[int, float]:
+    return {
+        r["lag"]: r["value"]
+        for r in read_jsonl(path)
+        if r["metric"] == "eval_loss" and r["candidate"] == candidate and r["replicate"] == replicate
+    }
+
+
+def test_replicates_write_their_own_rows_and_sequence_losses(base, tmp_path, monkeypatch):
+    cfg = _with(
+        dataclasses.replace(base, pool=["exact_copy", "continue_small"], regimes=["stochastic"], replicates=2), tmp_path
+    )
+    path = runner.run(cfg)
+    rows = read_jsonl(path)
+    assert {r["replicate"] for r in rows} == {0, 1}
+    assert {(r["lr_correction"], r["clip_mode"]) for r in rows} == {("none", "global")}
+    r0, r1 = _eval_losses(path, "exact_copy", 0), _eval_losses(path, "exact_copy", 1)
+    assert r0[0] == r1[0]  # the same pretrained model and eval set
+    assert r0[4] != r1[4]  # another batch order and dropout keys
+    pool_rows = [r for r in rows if r["metric"] == "wall_time"]
+    assert len(pool_rows) == 2
+    for row in pool_rows:
+        seq = np.load(path.parent / row["seq_losses"])
+        assert int(seq["replicate"]) == row["replicate"] and str(seq["clip_mode"]) == "global"
+        names, lags = list(seq["candidates"]), list(seq["lags"])
+        assert names == ["exact_copy", "continue_small"] and lags == [0, 2, 4]
+        assert seq["loss"].shape == (2, 3, base.data.eval_sequences)
+        for c, name in enumerate(names):
+            curve = _eval_losses(path, name, row["replicate"])
+            for i, lag in enumerate(lags):  # the rows are the mean of the per-sequence losses
+                assert float(seq["loss"][c, i].mean()) == pytest.approx(curve[lag], rel=1e-6)
+    # The unit of resumption is the replicate: asking for three runs only the third.
+    calls = []
+    real = runner.run_cell
+    monkeypatch.setattr(
+        runner, "run_cell", lambda cfg, key, *a, **k: calls.append(key.replicate) or real(cfg, key, *a, **k)
+    )
+    runner.run(dataclasses.replace(cfg, replicates=3))
+    assert calls == [2]
+
+
+def test_clone_consistent_clip_gives_back_the_small_gradient_norm(base):
+    cfg = to_config(base)
+    _, _, small = train.load_state(cfg.runner.base_dir, cfg.growth_step, cfg)
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, cfg.model.vocab_size, (4, cfg.model.context + 1)))
+    small_grads = jax.grad(train.loss_fn, argnums=1)(model_lib.abstract(cfg.model)[0], small.params, batch, None)
+    small_norm = float(optimizer.weighted_norm(small_grads, small.opt_state[optimizer.CLIP].weight))
+    norms = {}
+    for mode in ("global", "clone_consistent"):
+        optim = dataclasses.replace(cfg.optim, clip_mode=mode)
+        grown = widen.grow("exact_copy", small, cfg.model, cfg.growth, optim, jax.random.PRNGKey(0))
+        wide_graphdef = model_lib.abstract(grown.model_cfg)[0]
+        wide_grads = jax.grad(train.loss_fn, argnums=1)(wide_graphdef, grown.state.params, batch, None)
+        norms[mode] = float(optimizer.weighted_norm(wide_grads, grown.state.opt_state[optimizer.CLIP].weight))
+    assert norms["clone_consistent"] == pytest.approx(small_norm, rel=1e-5)
+    assert abs(norms["global"] - small_norm) > 1e-3 * small_norm  # the plain norm of the wide gradient differs
+
+
+def _max_rel_gap(path) -> float:
+    wide, small = _eval_losses(path, "exact_copy"), _eval_losses(path, "continue_small")
+    assert sorted(wide) == sorted(small) and len(wide) == 9
+    gap = max(abs(wide[lag] - small[lag]) / small[lag] for lag in small)
+    print(f"max relative gap exact_copy vs continue_small: {gap:.2e}")
+    return gap
+
+
+def test_fan_in_with_clone_consistent_clip_follows_the_small_model_for_128_steps(base, tmp_path):
+    """SPEC section 3: exact_copy + fan_in + clone-consistent clip is the small run, under the real optimizer."""
+    cfg = dataclasses.replace(
+        base,
+        pool=["exact_copy", "continue_small"],
+        regimes=["deterministic"],
+        probe_lag=16,
+        continuation_lag=128,
+        runner=dataclasses.replace(base.runner, eval_every=16),
+        growth=dataclasses.replace(base.growth, lr_correction="fan_in"),
+    )
+    assert cfg.optim.clip_norm == 1.0 and cfg.optim.eps == 1e-8  # the runner's default optimizer
+    consistent = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, clip_mode="clone_consistent"))
+    consistent_gap = _max_rel_gap(runner.run(_with(consistent, tmp_path, out="consistent")))
+    assert consistent_gap <= 1e-4
+    # The same run clipped by the wide model's own gradient norm leaves the small trajectory (1.3e-4
+    # here, against 1e-7: the clip is what makes the difference).
+    assert _max_rel_gap(runner.run(_with(cfg, tmp_path, out="global"))) > 100 * max(consistent_gap, 1e-8)
+
+
+@pytest.mark.slow
+def test_smoke_reproduction_end_to_end(tmp_path):
+    """`experiments.reproduce experiment=smoke` on the in-tree TinyStories text: replicated rows, a report
+    with CIs and three-way verdicts."""
+    out = tmp_path / "runs"
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.reproduce",
+        "experiment=smoke",
+        f"out_dir={out}",
+        "logger.wandb.mode=disabled",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_jsonl(out / "smoke" / "results.jsonl")
+    assert {r["replicate"] for r in rows} == {0, 1}
+    claims = pd.read_csv(out / "smoke" / "report" / "claims.csv")
+    assert len(claims) >= 6 and set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive", "not run"}
+    report = (out / "smoke" / "report" / "report.md").read_text()
+    assert "CI" in report

@@ -1,5 +1,6 @@
 import dataclasses
 import shutil
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import pytest
 
 from growth import checkpoint, optimizer, pretrain, train
 from growth import data as data_lib
-from growth.config import ConfigValueError, OptimConfig, PoolStep, to_config
+from growth.config import Config, ConfigValueError, ModelConfig, OptimConfig, PoolStep, to_config
 from growth.files import read_jsonl
 
 
@@ -140,3 +141,38 @@ def test_eval_is_mean_token_loss(tiny_cfg):
     value = train.make_eval_fn(graphdef, batch_size=3)(state.params, data.eval_BxT1)
     direct = train.loss_fn(graphdef, state.params, jnp.asarray(data.eval_BxT1, jnp.int32), None)
     assert value == pytest.approx(float(direct), rel=1e-5)
+
+
+def test_one_train_step_golden_values():
+    """A fixed tiny model, batch and optimizer: one step's loss, gradient norm and parameters.
+
+    Update these numbers only when a change is *meant* to alter the step's numerics (model, loss,
+    optimizer chain, initialisation): rerun the body and paste the new values, saying why in the
+    commit. A refactor that moves them is a bug.
+    """
+    cfg = Config(
+        seed=0,
+        model=ModelConfig(vocab_size=64, d_model=16, n_heads=2, n_layers=2, context=8),
+        optim=OptimConfig(lr=1e-2, warmup_steps=0, decay="constant", clip_norm=1.0),
+    )
+    graphdef, tx, state = train.fresh_state(cfg)
+    batch = jnp.asarray(np.arange(2 * 9).reshape(2, 9) * 7 % 64, jnp.int32)
+    state, metrics = train.jit_train_step(graphdef, tx, cfg.optim)(state, batch)
+    leaves = jax.tree.leaves(state.params)
+    assert float(metrics["loss"]) == pytest.approx(4.162848949432373, rel=1e-5)
+    assert float(metrics["grad_norm"]) == pytest.approx(1.9601188898086548, rel=1e-5)  # > clip_norm: clipped
+    assert float(metrics["lr"]) == pytest.approx(1e-2, rel=1e-6)
+    assert float(sum(jnp.sum(x) for x in leaves)) == pytest.approx(78.35287475585938, rel=1e-5)
+    assert float(sum(jnp.sum(jnp.abs(x)) for x in leaves)) == pytest.approx(213.64608764648438, rel=1e-5)
+
+
+def test_checkpoint_of_an_older_state_layout_is_refused(tiny_cfg, monkeypatch):
+    _, _, state = train.fresh_state(tiny_cfg)
+    directory = Path(tiny_cfg.out_dir) / "old"
+    monkeypatch.setattr(checkpoint, "LAYOUT_VERSION", 1)  # as an older version of the harness wrote it
+    checkpoint.save(checkpoint.manager(directory / "checkpoints"), 5, state, {"seed": 0})
+    monkeypatch.undo()
+    with pytest.raises(
+        checkpoint.CheckpointError, match="has state layout 1, but this version of the harness reads layout 2"
+    ):
+        train.load_state(directory, 5, tiny_cfg)

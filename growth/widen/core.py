@@ -296,7 +296,9 @@ def map_moments(path: str, terms: Sequence[Term], maps: dict[str, AxisMap], k: i
     """
     mats = axis_mats(path, maps)
     c = c_out(path, k)
-    mean = var = mu = 0.0
+    mean: Any = 0.0
+    var: Any = 0.0
+    mu: Any = 0.0
     for t in terms:
         pre = t.pre or (None,) * t.mu.ndim
         lin = [_compose(p, m) for p, m in zip(pre, mats, strict=True)]

@@ -118,7 +118,7 @@ def mlp_split(cfg: ModelConfig, params: dict, k: int, scale: float, rng: np.rand
 
 def widen(
     cfg: ModelConfig, params: dict, mu: dict, nu: dict, spec: GrowthConfig, k: int, key: jax.Array
-) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
+) -> tuple[dict, dict, dict, dict[str, core.AxisMap]]:
     """(wide params, mu, nu, space maps) of structured_non_clone, all float64 numpy by path."""
     if cfg.tie_embeddings:
         raise GrowthError(

@@ -8,10 +8,10 @@ import contextlib
 
 from growth.checkpoint import CheckpointError
 from growth.data import DataError
-from growth.hf_import import HFImportError
+from growth.interop.hf_import import HFImportError
+from growth.interop.surgery import SurgeryError
 from growth.model import ConfigError
 from growth.runner import RunnerError
-from growth.surgery import SurgeryError
 
 USER_ERRORS = (DataError, HFImportError, RunnerError, ConfigError, CheckpointError, SurgeryError)
 

@@ -6,7 +6,7 @@
 import argparse
 
 from experiments.cli import user_errors
-from growth import hf_import
+from growth.interop import hf_import
 
 
 def main() -> None:

@@ -126,7 +126,7 @@ class ModelConfig:
     dropout: float = 0.0
     init_std: float = 0.02
     dtype: str = "float32"
-    # Options an imported checkpoint needs (growth.hf_import); the defaults are the SPEC model.
+    # Options an imported checkpoint needs (growth.interop.hf_import); the defaults are the SPEC model.
     activation: Activation = Activation.gelu_tanh  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf)
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
     attention_layers: list[AttentionKind] = field(default_factory=list)  # per block; empty = all global

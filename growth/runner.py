@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import data as data_lib
-from growth import hf_import, pool, pretrain, results, train, widen
+from growth import pool, pretrain, results, train, widen
 from growth.config import Config, Regime, to_config
+from growth.interop import hf_import
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
 from growth.tracking import Tracker, progress

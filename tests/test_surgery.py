@@ -8,8 +8,9 @@ import pytest
 from flax import nnx
 
 from growth import model as model_lib
-from growth import optimizer, surgery, train
+from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.interop import surgery
 from growth.model import ConfigError
 
 # ---------------------------------------------------------------- partial init

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import model as model_lib
-from growth import optimizer, surgery, train
+from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.interop import surgery
 from growth.widen import core, structured
 from growth.widen.core import RESID, Grown, GrowthError, Term, UnknownCandidate
 
@@ -59,7 +60,9 @@ def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset
     return Grown(state=state, model_cfg=cfg, embed_map=jnp.asarray(core.dense(embed), jnp.float32))
 
 
-def exact_copy(small, small_cfg, spec, optim_cfg, key) -> Grown:
+def exact_copy(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
     """Symmetric clone: W' = W[g, g] / c_in, mu' = mu[g, g] / c_out, nu' = nu[g, g] / c_out^2."""
     del key
     k = core.check_k(spec.k)
@@ -67,7 +70,9 @@ def exact_copy(small, small_cfg, spec, optim_cfg, key) -> Grown:
     return _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, maps[RESID])
 
 
-def perturbative(small, small_cfg, spec, optim_cfg, key) -> Grown:
+def perturbative(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
     """exact_copy plus noise on every kernel, std rms(W') / snr; antithetic noise sums to 0 over copies.
 
     Only kernels (tensors that read a widened input axis) are perturbed: there the copies of an input
@@ -86,7 +91,9 @@ def perturbative(small, small_cfg, spec, optim_cfg, key) -> Grown:
     return _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, maps[RESID])
 
 
-def asymmetric_reset(small, small_cfg, spec, optim_cfg, key) -> Grown:
+def asymmetric_reset(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
     """exact_copy weights; the first copy of every unit keeps its moments, the added copies start at 0."""
     del key
     k = core.check_k(spec.k)
@@ -99,7 +106,9 @@ def asymmetric_reset(small, small_cfg, spec, optim_cfg, key) -> Grown:
     )
 
 
-def structured_non_clone(small, small_cfg, spec, optim_cfg, key) -> Grown:
+def structured_non_clone(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
     """Folded norms, rotated residual stream and heads, asymmetric MLP split (growth/widen/structured.py)."""
     k = core.check_k(spec.k)
     params, mu, nu = _small_numpy(small)
@@ -107,7 +116,9 @@ def structured_non_clone(small, small_cfg, spec, optim_cfg, key) -> Grown:
     return _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, maps[RESID])
 
 
-def scratch_wide(small, small_cfg, spec, optim_cfg, key) -> Grown:
+def scratch_wide(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
     """Fresh init of the wide model, zero moments, every counter 0; step and dropout key carried."""
     cfg = core.wide_config(small_cfg, spec)
     _, params = model_lib.build(cfg, key)
@@ -116,11 +127,29 @@ def scratch_wide(small, small_cfg, spec, optim_cfg, key) -> Grown:
     return Grown(state=state, model_cfg=cfg, embed_map=None)
 
 
-def continue_small(small, small_cfg, spec, optim_cfg, key) -> Grown:
+def continue_small(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
     """The small state unchanged (new buffers, so it may be donated)."""
     del spec, optim_cfg, key
     state = jax.tree.map(jnp.array, small)
     return Grown(state=state, model_cfg=small_cfg, embed_map=jnp.eye(small_cfg.d_model, dtype=jnp.float32))
+
+
+def deepen_identity(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
+    """Depth growth (docs/surgery.md): new identity blocks, width unchanged, no inherited-subspace map."""
+    state, cfg = surgery.deepen_identity(small, small_cfg, spec, optim_cfg, key)
+    return Grown(state=state, model_cfg=cfg, embed_map=None)
+
+
+def deepen_copy(
+    small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
+) -> Grown:
+    """Depth growth (docs/surgery.md): each new block copies its neighbour, width unchanged."""
+    state, cfg = surgery.deepen_copy(small, small_cfg, spec, optim_cfg, key)
+    return Grown(state=state, model_cfg=cfg, embed_map=None)
 
 
 CANDIDATES: dict[str, Candidate] = {
@@ -130,9 +159,8 @@ CANDIDATES: dict[str, Candidate] = {
     "structured_non_clone": structured_non_clone,
     "scratch_wide": scratch_wide,
     "continue_small": continue_small,
-    # Depth growth (docs/surgery.md): same signature, returns (state, model_cfg); width unchanged.
-    "deepen_identity": surgery.deepen_identity,
-    "deepen_copy": surgery.deepen_copy,
+    "deepen_identity": deepen_identity,
+    "deepen_copy": deepen_copy,
 }
 
 
@@ -150,9 +178,6 @@ def grow(
     core.check_spec(spec)
     core.check_state(small, small_cfg)
     out = CANDIDATES[name](small, small_cfg, spec, optim_cfg, key)
-    if isinstance(out, tuple):  # candidates returning (state, model_cfg), e.g. growth.surgery's
-        state, cfg = out
-        out = Grown(state=state, model_cfg=cfg, embed_map=None)
     if not isinstance(out, Grown):
         raise GrowthError(f"candidate {name!r} returned {type(out).__name__}, not a Grown")
     return out

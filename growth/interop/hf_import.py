@@ -290,11 +290,11 @@ def convert(state_dict: dict[str, np.ndarray], arch: str, cfg: ModelConfig) -> d
     if extra:
         raise HFImportError(
             f"tensors the {arch} layout does not use: {extra[:8]}{' ...' if len(extra) > 8 else ''}; import a"
-            " plain causal LM (no extra heads), or extend growth/hf_import.py for this variant"
+            " plain causal LM (no extra heads), or extend growth/interop/hf_import.py for this variant"
         )
     missing = _paths(shapes) - _paths(params)
     if missing:
-        raise HFImportError(f"no HF tensor maps to {sorted(missing)}; add rules to growth/hf_import.py")
+        raise HFImportError(f"no HF tensor maps to {sorted(missing)}; add rules to growth/interop/hf_import.py")
     return jax.tree.map(np.asarray, params)
 
 

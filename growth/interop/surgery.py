@@ -285,11 +285,15 @@ def depth_spec(spec: Any) -> DepthConfig:
     return DepthConfig(**{f.name: getattr(depth, f.name) for f in dataclasses.fields(DepthConfig)})
 
 
-def deepen_identity(small, small_cfg: ModelConfig, spec, optim_cfg: OptimConfig, key):
+def deepen_identity(
+    small: train.TrainState, small_cfg: ModelConfig, spec: Any, optim_cfg: OptimConfig, key: jax.Array
+) -> tuple[train.TrainState, ModelConfig]:
     """Growth candidate: new blocks freshly initialised with zero output projections (function kept)."""
     return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init=DepthInit.identity), optim_cfg, key)
 
 
-def deepen_copy(small, small_cfg: ModelConfig, spec, optim_cfg: OptimConfig, key):
+def deepen_copy(
+    small: train.TrainState, small_cfg: ModelConfig, spec: Any, optim_cfg: OptimConfig, key: jax.Array
+) -> tuple[train.TrainState, ModelConfig]:
     """Growth candidate: each new block copies its neighbour's parameters (moments start at zero)."""
     return deepen(small, small_cfg, dataclasses.replace(depth_spec(spec), init=DepthInit.copy), optim_cfg, key)

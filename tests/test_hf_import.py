@@ -14,8 +14,8 @@ from growth import checkpoint, runner, train, widen
 from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import DataConfig, GrowthConfig, OptimConfig, to_config
-from growth.interop import hf_import
 from growth.files import read_jsonl
+from growth.interop import hf_import
 from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 D, F, V, T, L = 16, 64, 40, 12, 2

@@ -11,7 +11,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from analysis.cells import summarize
+from analysis.cells import CANDIDATE_ORDER, summarize
 from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, evaluate_claims
 from analysis.load import NoResultsError, load_results
 from analysis.rankings import rank_all
@@ -19,14 +19,7 @@ from analysis.report import main, write_report
 from analysis.selectors import cell_agreement, selector_table
 
 PROBE_LAG, CONT_LAG = 16, 128
-E, P, A, S, W, C = (
-    "exact_copy",
-    "perturbative",
-    "asymmetric_reset",
-    "structured_non_clone",
-    "scratch_wide",
-    "continue_small",
-)
+E, P, A, S, W, C = CANDIDATE_ORDER
 
 
 def cand_rows(

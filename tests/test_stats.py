@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
+from analysis.cells import CANDIDATE_ORDER
 from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
 from analysis.load import load_results
 from analysis.report import analyse_policy, main, write_report
@@ -25,14 +26,7 @@ from analysis.stats import (
     weighted_means,
 )
 
-E, P, A, S, W, C = (
-    "exact_copy",
-    "perturbative",
-    "asymmetric_reset",
-    "structured_non_clone",
-    "scratch_wide",
-    "continue_small",
-)
+E, P, A, S, W, C = CANDIDATE_ORDER
 LAGS = np.array([0, 8, 16, 24, 32], dtype=np.int64)
 PROBE_LAG, CONT_LAG = 16, 32
 RESAMPLES = 500  # enough for stable percentiles, fast on a shared CPU

@@ -47,7 +47,7 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
             wall = time.perf_counter() - t0
         compile_s = clock.seconds()
         cells = [
-            {k: r[k] for k in ("seed", "growth_step", "regime")} | {"wall_s": r["value"]}
+            {k: r[k] for k in ("seed", "growth_step", "regime", "replicate")} | {"wall_s": r["value"]}
             for r in read_jsonl(results.results_path(cfg))
             if r["metric"] == "wall_time"
         ]

@@ -36,6 +36,8 @@ def test_tiny_benchmark_writes_results(tmp_path):
     e = r["e2e"]["smoke"]
     assert e["wall_s"] > 0 and 0 < e["compile_s"] <= e["wall_s"] and 0 < e["compile_share"] <= 1
     # The tiny grid is one cell with one regime: its wall time is part of the whole.
-    assert [(c["seed"], c["regime"]) for c in e["regime_cells"]] == [(0, "deterministic")]
+    assert [(c["seed"], c["regime"], c["replicate"]) for c in e["regime_cells"]] == [
+        (0, "deterministic", r) for r in (0, 1)
+    ]
     assert 0 < e["grow_s"] < e["wall_s"] and e["pretrain_and_rest_s"] > 0
     assert {"wide_step_fraction_of_limit", "pool_speedup"} <= set(r["targets"])

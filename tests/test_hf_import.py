@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from growth import checkpoint, runner, train, widen
+from growth import checkpoint, optimizer, runner, train, widen
 from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import DataConfig, GrowthConfig, OptimConfig, to_config
@@ -323,7 +323,7 @@ def test_growing_an_import_without_tokenizer_is_a_clear_error(tmp_path, fake_gpt
 def test_structured_non_clone_refuses_a_tied_import(tmp_path, fake_gpt2):
     path, _ = fake_gpt2
     model_cfg, params = hf_import.load(path)
-    tx = train.make_optimizer(OptimConfig())
+    tx = optimizer.make_optimizer(OptimConfig())
     state = train.init_state(params, tx, jax.random.PRNGKey(0))
     with pytest.raises(widen.GrowthError, match="structured_non_clone does not support tied embeddings"):
         widen.grow("structured_non_clone", state, model_cfg, GrowthConfig(), OptimConfig(), jax.random.PRNGKey(1))

@@ -86,6 +86,7 @@ TINY = Preset(
         "grid=[{seed:0,growth_step:10}]",
         "pool=[exact_copy,scratch_wide,continue_small]",  # two wide: the pool part's compiled step
         "regimes=[deterministic]",
+        "replicates=1",  # smoke has 2; one cell keeps the test short
         "probe_lag=2",
         "continuation_lag=4",
         "runner.eval_every=2",

@@ -47,6 +47,8 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
     from growth import grid
 
     names = GROUPS.get(name) or name.split("+")
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--e2e {name}: an experiment named twice would find its own cells done")
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", dir=keep_dir) as out_dir:
         pool.PROGRAMS.clear()
         per_exp, cells, all_overrides, n_cells = {}, [], [], 0

@@ -5,6 +5,7 @@
                                                                the current code in alternation
     python -m benchmarks.explore pool --wide [--pool K]        the stacked pool's step four ways
     python -m benchmarks.explore batch [--wide]                tokens/s against the batch size
+    python -m benchmarks.explore flags [--wide]                the step under XLA_FLAGS sets, one process each
 
 Variants are explicit loss functions handed to growth.train's step builders (`loss=`); nothing in
 growth/ is patched. The compiled baseline and variants run in alternation, so a drift in machine load
@@ -322,7 +323,8 @@ def variants(args) -> dict:
     batch = random_batch(model_cfg, batch_size)
     graphdef, _, state = fresh(cfg, dataclasses.replace(model_cfg, dropout=0.0))
     runs, checks = {}, {}
-    for name in ["baseline", *(n for n in (args.only or VARIANTS) if n != "baseline")]:
+    chosen = VARIANTS if args.only is None else args.only  # `--only` alone: the baseline only
+    for name in ["baseline", *(n for n in chosen if n != "baseline")]:
         checks[name] = check_variant(graphdef, state.params, batch, VARIANTS[name])
         runs[name] = _timer(*_compiled_step(cfg, model_cfg, args.pool, VARIANTS[name]), batch, args.steps)
     times = {n: [] for n in runs}
@@ -455,9 +457,55 @@ def profile(args) -> dict:
     }
 
 
+FLAG_SETS = {
+    "default": "",
+    "onednn": "--xla_cpu_use_onednn=true",
+    "no_thunks": "--xla_cpu_use_thunk_runtime=false",
+    "no_xnnpack": "--xla_cpu_use_xnnpack=false",
+    "single_thread": "--xla_cpu_multi_thread_eigen=false",
+}
+
+
+def xla_flags(args) -> dict:
+    """The step under each XLA_FLAGS set, one process per measurement, the sets alternated `--reps` times.
+
+    Flags are read once per process, so this cannot interleave within one process: each round runs
+    every set once in turn (`--steps` steps, after a compile and warm-up) and the gain is taken per
+    round against the default set of that round. An unknown or rejected flag is reported, not fatal.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "benchmarks.explore", "variants", "--only", "--reps", "2", "--steps", str(args.steps)]
+    cmd += ["--wide"] if args.wide else []
+    for o in args.override:
+        cmd += ["--override", o]
+    ms = {name: [] for name in FLAG_SETS}
+    errors = {}
+    for _ in range(args.reps):
+        for name, flags in FLAG_SETS.items():
+            env = os.environ | {"XLA_FLAGS": flags}
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if r.returncode:
+                errors[name] = r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]
+                continue
+            out = json.loads(r.stdout[r.stdout.index("{") :])
+            ms[name].append(out["variants"]["baseline"]["step_ms"])
+    rounds = min((len(v) for v in ms.values() if v), default=0)
+    return {
+        "machine": {"cpu": machine_info_brief(), "load_avg": os.getloadavg()},
+        "flags": FLAG_SETS,
+        "step_ms": ms,
+        "gain_vs_default_per_round": {
+            n: [d / v for d, v in zip(ms["default"], ms[n], strict=False)] for n in ms if ms[n] and rounds
+        },
+        "errors": errors,
+    }
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "variants", "pool", "batch"])
+    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -470,7 +518,8 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run (with the baseline)")
     ap.add_argument("--dropout", type=float, default=0.0, help="variants: model dropout (0.1: the stochastic regime)")
     args = ap.parse_args(argv)
-    out = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan}[args.what](args)
+    what = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan, "flags": xla_flags}
+    out = what[args.what](args)
     print(json.dumps(out, indent=1, default=float))
 
 

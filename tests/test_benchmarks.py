@@ -34,11 +34,11 @@ def test_tiny_benchmark_writes_results(tmp_path):
         for label in ("small", "wide"):
             assert r["peer"][label]["same_param_count"]
             assert r["peer"][label]["ours_over_best_peer"] > 0
-            assert r["peer"][label]["ours_over_hf"] > 0 and r["peer"][label]["best_eager"]["ours_over_peer"] > 0
+            assert r["peer"][label]["ours_over_hf"] > 0 and r["peer"][label]["ours_over_best_eager"] > 0
     e = r["e2e"]["smoke"]
     assert e["wall_s"] > 0 and 0 < e["compile_s"] <= e["wall_s"] and 0 < e["compile_share"] <= 1
     # The tiny grid is one cell with one regime: its wall time is part of the whole.
-    assert [(c["seed"], c["regime"]) for c in e["regime_cells"]] == [(0, "deterministic")]
+    assert [(c["seed"], c["regime"], c["replicate"]) for c in e["regime_cells"]] == [(0, "deterministic", 0)]
     assert 0 < e["grow_s"] < e["wall_s"] and e["pretrain_and_rest_s"] > 0
     assert {"wide_step_fraction_of_limit", "pool_speedup"} <= set(r["targets"])
     # The issue-12 targets are always present; what a run did not measure is null and not met.

@@ -31,6 +31,7 @@ class Preset:
     steps_per_rep: int = 10  # training steps in one timed repetition
     pool_k: int = 5  # stacked candidates: the wide candidates of the paper pool
     e2e_overrides: list[str] = field(default_factory=list)  # added to every e2e experiment
+    peer_compiled: bool = True  # time the best-practice peer under torch.compile too (a minute of compiling)
 
 
 PRESETS = {
@@ -72,6 +73,7 @@ TINY = Preset(
     reps=3,
     steps_per_rep=2,
     pool_k=2,
+    peer_compiled=False,
     e2e_overrides=[
         "data.synthetic_train_docs=200",
         "data.synthetic_valid_docs=30",
@@ -84,6 +86,7 @@ TINY = Preset(
         "grid=[{seed:0,growth_step:10}]",
         "pool=[exact_copy,scratch_wide,continue_small]",  # two wide: the pool part's compiled step
         "regimes=[deterministic]",
+        "replicates=1",  # smoke has 2; one cell keeps the test short
         "probe_lag=2",
         "continuation_lag=4",
         "runner.eval_every=2",
@@ -214,6 +217,7 @@ def machine_info() -> dict:
     return {
         "hostname": socket.gethostname(),
         "cpu": cpu,
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
@@ -223,3 +227,16 @@ def machine_info() -> dict:
         "load_avg_start": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_flags() -> dict:
+    """The vector extensions that decide which kernels XLA and torch pick: only ratios within one run compare."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return {f: f in flags for f in VECTOR_FLAGS}

@@ -29,34 +29,56 @@ def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -
     ]
 
 
+# Names the e2e part accepts besides one experiment: experiments run one after another into one
+# out_dir, so those sharing a trajectory share its pretraining (growth.pretrain.run_dir).
+GROUPS = {"paper_cpu_presets": ["paper_cpu", "paper_cpu_fanin"]}
+
+
 def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep_dir: str | None = None) -> dict:
     """One run of `python -m experiments.reproduce experiment=<name>` in this process, from scratch.
+
+    `name` may also be a key of GROUPS or names joined by '+': those experiments run one after another
+    into one fresh out_dir (pretraining shared), and the figures are of the whole, with each
+    experiment's own wall time under `experiments`.
 
     The runner's in-process cache of compiled functions is emptied first, so nothing compiled by an
     earlier part or run is reused; the persistent compilation cache is whatever the caller set.
     """
     from growth import grid
 
+    names = GROUPS.get(name) or name.split("+")
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--e2e {name}: an experiment named twice would find its own cells done")
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", dir=keep_dir) as out_dir:
-        overrides = experiment_overrides(name, p, out_dir, extra)
-        cfg = compose(overrides)
         pool.PROGRAMS.clear()
+        per_exp, cells, all_overrides, n_cells = {}, [], [], 0
         with clock.measure():
             t0 = time.perf_counter()
-            grid.reproduce(cfg)
+            for exp in names:
+                overrides = experiment_overrides(exp, p, out_dir, extra)
+                cfg = compose(overrides)
+                t1 = time.perf_counter()
+                grid.reproduce(cfg)
+                per_exp[exp] = time.perf_counter() - t1
+                all_overrides.append([o for o in overrides if not o.startswith(("out_dir=", "data.cache_dir="))])
+                n_cells += len(cfg.grid) or 1
+                cells += [
+                    {"experiment": exp}
+                    | {k: r[k] for k in ("seed", "growth_step", "regime", "replicate") if k in r}
+                    | {"wall_s": r["value"]}
+                    for r in read_jsonl(results.results_path(cfg))
+                    if r["metric"] == "wall_time"
+                ]
             wall = time.perf_counter() - t0
         compile_s = clock.seconds()
-        cells = [
-            {k: r[k] for k in ("seed", "growth_step", "regime", "replicate")} | {"wall_s": r["value"]}
-            for r in read_jsonl(results.results_path(cfg))
-            if r["metric"] == "wall_time"
-        ]
         grow_s = sum(c["wall_s"] for c in cells)
         return {
-            "overrides": [o for o in overrides if not o.startswith(("out_dir=", "data.cache_dir="))],
-            "cells": len(cfg.grid) or 1,
+            "overrides": all_overrides[0] if len(names) == 1 else all_overrides,
+            "experiments": per_exp,
+            "cells": n_cells,
             "pretrain_steps": cfg.pretrain.steps,
             "continuation_lag": cfg.continuation_lag,
+            "replicates": cfg.replicates,
             "wall_s": wall,
             "compile_s": compile_s,
             "compile_share": compile_s / wall,

@@ -5,25 +5,30 @@
                                                                the current code in alternation
     python -m benchmarks.explore pool --wide [--pool K]        the stacked pool's step four ways
     python -m benchmarks.explore batch [--wide]                tokens/s against the batch size
+    python -m benchmarks.explore flags [--wide]                the step under XLA_FLAGS sets, one process each
 
-Variants are patched into growth.model / growth.train only while their step is traced and compiled;
-the compiled baseline and variants then run in alternation, so a drift in machine load hits all alike.
-Every variant is first checked to give the baseline's loss and gradients (allclose).
+Variants are explicit loss functions handed to growth.train's step builders (`loss=`); nothing in
+growth/ is patched. The compiled baseline and variants run in alternation, so a drift in machine load
+hits all alike. Every variant is first checked against the baseline's loss and gradients (with dropout
+off: variants of the dropout masks change the random stream, not the function). The findings are in
+docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
+import dataclasses
 import glob
 import json
 import math
+import os
 import re
 import tempfile
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from benchmarks.common import PRESETS, compose, repeat, spread
 from benchmarks.jax_parts import flops_per_token, fresh, random_batch, time_pool_paths, wide_model
@@ -31,67 +36,148 @@ from growth import model as model_lib
 from growth import optimizer, train
 
 # ---------------------------------------------------------------- proposed changes
+#
+# Each variant is an explicit loss `(graphdef, params, batch_BxT1, dropout_key) -> loss`, passed to
+# growth.train's step builders (`loss=`); nothing in growth/ is modified. A variant is built from an
+# attention function `(attn, x, deterministic, rngs)` run inside `forward` (growth.model.GPT's forward,
+# written out so the attention can be swapped) and a head-and-loss function `(model, hidden, targets)`.
 
 
-def attention_dpa(self, x_BxLxD, *, deterministic, rngs):
-    """Proposal: jax.nn.dot_product_attention when no dropout falls on the probabilities."""
-    if not (deterministic or rngs is None) or self.window:
-        return _ORIGINAL["attention"](self, x_BxLxD, deterministic=deterministic, rngs=rngs)
+def attention_current(attn, x_BxLxD, *, deterministic, rngs):
+    """The library's attention, called explicitly (growth.model.Attention.__call__)."""
+    return model_lib.Attention.__call__(attn, x_BxLxD, deterministic=deterministic, rngs=rngs)
+
+
+def _scores_to_out(attn, q, k, v, *, deterministic, rngs, layout):
+    """Masked softmax attention of (B, L, H, d) heads ("blhd") or of (B, H, L, d) heads ("bhld")."""
+    hd = q.shape[-1]
+    if layout == "bhld":
+        q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
+        s_BxHxLxL = jnp.einsum("bhld,bhmd->bhlm", q, k)
+    else:
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k)
+    if attn.scaled:
+        s_BxHxLxL = s_BxHxLxL / math.sqrt(hd)
+    L = s_BxHxLxL.shape[-1]
+    keep_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
+    if attn.window:
+        pos = jnp.arange(L)
+        keep_LxL = keep_LxL & (pos[:, None] - pos[None, :] < attn.window)
+    s_BxHxLxL = jnp.where(keep_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
+    p_BxHxLxL = attn.drop(jax.nn.softmax(s_BxHxLxL, axis=-1), deterministic=deterministic, rngs=rngs)
+    if layout == "bhld":
+        return jnp.einsum("bhlm,bhmd->bhld", p_BxHxLxL, v).transpose(0, 2, 1, 3)
+    return jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+
+
+def fused_qkv(attn, x_BxLxD):
+    """q, k, v (B, L, H, d) from one matmul with the three kernels concatenated at trace time."""
     B, L, D = x_BxLxD.shape
-    hd = D // self.n_heads
-    q, k, v = (f(x_BxLxD).reshape(B, L, self.n_heads, hd) for f in (self.q, self.k, self.v))
-    o_BxLxHxd = jax.nn.dot_product_attention(q, k, v, scale=None if self.scaled else 1.0, is_causal=True)
-    return self.o(o_BxLxHxd.reshape(B, L, D))
+    w_Dx3D = jnp.concatenate([attn.q.kernel[...], attn.k.kernel[...], attn.v.kernel[...]], axis=1)
+    b_3D = jnp.concatenate([attn.q.bias[...], attn.k.bias[...], attn.v.bias[...]])
+    qkv = (x_BxLxD @ w_Dx3D + b_3D).reshape(B, L, 3, attn.n_heads, D // attn.n_heads)
+    return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
 
-def attention_deferred(self, x_BxLxD, *, deterministic, rngs):
+def attention_variant(fused: bool, layout: str):
+    """Proposal: fused qkv matmul and/or heads-first (B, H, L, d) batched contractions."""
+
+    def attention(attn, x_BxLxD, *, deterministic, rngs):
+        B, L, D = x_BxLxD.shape
+        if fused:
+            q, k, v = fused_qkv(attn, x_BxLxD)
+        else:
+            q, k, v = (f(x_BxLxD).reshape(B, L, attn.n_heads, D // attn.n_heads) for f in (attn.q, attn.k, attn.v))
+        o = _scores_to_out(attn, q, k, v, deterministic=deterministic, rngs=rngs, layout=layout)
+        return attn.o(o.reshape(B, L, D))
+
+    return attention
+
+
+def attention_dpa(attn, x_BxLxD, *, deterministic, rngs):
+    """Proposal: jax.nn.dot_product_attention when no dropout falls on the probabilities."""
+    if not (deterministic or rngs is None) or attn.window:
+        return attention_current(attn, x_BxLxD, deterministic=deterministic, rngs=rngs)
+    B, L, D = x_BxLxD.shape
+    hd = D // attn.n_heads
+    q, k, v = (f(x_BxLxD).reshape(B, L, attn.n_heads, hd) for f in (attn.q, attn.k, attn.v))
+    o_BxLxHxd = jax.nn.dot_product_attention(q, k, v, scale=None if attn.scaled else 1.0, is_causal=True)
+    return attn.o(o_BxLxHxd.reshape(B, L, D))
+
+
+def attention_deferred(attn, x_BxLxD, *, deterministic, rngs):
     """Proposal: normalise after the value product (divide (B,H,L,hd), not (B,H,L,L)); dropout commutes."""
     B, L, D = x_BxLxD.shape
-    hd = D // self.n_heads
-    q, k, v = (f(x_BxLxD).reshape(B, L, self.n_heads, hd) for f in (self.q, self.k, self.v))
-    if self.scaled:
+    hd = D // attn.n_heads
+    q, k, v = (f(x_BxLxD).reshape(B, L, attn.n_heads, hd) for f in (attn.q, attn.k, attn.v))
+    if attn.scaled:
         q = q / math.sqrt(hd)  # scale q (B,L,D) instead of the scores (B,H,L,L)
     s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k)
     pos = jnp.arange(L)
     keep_LxL = pos[:, None] >= pos[None, :]
-    if self.window:
-        keep_LxL = keep_LxL & (pos[:, None] - pos[None, :] < self.window)
+    if attn.window:
+        keep_LxL = keep_LxL & (pos[:, None] - pos[None, :] < attn.window)
     s_BxHxLxL = jnp.where(keep_LxL, s_BxHxLxL, -jnp.inf)
     m_BxHxLx1 = jax.lax.stop_gradient(s_BxHxLxL.max(axis=-1, keepdims=True))
     e_BxHxLxL = jnp.exp(s_BxHxLxL - m_BxHxLx1)
     denom_BxHxL = e_BxHxLxL.sum(axis=-1)
-    e_BxHxLxL = self.drop(e_BxHxLxL, deterministic=deterministic, rngs=rngs)
+    e_BxHxLxL = attn.drop(e_BxHxLxL, deterministic=deterministic, rngs=rngs)
     o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", e_BxHxLxL, v) / denom_BxHxL.transpose(0, 2, 1)[..., None]
-    return self.o(o_BxLxHxd.reshape(B, L, D))
+    return attn.o(o_BxLxHxd.reshape(B, L, D))
 
 
-def cross_entropy_lse(logits_BxLxV, targets_BxL):
+def forward(graphdef, params, tokens_BxL, dropout_key, attention):
+    """(model, final normed hidden (B, L, D)): growth.model.GPT's forward with `attention` swapped in."""
+    m = nnx.merge(graphdef, params)
+    n = len(m.blocks)
+    deterministic = dropout_key is None or m.cfg.dropout == 0.0
+    keys = [None] * (n + 1) if deterministic else list(jax.random.split(dropout_key, n + 1))
+    x = m.tok_embed(tokens_BxL) + m.pos_embed(jnp.arange(tokens_BxL.shape[1]))[None]
+    x = m.drop(x, deterministic=deterministic, rngs=keys[0])
+    for block, key in zip(m.blocks, keys[1:], strict=True):
+        k_attn, k_res1, k_res2 = (None, None, None) if key is None else jax.random.split(key, 3)
+        h = attention(block.attn, block.ln1(x), deterministic=deterministic, rngs=k_attn)
+        x = x + block.drop(h, deterministic=deterministic, rngs=k_res1)
+        h = block.mlp(block.ln2(x))
+        x = x + block.drop(h, deterministic=deterministic, rngs=k_res2)
+    return m, m.ln_f(x)
+
+
+def _head(m, h):
+    return m.tok_embed.attend(h) * m.cfg.logit_scale if m.cfg.tie_embeddings else m.lm_head(h)
+
+
+def head_current(m, h_BxLxD, targets_BxL):
+    """The library's loss head: growth.train.head_cross_entropy (logits in row blocks, custom VJP)."""
+    return train.head_cross_entropy(h_BxLxD, m.head_matrix(), targets_BxL)
+
+
+def head_full(m, h_BxLxD, targets_BxL):
+    """The loss before issue 12: the whole (B, L, V) logits, optax's softmax cross-entropy."""
+    return train.cross_entropy(_head(m, h_BxLxD), targets_BxL)
+
+
+def head_lse(m, h_BxLxD, targets_BxL):
     """Proposal: logsumexp minus the target logit (no one-hot scatter, one pass fewer over B*L*V)."""
-    logits = logits_BxLxV.astype(jnp.float32)
+    logits = _head(m, h_BxLxD).astype(jnp.float32)
     lse_BxL = jax.nn.logsumexp(logits, axis=-1)
     target_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
     return (lse_BxL - target_BxL).mean()
 
 
 @jax.custom_vjp
-def cross_entropy_barrier(logits_BxLxV, targets_BxL):
-    """Proposal: the same loss with a hand-written gradient behind an optimization barrier.
-
-    Under vmap (the stacked pool) XLA fuses softmax - one_hot into the transposing copy that feeds the
-    lm_head weight-gradient dot, and that fusion walks B*L*V elements in a cache-hostile order. The
-    barrier makes the gradient a plain array first, so the transpose is a cheap copy.
-    """
-    return _ce_fwd(logits_BxLxV, targets_BxL)[0]
+def _ce_barrier(logits_BxLxV, targets_BxL):
+    return _ce_barrier_fwd(logits_BxLxV, targets_BxL)[0]
 
 
-def _ce_fwd(logits_BxLxV, targets_BxL):
+def _ce_barrier_fwd(logits_BxLxV, targets_BxL):
     logits = logits_BxLxV.astype(jnp.float32)
     lse_BxL = jax.nn.logsumexp(logits, axis=-1)
     target_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
     return (lse_BxL - target_BxL).mean(), (logits, lse_BxL, targets_BxL)
 
 
-def _ce_bwd(res, ct):
+def _ce_barrier_bwd(res, ct):
     logits, lse_BxL, targets_BxL = res
     p = jnp.exp(logits - lse_BxL[..., None])
     onehot = jax.nn.one_hot(targets_BxL, logits.shape[-1], dtype=p.dtype)
@@ -99,51 +185,83 @@ def _ce_bwd(res, ct):
     return g, None
 
 
-cross_entropy_barrier.defvjp(_ce_fwd, _ce_bwd)
+_ce_barrier.defvjp(_ce_barrier_fwd, _ce_barrier_bwd)
 
 
-def microbatched(n: int):
+def head_barrier(m, h_BxLxD, targets_BxL):
+    """Proposal: the same loss with a hand-written gradient behind an optimization barrier."""
+    return _ce_barrier(_head(m, h_BxLxD), targets_BxL)
+
+
+def head_blocks(block_rows: int):
+    """growth.train.head_cross_entropy with another row-block size."""
+
+    def head(m, h_BxLxD, targets_BxL):
+        return train.head_cross_entropy(h_BxLxD, m.head_matrix(), targets_BxL, block_rows)
+
+    return head
+
+
+def make_loss(attention=attention_current, head=head_current, key_impl: str | None = None) -> train.LossFn:
+    """A loss for growth.train's step builders from an attention, a head-and-loss and a dropout key kind.
+
+    `key_impl` ("rbg", "unsafe_rbg") re-wraps the step's threefry dropout key as a key of that PRNG for
+    the masks only (the checkpointed key stays threefry).
+    """
+
+    def loss(graphdef, params, batch_BxT1, dropout_key):
+        if dropout_key is not None and key_impl:
+            raw = jnp.issubdtype(dropout_key.dtype, jnp.unsignedinteger)
+            data = dropout_key if raw else jax.random.key_data(dropout_key)
+            data = jnp.concatenate([data, data ^ jnp.uint32(0x9E3779B9)])
+            dropout_key = jax.random.wrap_key_data(data, impl=key_impl)
+        m, h = forward(graphdef, params, batch_BxT1[:, :-1], dropout_key, attention)
+        return head(m, h, batch_BxT1[:, 1:])
+
+    return loss
+
+
+def microbatched(n: int) -> train.LossFn:
     """Proposal: the loss as the mean over n equal micro-batches, scanned, so each op's working set
     (above all the (B/n, L, V) logits) is n times smaller. Same value and gradient (equal sizes)."""
 
-    def loss_fn(graphdef, params, batch_BxT1, dropout_key):
+    def loss(graphdef, params, batch_BxT1, dropout_key):
         chunks = batch_BxT1.reshape(n, batch_BxT1.shape[0] // n, batch_BxT1.shape[1])
 
         def body(total, xs):
             i, chunk = xs
             key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-            return total + _ORIGINAL["loss_fn"](graphdef, params, chunk, key), None
+            return total + train.loss_fn(graphdef, params, chunk, key), None
 
         total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (jnp.arange(n), chunks))
         return total / n
 
-    return loss_fn
+    return loss
 
 
-_ORIGINAL = {"attention": model_lib.Attention.__call__, "cross_entropy": train.cross_entropy, "loss_fn": train.loss_fn}
-VARIANTS = {
-    "baseline": {},
-    "attention_dpa": {"attention": attention_dpa},
-    "attention_deferred": {"attention": attention_deferred},
-    "ce_logsumexp": {"cross_entropy": cross_entropy_lse},
-    "ce_barrier": {"cross_entropy": cross_entropy_barrier},
-    "microbatch2": {"loss_fn": microbatched(2)},
-    "microbatch4": {"loss_fn": microbatched(4)},
-    "deferred+ce_barrier": {"attention": attention_deferred, "cross_entropy": cross_entropy_barrier},
+VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.train.loss_fn itself
+    "baseline": None,
+    "explicit_forward": make_loss(),  # the variants' forward with the library's pieces: must equal baseline
+    "fused_qkv": make_loss(attention_variant(True, "blhd")),
+    "heads_first": make_loss(attention_variant(False, "bhld")),
+    "fused_qkv+heads_first": make_loss(attention_variant(True, "bhld")),
+    "attention_dpa": make_loss(attention_dpa),
+    "attention_deferred": make_loss(attention_deferred),
+    "ce_full_logits": make_loss(head=head_full),  # the loss before issue 12
+    "ce_logsumexp": make_loss(head=head_lse),
+    "ce_barrier": make_loss(head=head_barrier),
+    "ce_blocks256": make_loss(head=head_blocks(256)),
+    "ce_blocks1024": make_loss(head=head_blocks(1024)),
+    "fused_qkv+ce_full_logits": make_loss(attention_variant(True, "blhd"), head_full),
+    "dropout_rbg": make_loss(key_impl="rbg"),
+    "dropout_unsafe_rbg": make_loss(key_impl="unsafe_rbg"),
+    "microbatch2": microbatched(2),
+    "microbatch4": microbatched(4),
+    "deferred+ce_barrier": make_loss(attention_deferred, head_barrier),
+    "heads_first+ce_full_logits": make_loss(attention_variant(False, "bhld"), head_full),
 }
-
-
-@contextlib.contextmanager
-def patched(changes: dict):
-    try:
-        model_lib.Attention.__call__ = changes.get("attention", _ORIGINAL["attention"])
-        train.cross_entropy = changes.get("cross_entropy", _ORIGINAL["cross_entropy"])
-        train.loss_fn = changes.get("loss_fn", _ORIGINAL["loss_fn"])
-        yield
-    finally:
-        model_lib.Attention.__call__ = _ORIGINAL["attention"]
-        train.cross_entropy = _ORIGINAL["cross_entropy"]
-        train.loss_fn = _ORIGINAL["loss_fn"]
+# Variants that change the random masks: their loss is checked only with dropout off.
+RANDOM_STREAM_VARIANTS = {"dropout_rbg", "dropout_unsafe_rbg", "microbatch2", "microbatch4"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -156,14 +274,14 @@ def _setup(args):
     return cfg, model_cfg, batch_size
 
 
-def _compiled_step(cfg, model_cfg, pool: int):
-    """(step, state): growth's train step, vmapped over `pool` stacked copies when pool > 0."""
+def _compiled_step(cfg, model_cfg, pool: int, loss: train.LossFn | None = None):
+    """(step, state): growth's train step with `loss`, vmapped over `pool` stacked copies when pool > 0."""
     graphdef, tx, state = fresh(cfg, model_cfg)
     if pool:
-        step = train.jit_pool_step(graphdef, tx, cfg.optim, "vmap")
+        step = train.jit_pool_step(graphdef, tx, cfg.optim, "vmap", loss=loss)
         state = jax.tree.map(lambda x: jnp.stack([x] * pool), state)
     else:
-        step = train.jit_train_step(graphdef, tx, cfg.optim)
+        step = train.jit_train_step(graphdef, tx, cfg.optim, loss=loss)
     return step, state
 
 
@@ -184,42 +302,60 @@ def _timer(step, state, batch, n_steps):
 # ---------------------------------------------------------------- experiments
 
 
+def check_variant(graphdef, params, batch, loss: train.LossFn | None) -> dict:
+    """Loss and largest gradient difference of a variant against growth.train.loss_fn, dropout off."""
+
+    def value_and_grad(fn):
+        return jax.jit(jax.value_and_grad(lambda p: fn(graphdef, p, batch, None)))(params)
+
+    ref_loss, ref_grads = value_and_grad(train.loss_fn)
+    got_loss, got_grads = value_and_grad(loss or train.loss_fn)
+    diff = max(
+        float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(ref_grads), strict=True)
+    )
+    return {"loss_diff": abs(float(got_loss - ref_loss)), "max_grad_diff": diff}
+
+
 def variants(args) -> dict:
     cfg, model_cfg, batch_size = _setup(args)
+    if args.dropout:
+        model_cfg = dataclasses.replace(model_cfg, dropout=args.dropout)
     batch = random_batch(model_cfg, batch_size)
-    graphdef, _, state = fresh(cfg, model_cfg)
-
-    def loss_and_grads(params):
-        # A new function each time: jax.jit caches traces by function, and each variant needs its own.
-        return jax.jit(jax.value_and_grad(lambda p: train.loss_fn(graphdef, p, batch, None)))(params)
-
-    ref_loss, ref_grads = loss_and_grads(state.params)
+    graphdef, _, state = fresh(cfg, dataclasses.replace(model_cfg, dropout=0.0))
     runs, checks = {}, {}
-    for name in args.only or VARIANTS:
-        with patched(VARIANTS[name]):
-            loss, grads = loss_and_grads(state.params)
-            diff = max(
-                float(jnp.abs(a - b).max())
-                for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True)
-            )
-            checks[name] = {"loss_diff": abs(float(loss - ref_loss)), "max_grad_diff": diff}
-            runs[name] = _timer(*_compiled_step(cfg, model_cfg, args.pool), batch, args.steps)
+    chosen = VARIANTS if args.only is None else args.only  # `--only` alone: the baseline only
+    for name in ["baseline", *(n for n in chosen if n != "baseline")]:
+        checks[name] = check_variant(graphdef, state.params, batch, VARIANTS[name])
+        runs[name] = _timer(*_compiled_step(cfg, model_cfg, args.pool, VARIANTS[name]), batch, args.steps)
     times = {n: [] for n in runs}
     for _ in range(args.reps):
         for n, run in runs.items():
             times[n] += repeat(run, 1, warmup=0)
-    base = spread(times["baseline"])["median"] if "baseline" in times else None
     tokens = batch_size * model_cfg.context * args.steps * max(args.pool, 1)
     out = {}
     for n, t in times.items():
         s = spread(t)
+        # The gain per interleaved pair of repetitions (baseline / variant), then its median.
+        gain = spread([b / v for b, v in zip(times["baseline"], t, strict=True)])
         out[n] = {
             "step_ms": s["median"] * 1e3 / args.steps,
             "step_ms_min_max": [s["min"] * 1e3 / args.steps, s["max"] * 1e3 / args.steps],
             "tokens_per_s": tokens / s["median"],
-            "gain_vs_baseline": (base / s["median"]) if base else None,
+            "gain_vs_baseline": gain["median"],
+            "gain_min_max": [gain["min"], gain["max"]],
         } | checks[n]
-    return {"model": {"d_model": model_cfg.d_model, "batch": batch_size, "pool": args.pool}, "variants": out}
+    return {
+        "model": {"d_model": model_cfg.d_model, "batch": batch_size, "pool": args.pool, "dropout": model_cfg.dropout},
+        "machine": {"cpu": machine_info_brief(), "load_avg": os.getloadavg()},
+        "variants": out,
+    }
+
+
+def machine_info_brief() -> str:
+    from benchmarks.common import cpu_flags, machine_info
+
+    m = machine_info()
+    return f"{m['cpu']}, {m['cores']} cores, " + ",".join(f for f, on in cpu_flags().items() if on)
 
 
 def pool_impls(args) -> dict:
@@ -230,9 +366,7 @@ def pool_impls(args) -> dict:
     graphdef = model_lib.abstract(model_cfg)[0]
     states = [fresh(cfg, model_cfg, seed=10 * i)[2] for i in range(k)]
     batch = random_batch(model_cfg, batch_size)
-    with patched(VARIANTS["ce_barrier"]):
-        vmapped_barrier = train.jit_pool_step(graphdef, tx, cfg.optim, "vmap")
-        vmapped_barrier(jax.tree.map(lambda *xs: jnp.stack(xs), *states), batch)  # traced under the patch
+    vmapped_barrier = train.jit_pool_step(graphdef, tx, cfg.optim, "vmap", loss=VARIANTS["ce_barrier"])
     separate = "separate (jit_train_step per candidate)"
     paths = {
         separate: None,
@@ -285,12 +419,11 @@ def profile(args) -> dict:
     from jax.profiler import ProfileData
 
     cfg, model_cfg, batch_size = _setup(args)
-    with patched(VARIANTS[args.variant]):
-        step, state = _compiled_step(cfg, model_cfg, args.pool)
-        batch = random_batch(model_cfg, batch_size)
-        abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-        hlo = step.lower(abstract_state, batch).compile().as_text()
-        run = _timer(step, state, batch, args.steps)  # traced and compiled under the patch
+    step, state = _compiled_step(cfg, model_cfg, args.pool, VARIANTS[args.variant])
+    batch = random_batch(model_cfg, batch_size)
+    abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    hlo = step.lower(abstract_state, batch).compile().as_text()
+    run = _timer(step, state, batch, args.steps)
     _, fpt = flops_per_token(model_cfg, model_lib.abstract(model_cfg)[1])
     defs = {}
     for line in hlo.splitlines():
@@ -324,9 +457,55 @@ def profile(args) -> dict:
     }
 
 
+FLAG_SETS = {
+    "default": "",
+    "onednn": "--xla_cpu_use_onednn=true",
+    "no_thunks": "--xla_cpu_use_thunk_runtime=false",
+    "no_xnnpack": "--xla_cpu_use_xnnpack=false",
+    "single_thread": "--xla_cpu_multi_thread_eigen=false",
+}
+
+
+def xla_flags(args) -> dict:
+    """The step under each XLA_FLAGS set, one process per measurement, the sets alternated `--reps` times.
+
+    Flags are read once per process, so this cannot interleave within one process: each round runs
+    every set once in turn (`--steps` steps, after a compile and warm-up) and the gain is taken per
+    round against the default set of that round. An unknown or rejected flag is reported, not fatal.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "benchmarks.explore", "variants", "--only", "--reps", "2", "--steps", str(args.steps)]
+    cmd += ["--wide"] if args.wide else []
+    for o in args.override:
+        cmd += ["--override", o]
+    ms = {name: [] for name in FLAG_SETS}
+    errors = {}
+    for _ in range(args.reps):
+        for name, flags in FLAG_SETS.items():
+            env = os.environ | {"XLA_FLAGS": flags}
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if r.returncode:
+                errors[name] = r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]
+                continue
+            out = json.loads(r.stdout[r.stdout.index("{") :])
+            ms[name].append(out["variants"]["baseline"]["step_ms"])
+    rounds = min((len(v) for v in ms.values() if v), default=0)
+    return {
+        "machine": {"cpu": machine_info_brief(), "load_avg": os.getloadavg()},
+        "flags": FLAG_SETS,
+        "step_ms": ms,
+        "gain_vs_default_per_round": {
+            n: [d / v for d, v in zip(ms["default"], ms[n], strict=False)] for n in ms if ms[n] and rounds
+        },
+        "errors": errors,
+    }
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "variants", "pool", "batch"])
+    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -336,9 +515,11 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--top", type=int, default=12, help="profile: ops to list")
     ap.add_argument("--variant", default="baseline", choices=sorted(VARIANTS), help="profile: under this variant")
-    ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run")
+    ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run (with the baseline)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="variants: model dropout (0.1: the stochastic regime)")
     args = ap.parse_args(argv)
-    out = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan}[args.what](args)
+    what = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan, "flags": xla_flags}
+    out = what[args.what](args)
     print(json.dumps(out, indent=1, default=float))
 
 

@@ -174,6 +174,15 @@ class GPT(nnx.Module):
         return_residual: bool = False,
     ):
         """Logits (B, L, V); with `return_residual`, also the final residual stream (B, L, D)."""
+        h, residual_BxLxD = self.features(tokens_BxL, deterministic=deterministic, dropout_key=dropout_key)
+        if self.cfg.tie_embeddings:
+            logits = self.tok_embed.attend(h) * self.cfg.logit_scale
+        else:
+            logits = self.lm_head(h)
+        return (logits, residual_BxLxD) if return_residual else logits
+
+    def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
+        """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
         L = tokens_BxL.shape[1]
         if self.cfg.context < L:
             raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
@@ -185,13 +194,13 @@ class GPT(nnx.Module):
         x = self.drop(x, deterministic=deterministic, rngs=keys[0])
         for block, key in zip(self.blocks, keys[1:], strict=True):
             x = block(x, deterministic=deterministic, rngs=key)
-        residual_BxLxD = x
-        h = self.ln_f(x)
+        return self.ln_f(x), x
+
+    def head_matrix(self) -> jax.Array:
+        """(D, V): logits = features @ head_matrix (the tied embedding, transposed and scaled, or lm_head)."""
         if self.cfg.tie_embeddings:
-            logits = self.tok_embed.attend(h) * self.cfg.logit_scale
-        else:
-            logits = self.lm_head(h)
-        return (logits, residual_BxLxD) if return_residual else logits
+            return self.tok_embed.embedding[...].T * self.cfg.logit_scale
+        return self.lm_head.kernel[...]
 
 
 def build(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, Params]:
@@ -223,6 +232,16 @@ def apply(
         dropout_key=dropout_key,
         return_residual=return_residual,
     )
+
+
+def apply_features(
+    graphdef: nnx.GraphDef, params: Params, tokens_BxL: jax.Array, *, dropout_key: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """(final normed hidden (B, L, D), head matrix (D, V)): the logits are their product, left to the
+    caller (growth.train's loss never forms all of them at once)."""
+    model = nnx.merge(graphdef, params)
+    h, _ = model.features(tokens_BxL, deterministic=dropout_key is None, dropout_key=dropout_key)
+    return h, model.head_matrix()
 
 
 def param_count(params: Params) -> int:

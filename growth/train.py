@@ -7,6 +7,7 @@ run's seed: `fold_in(PRNGKey(seed), ROLE)`, so adding a use of randomness never 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -95,24 +96,102 @@ def cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets_BxL).mean()
 
 
+# Rows of logits the loss forms at once: (512, V) float32 is 8 MiB at V = 4096, where the whole
+# (B*L, V) array is 32 MiB and each pass over it goes through memory (docs/performance.md: 1.3x on
+# the wide CPU step, measured in alternation).
+CE_BLOCK_ROWS = 512
+
+
+def _row_blocks(h_NxD, targets_N, weight_N, n_blocks):
+    N, D = h_NxD.shape
+    rows = N // n_blocks
+    return h_NxD.reshape(n_blocks, rows, D), targets_N.reshape(n_blocks, rows), weight_N.reshape(n_blocks, rows)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _blocked_ce_sum(h_NxD, w_DxV, targets_N, weight_N, n_blocks):
+    return _blocked_ce_fwd(h_NxD, w_DxV, targets_N, weight_N, n_blocks)[0]
+
+
+def _blocked_ce_fwd(h_NxD, w_DxV, targets_N, weight_N, n_blocks):
+    def body(total, xs):
+        h, t, wt = xs
+        logits = (h @ w_DxV).astype(jnp.float32)
+        lse = jax.nn.logsumexp(logits, axis=-1)
+        target = jnp.take_along_axis(logits, t[:, None], axis=-1)[:, 0]
+        return total + jnp.sum((lse - target) * wt), lse
+
+    total, lse = jax.lax.scan(body, jnp.zeros((), jnp.float32), _row_blocks(h_NxD, targets_N, weight_N, n_blocks))
+    return total, (h_NxD, w_DxV, targets_N, weight_N, lse)
+
+
+def _blocked_ce_bwd(n_blocks, res, ct):
+    h_NxD, w_DxV, targets_N, weight_N, lse = res
+    h_blocks, t_blocks, wt_blocks = _row_blocks(h_NxD, targets_N, weight_N, n_blocks)
+
+    def body(dw, xs):
+        h, t, wt, lse_b = xs
+        logits = (h @ w_DxV).astype(jnp.float32)
+        g = jnp.exp(logits - lse_b[:, None])  # softmax, recomputed block by block
+        g = g.at[jnp.arange(t.shape[0]), t].add(-1.0) * (wt * ct)[:, None]
+        g = g.astype(h.dtype)
+        return dw + h.T @ g, g @ w_DxV.T
+
+    dw, dh = jax.lax.scan(body, jnp.zeros_like(w_DxV), (h_blocks, t_blocks, wt_blocks, lse))
+    return dh.reshape(h_NxD.shape), dw, None, None
+
+
+_blocked_ce_sum.defvjp(_blocked_ce_fwd, _blocked_ce_bwd)
+
+
+def head_cross_entropy(
+    h_BxLxD: jax.Array, w_DxV: jax.Array, targets_BxL: jax.Array, block_rows: int = CE_BLOCK_ROWS
+) -> jax.Array:
+    """Mean token cross-entropy of the logits h @ w, in float32, never holding all of them.
+
+    The same value and gradient as `cross_entropy(h @ w, targets)`: the logits are formed
+    `block_rows` rows at a time, forward and again in the backward pass (a custom VJP), so the
+    (B, L, V) logits, their softmax and its gradient never exist whole. Rows are padded with zero
+    weight to a multiple of the block.
+    """
+    D = h_BxLxD.shape[-1]
+    h_NxD, targets_N = h_BxLxD.reshape(-1, D), targets_BxL.reshape(-1)
+    N = targets_N.shape[0]
+    n_blocks = -(-N // block_rows)
+    pad = n_blocks * -(-N // n_blocks) - N  # blocks of equal size, as few padded rows as possible
+    weight_N = jnp.ones((N,), jnp.float32)
+    if pad:
+        h_NxD = jnp.pad(h_NxD, ((0, pad), (0, 0)))
+        targets_N, weight_N = jnp.pad(targets_N, (0, pad)), jnp.pad(weight_N, (0, pad))
+    return _blocked_ce_sum(h_NxD, w_DxV, targets_N, weight_N, n_blocks) / N
+
+
 def loss_fn(graphdef: nnx.GraphDef, params, batch_BxT1: jax.Array, dropout_key: jax.Array | None):
-    logits = model_lib.apply(graphdef, params, batch_BxT1[:, :-1], dropout_key=dropout_key)
-    return cross_entropy(logits, batch_BxT1[:, 1:])
+    """Mean token cross-entropy of the next token; the logits are formed in row blocks (head_cross_entropy)."""
+    h_BxLxD, w_DxV = model_lib.apply_features(graphdef, params, batch_BxT1[:, :-1], dropout_key=dropout_key)
+    return head_cross_entropy(h_BxLxD, w_DxV, batch_BxT1[:, 1:])
+
+
+LossFn = Callable[[nnx.GraphDef, Any, jax.Array, "jax.Array | None"], jax.Array]
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, optim_cfg: OptimConfig
+    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, optim_cfg: OptimConfig, loss: LossFn | None = None
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:
-    """The pure train step `(state, batch) -> (state, metrics)`; jit it (see `jit_train_step`)."""
+    """The pure train step `(state, batch) -> (state, metrics)`; jit it (see `jit_train_step`).
+
+    `loss` replaces `loss_fn` (same signature): benchmarks time alternative formulations through it.
+    """
+    loss = loss_fn if loss is None else loss
     schedule = optimizer.make_schedule(optim_cfg)
 
     def train_step(state: TrainState, batch_BxT1: jax.Array):
         key = jax.random.fold_in(state.dropout_key, state.step)
-        loss, grads = jax.value_and_grad(loss_fn, argnums=1)(graphdef, state.params, batch_BxT1, key)
+        value, grads = jax.value_and_grad(loss, argnums=1)(graphdef, state.params, batch_BxT1, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
-            "loss": loss,
+            "loss": value,
             "lr": optimizer.schedule_lr(schedule, state.opt_state[optimizer.SCHEDULE]),
             "grad_norm": optax.tree.norm(grads),
         }
@@ -121,19 +200,19 @@ def make_train_step(
     return train_step
 
 
-def jit_train_step(graphdef, tx, optim_cfg: OptimConfig):
+def jit_train_step(graphdef, tx, optim_cfg: OptimConfig, loss: LossFn | None = None):
     """The train step compiled once, with the state donated."""
-    return jax.jit(make_train_step(graphdef, tx, optim_cfg), donate_argnums=0)
+    return jax.jit(make_train_step(graphdef, tx, optim_cfg, loss), donate_argnums=0)
 
 
-def jit_pool_step(graphdef, tx, optim_cfg: OptimConfig, how: PoolStep = PoolStep.map):
+def jit_pool_step(graphdef, tx, optim_cfg: OptimConfig, how: PoolStep = PoolStep.map, loss: LossFn | None = None):
     """One compiled, donated step of C stacked candidates on the same batch: `(state_C, batch) -> (state_C, metrics_C)`.
 
     "map" runs the candidates one after another inside the program (`jax.lax.map`), "vmap" batches
     them. Both give each candidate exactly its own train step; they differ only in speed (on the
     2-core CPU, map is 1.2x faster than separate calls and vmap 0.8x; docs/performance.md).
     """
-    step = make_train_step(graphdef, tx, optim_cfg)
+    step = make_train_step(graphdef, tx, optim_cfg, loss)
     if how == PoolStep.vmap:
         return jax.jit(jax.vmap(step, in_axes=(0, None)), donate_argnums=0)
     return jax.jit(lambda state_C, batch: jax.lax.map(lambda s: step(s, batch), state_C), donate_argnums=0)

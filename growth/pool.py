@@ -17,7 +17,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from growth import metrics, optimizer, train, widen
 from growth import model as model_lib
@@ -176,9 +175,8 @@ def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig) -> Callable:
                 logits, residual = model_lib.apply(graphdef_wide, params, inputs, return_residual=True)
                 ref_logits = model_lib.apply(graphdef_wide, ref_params, inputs)
                 outside, total = metrics.escape_parts(residual, projector)
-                ce_BxL = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
                 return {
-                    "seq_loss": ce_BxL.mean(axis=1),
+                    "seq_loss": train.sequence_cross_entropy(logits, targets),
                     "kl": metrics.token_kl(small_logits, logits).sum(),
                     "max_diff": jnp.abs(logits - small_logits).max(),
                     "change": jnp.sum((logits - ref_logits).astype(jnp.float32) ** 2),

@@ -221,11 +221,15 @@ def jit_pool_step(graphdef, tx, optim_cfg: OptimConfig, how: PoolStep = PoolStep
 # ---------------------------------------------------------------- evaluation
 
 
-def sequence_losses(graphdef: nnx.GraphDef, params, chunk_BxT1: jax.Array) -> jax.Array:
-    """Mean token cross-entropy of each sequence, (B,): the one evaluation program of the harness."""
-    logits = model_lib.apply(graphdef, params, chunk_BxT1[:, :-1])
-    losses_BxL = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), chunk_BxT1[:, 1:])
+def sequence_cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+    """Mean token cross-entropy of each sequence, (B,), in float32."""
+    losses_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV.astype(jnp.float32), targets_BxL)
     return losses_BxL.mean(axis=1)
+
+
+def sequence_losses(graphdef: nnx.GraphDef, params, chunk_BxT1: jax.Array) -> jax.Array:
+    """Per-sequence held-out losses, (B,): the one evaluation program of the harness."""
+    return sequence_cross_entropy(model_lib.apply(graphdef, params, chunk_BxT1[:, :-1]), chunk_BxT1[:, 1:])
 
 
 def chunks(eval_BxT1: np.ndarray, size: int):

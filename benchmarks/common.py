@@ -132,6 +132,21 @@ def scaled(stats: dict, factor: float) -> dict:
     return out | {"n": stats["n"]}
 
 
+def warm_step_runner(step: Callable, state, batch, n_steps: int) -> Callable[[], None]:
+    """A zero-argument runner of `n_steps` donated steps that carries its own state; compiled and warmed."""
+    holder = {"state": state}
+
+    def run() -> None:
+        s = holder["state"]
+        for _ in range(n_steps):
+            s, m = step(s, batch)
+        m["loss"].block_until_ready()
+        holder["state"] = s
+
+    run()  # compile and warm up
+    return run
+
+
 def repeat(fn: Callable[[], None], reps: int, warmup: int = 1) -> list[float]:
     """Seconds of each of `reps` calls of `fn` (which must block on its result) after `warmup` calls."""
     for _ in range(warmup):

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from benchmarks.common import PRESETS, compose, repeat, spread
+from benchmarks.common import PRESETS, compose, repeat, spread, warm_step_runner
 from benchmarks.jax_parts import flops_per_token, fresh, random_batch, time_pool_paths, wide_model
 from growth import model as model_lib
 from growth import optimizer, train
@@ -285,20 +285,6 @@ def _compiled_step(cfg, model_cfg, pool: int, loss: train.LossFn | None = None):
     return step, state
 
 
-def _timer(step, state, batch, n_steps):
-    holder = {"state": state}
-
-    def run():
-        s = holder["state"]
-        for _ in range(n_steps):
-            s, m = step(s, batch)
-        m["loss"].block_until_ready()
-        holder["state"] = s
-
-    run()  # compile and warm up
-    return run
-
-
 # ---------------------------------------------------------------- experiments
 
 
@@ -326,7 +312,7 @@ def variants(args) -> dict:
     chosen = VARIANTS if args.only is None else args.only  # `--only` alone: the baseline only
     for name in ["baseline", *(n for n in chosen if n != "baseline")]:
         checks[name] = check_variant(graphdef, state.params, batch, VARIANTS[name])
-        runs[name] = _timer(*_compiled_step(cfg, model_cfg, args.pool, VARIANTS[name]), batch, args.steps)
+        runs[name] = warm_step_runner(*_compiled_step(cfg, model_cfg, args.pool, VARIANTS[name]), batch, args.steps)
     times = {n: [] for n in runs}
     for _ in range(args.reps):
         for n, run in runs.items():
@@ -388,7 +374,7 @@ def batch_scan(args) -> dict:
     cfg, model_cfg, _ = _setup(args)
     out = {}
     for b in (8, 16, 32, 64):
-        run = _timer(*_compiled_step(cfg, model_cfg, 0), random_batch(model_cfg, b), args.steps)
+        run = warm_step_runner(*_compiled_step(cfg, model_cfg, 0), random_batch(model_cfg, b), args.steps)
         s = spread(repeat(run, args.reps, warmup=0))
         out[b] = {
             "step_ms": s["median"] * 1e3 / args.steps,
@@ -423,7 +409,7 @@ def profile(args) -> dict:
     batch = random_batch(model_cfg, batch_size)
     abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     hlo = step.lower(abstract_state, batch).compile().as_text()
-    run = _timer(step, state, batch, args.steps)
+    run = warm_step_runner(step, state, batch, args.steps)
     _, fpt = flops_per_token(model_cfg, model_lib.abstract(model_cfg)[1])
     defs = {}
     for line in hlo.splitlines():

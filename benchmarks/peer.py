@@ -8,6 +8,16 @@ from benchmarks.common import Preset
 from growth.config import Config, ModelConfig
 
 
+def adamw(model, o, **impl):
+    """torch AdamW with our hyperparameters; weight decay on matrices only, as growth.optimizer.decay_mask."""
+    import torch
+
+    decay = [q for q in model.parameters() if q.ndim >= 2]
+    no_decay = [q for q in model.parameters() if q.ndim < 2]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, **impl)
+
+
 def torch_missing() -> str | None:
     try:
         import torch  # noqa: F401
@@ -54,16 +64,7 @@ def torch_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset
     torch.manual_seed(0)
     model = gpt2(model_cfg).train()
     o = cfg.optim
-    # Weight decay on matrices only, as growth.train.decay_mask.
-    decay = [q for q in model.parameters() if q.ndim >= 2]
-    no_decay = [q for q in model.parameters() if q.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr,
-        betas=(o.b1, o.b2),
-        eps=o.eps,
-        foreach=True,
-    )
+    opt = adamw(model, o, foreach=True)
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(0, model_cfg.vocab_size, (batch_size, model_cfg.context + 1), generator=gen)
     inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -169,15 +170,7 @@ def best_practice_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p
     torch.manual_seed(0)
     model = best_practice_model(model_cfg).train()
     o = cfg.optim
-    decay = [q for q in model.parameters() if q.ndim >= 2]
-    no_decay = [q for q in model.parameters() if q.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr,
-        betas=(o.b1, o.b2),
-        eps=o.eps,
-        fused=True,
-    )
+    opt = adamw(model, o, fused=True)
     fwd = torch.compile(model) if compiled else model
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(0, model_cfg.vocab_size, (batch_size, model_cfg.context + 1), generator=gen)

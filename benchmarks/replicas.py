@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import PRESETS, REPO, TINY, Preset, compose, spread
+from benchmarks.common import PRESETS, REPO, TINY, Preset, compose, spread, warm_step_runner
 
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
@@ -39,19 +39,9 @@ def _stacked_runner(cfg, p: Preset, n_candidates: int, steps: int):
     wide = wide_model(cfg)
     tx = optimizer.make_optimizer(cfg.optim)
     states = [fresh(cfg, wide, seed=10 * i)[2] for i in range(n_candidates)]
-    stacked = {"s": jax.tree.map(lambda *xs: jnp.stack(xs), *states)}
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     step = train.jit_pool_step(model_lib.abstract(wide)[0], tx, cfg.optim, cfg.runner.pool_step)
-    batch = random_batch(wide, cfg.runner.batch_size)
-
-    def run():
-        s = stacked["s"]
-        for _ in range(steps):
-            s, m = step(s, batch)
-        m["loss"].block_until_ready()
-        stacked["s"] = s
-
-    run()  # compile and warm up
-    return run
+    return warm_step_runner(step, stacked, random_batch(wide, cfg.runner.batch_size), steps)
 
 
 def child(args) -> None:

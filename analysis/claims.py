@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis.rankings import DIVERGED, OK
 from analysis.selectors import SIGNALS, TauDraws, scope_draws
+from analysis.stats import clearly_above_zero, clearly_below_zero
 
 HOLDS, FAILS, NOT_RUN, INCONCLUSIVE = "holds", "does not hold", "not run", "inconclusive"
 CI_LEVEL = 0.95
@@ -330,11 +331,11 @@ def cell_standing(cell: pd.DataFrame, pairs: dict, candidate: str) -> tuple[str,
         margins.append((diff, low, high, r.candidate))
     if not margins:
         return STRICT, math.nan, math.nan, math.nan, "(all rivals diverged)"
-    ahead = [m for m in margins if m[2] < 0]
+    ahead = [m for m in margins if clearly_below_zero(m[2])]
     if ahead:
         return BEATEN, *min(ahead, key=lambda m: m[2])
     smallest = min(margins, key=lambda m: m[0])
-    if all(m[1] > 0 for m in margins):
+    if all(clearly_above_zero(m[1]) for m in margins):
         return STRICT, *smallest
     return NOISE, *smallest
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.cells import CELL, ordered_candidates, ordered_regimes
+from analysis.stats import clearly_above_zero, clearly_below_zero
 
 OK, DIVERGED, NOT_RUN, NOT_APPLICABLE = "ok", "diverged", "not run", "n/a"
 # Float32 evaluation noise: a function-preserving candidate reads ~1e-12 KL and ~1e-7 loss gap, not 0.
@@ -156,7 +157,8 @@ def apply_ties(ranks: pd.DataFrame, candidate_ci: pd.DataFrame, pairs: pd.DataFr
             if hit is None:
                 continue
             r.update(diff_to_leader=hit["diff"], diff_ci_low=hit["ci_low"], diff_ci_high=hit["ci_high"])
-            if hit["ci_low"] <= 0 <= hit["ci_high"]:  # False for a NaN CI
+            low, high = hit["ci_low"], hit["ci_high"]
+            if not (math.isnan(low) or clearly_above_zero(low) or clearly_below_zero(high)):
                 r.update(tied_with_leader=True, rank=1.0, winner=True)
         for r in leaders:
             r["diff_to_leader"] = 0.0

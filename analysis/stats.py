@@ -43,6 +43,22 @@ _CHUNK = 256  # bootstrap draws per einsum block (bounds memory at chunk x C x N
 # ---------------------------------------------------------------- pure functions
 
 
+# Paired loss differences smaller than this are float32 rounding, not evidence (eval losses near 3 carry
+# about 3e-7 of rounding; a clone that follows the small model exactly differs from it by that much).
+# A CI excludes zero only when it clears this margin; docs/analysis.md states it.
+NUMERICAL_TOLERANCE = 1e-5
+
+
+def clearly_above_zero(low: float) -> bool:
+    """The CI's lower end lies above zero by more than float rounding (False for NaN)."""
+    return bool(low > NUMERICAL_TOLERANCE)
+
+
+def clearly_below_zero(high: float) -> bool:
+    """The CI's upper end lies below zero by more than float rounding (False for NaN)."""
+    return bool(high < -NUMERICAL_TOLERANCE)
+
+
 def per_sequence_auc(lags: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """AUC of each sequence's loss curve: trapezoid over lags / (lags[-1] - lags[0]); loss (..., L, N) -> (..., N).
 

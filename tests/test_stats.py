@@ -17,6 +17,7 @@ from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
 from analysis.load import load_results
 from analysis.report import analyse_policy, main, write_report
 from analysis.stats import (
+    NUMERICAL_TOLERANCE,
     bootstrap_mean_ci,
     collect_cells,
     draw_weights,
@@ -327,3 +328,15 @@ def test_report_is_deterministic(tmp_path: Path) -> None:
     first = (write_report(root, tmp_path / "r1", figures=False, n_resamples=200) / "pairs.csv").read_text()
     second = (write_report(root, tmp_path / "r2", figures=False, n_resamples=200) / "pairs.csv").read_text()
     assert first == second
+
+
+def test_differences_at_float_rounding_are_tied_not_ranked(tmp_path: Path) -> None:
+    """A clone that follows the small model differs from it by float32 rounding: tied, not 'better'."""
+    root = tmp_path / "res"
+    for regime in ("deterministic", "stochastic"):
+        write_cell(root, 0, 1000, regime, {E: 3.0 - 5e-7, S: 3.001, C: 3.0}, {E: 3.0 - 5e-7, S: 3.001, C: 3.0}, sd=0.0)
+    a = analysed(root)
+    d = pair(a, "continuation", "deterministic", C, E)
+    assert 0 < d["ci_low"] <= d["ci_high"] < NUMERICAL_TOLERANCE  # excludes 0, but only by rounding
+    rows = {c: rank_row(a.ranks, "continuation", "deterministic", c) for c in (E, S, C)}
+    assert rows[E]["rank"] == rows[C]["rank"] == 1 and rows[S]["rank"] > 1  # 1e-3 is a real difference

@@ -7,13 +7,24 @@ would bury that line, so the entry points turn these (and only these) into a pla
 import contextlib
 
 from growth.checkpoint import CheckpointError
+from growth.config import ConfigValueError
 from growth.data import DataError
 from growth.interop.hf_import import HFImportError
 from growth.interop.surgery import SurgeryError
 from growth.model import ConfigError
+from growth.pool import PoolError
 from growth.runner import RunnerError
 
-USER_ERRORS = (DataError, HFImportError, RunnerError, ConfigError, CheckpointError, SurgeryError)
+USER_ERRORS = (
+    DataError,
+    HFImportError,
+    RunnerError,
+    PoolError,
+    ConfigError,
+    ConfigValueError,
+    CheckpointError,
+    SurgeryError,
+)
 
 
 @contextlib.contextmanager

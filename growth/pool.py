@@ -52,7 +52,7 @@ def check_pool(pool: list[str]) -> None:
         raise PoolError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
     unknown = [n for n in pool if n != REFERENCE and n not in widen.CANDIDATES]
     if unknown:
-        raise PoolError(f"pool has unknown candidates {unknown}; valid: {sorted([*widen.CANDIDATES, REFERENCE])}")
+        raise PoolError(f"pool has unknown candidates {unknown}; valid: {sorted(set(widen.CANDIDATES) | {REFERENCE})}")
 
 
 def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Grown]:

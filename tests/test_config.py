@@ -2,6 +2,8 @@
 time, and the YAML groups hold only what differs from the schema's defaults."""
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,18 @@ def test_yaml_groups_do_not_restate_schema_defaults(group, schema):
     for path in sorted((CONFIGS / group).glob("*.yaml")):
         values = yaml.safe_load(path.read_text()) or {}
         assert not restated(values, defaults, ""), f"{path.name} restates schema defaults"
+
+
+def test_unknown_candidate_is_one_line_from_the_command_line(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.grow",
+        "experiment=smoke",
+        "pool=[exact_copy,bogus]",
+        f"out_dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=CONFIGS.parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: pool has unknown candidates ['bogus']; valid:")
+    assert "Traceback" not in proc.stderr

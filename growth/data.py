@@ -20,16 +20,14 @@ import json
 import logging
 import lzma
 import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from growth import synthetic
+from growth import files, synthetic
 from growth.config import DataConfig, DataSource
 
 log = logging.getLogger(__name__)
@@ -338,20 +336,6 @@ def cache_key(source: str, train: list[str], valid: list[str], cfg: DataConfig, 
     return h.hexdigest()[:16]
 
 
-def _atomic_dir_write(final: Path, write) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        write(tmp)
-        if final.exists():  # a concurrent writer finished first: its content is identical
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _pack(tokens: np.ndarray, length: int) -> np.ndarray:
     n = len(tokens) // length
     return tokens[: n * length].reshape(n, length)
@@ -380,7 +364,7 @@ def load(cfg: DataConfig) -> TokenData:
             meta = {"source": source, "vocab_size": tok.get_vocab_size(), "key": key}
             (tmp / "meta.json").write_text(json.dumps(meta))
 
-        _atomic_dir_write(root, write)
+        files.atomic_write_dir(root, write)
 
     meta = json.loads((root / "meta.json").read_text())
     length = cfg.context + 1

@@ -92,14 +92,14 @@ def finished_cells(path: Path, chash: str) -> set[CellKey]:
     }
 
 
-def seq_losses_path(cfg: Config, key: CellKey) -> Path:
-    return results_path(cfg).parent / "seq_losses" / f"{key.stem}-{cell_hash(cfg)}.npz"
+def seq_losses_path(cfg: Config, key: CellKey, chash: str) -> Path:
+    return results_path(cfg).parent / "seq_losses" / f"{key.stem}-{chash}.npz"
 
 
 def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_time_s: float) -> None:
     """Write a finished cell: its per-sequence losses, then its rows with the wall-time row last."""
     chash = cell_hash(cfg)
-    seq_path = seq_losses_path(cfg, key)
+    seq_path = seq_losses_path(cfg, key, chash)
     files.atomic_save_npz(
         seq_path,
         {

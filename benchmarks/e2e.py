@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from pathlib import Path
 
 from benchmarks.common import REPO, CompileClock, Preset, compose
 from growth import pool, results
@@ -34,7 +36,7 @@ def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -
 GROUPS = {"paper_cpu_presets": ["paper_cpu", "paper_cpu_fanin"]}
 
 
-def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep_dir: str | None = None) -> dict:
+def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep_in: str | None = None) -> dict:
     """One run of `python -m experiments.reproduce experiment=<name>` in this process, from scratch.
 
     `name` may also be a key of GROUPS or names joined by '+': those experiments run one after another
@@ -43,13 +45,24 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
 
     The runner's in-process cache of compiled functions is emptied first, so nothing compiled by an
     earlier part or run is reused; the persistent compilation cache is whatever the caller set.
+    `keep_in`: run in `keep_in/<name>` (which must not exist yet, so the run starts from scratch) and
+    keep it, results and checkpoints, instead of a temporary directory.
     """
     from growth import grid
 
     names = GROUPS.get(name) or name.split("+")
     if len(set(names)) != len(names):
         raise SystemExit(f"--e2e {name}: an experiment named twice would find its own cells done")
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", dir=keep_dir) as out_dir:
+    if keep_in:
+        kept = Path(keep_in).absolute() / name
+        if kept.exists():
+            raise SystemExit(f"--e2e-out: {kept} exists; a timed run starts from scratch, so name a new directory")
+        kept.mkdir(parents=True)
+    with (
+        contextlib.nullcontext(str(kept))
+        if keep_in
+        else tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as out_dir
+    ):
         pool.PROGRAMS.clear()
         per_exp, cells, all_overrides, n_cells = {}, [], [], 0
         with clock.measure():

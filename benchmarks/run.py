@@ -71,6 +71,10 @@ def parse(argv=None) -> argparse.Namespace:
         help="e2e: use JAX's persistent compilation cache (.cache/jax) as experiments.reproduce does;"
         " off by default, so the compile share is that of a cold run",
     )
+    ap.add_argument(
+        "--e2e-out",
+        help="e2e: run each grid in <this>/<name> (must not exist) and keep its results, instead of a temporary directory",
+    )
     ap.add_argument("--peer-threads", help="peer: torch thread counts to time, e.g. 2,1 (default: the core count)")
     ap.add_argument("--replicates", type=int, default=3, help="replicas part: replicates per cell (default 3)")
     ap.add_argument("--machine", help="results file name (default: <hostname>-<preset>)")
@@ -246,7 +250,7 @@ def e2e_part(exp: str, p, args) -> dict:
 
     log(f"e2e: experiment={exp}")
     extra = [o for o in args.override if not o.startswith("experiment=")]
-    return end_to_end(exp, p, extra, CompileClock())
+    return end_to_end(exp, p, extra, CompileClock(), args.e2e_out)
 
 
 def targets(results: dict) -> dict:

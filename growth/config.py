@@ -215,9 +215,10 @@ class RunnerConfig:
     batch_size: int = 16
     stochastic_dropout: float = 0.1
     shuffle_stochastic: bool = False  # stochastic regime: draw a different (still matched) batch order
-    eval_chunk: int = 8  # held-out sequences per compiled evaluation call
-    # How one compiled step trains the stacked candidates: "map" loops over them inside the program
-    # (lax.map; fastest on CPU, docs/performance.md), "vmap" batches them (wider ops; try it on a GPU).
+    eval_chunk: int = 8  # held-out sequences per compiled evaluation call (8: fastest on CPU, docs/performance.md)
+    # How one compiled program trains and evaluates the stacked candidates: "map" loops over them inside
+    # the program (lax.map; fastest on CPU, docs/performance.md), "vmap" batches them (wider ops; try it
+    # on a GPU).
     pool_step: PoolStep = PoolStep.map
     base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
 

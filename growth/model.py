@@ -90,6 +90,32 @@ def _dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | N
     return nnx.Linear(din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
 
 
+# Dropout draws 16-bit uniforms, two from each 32-bit random word: one threefry draw per element
+# cost a fifth of the stochastic-regime step on the CPU (docs/performance.md).
+DROPOUT_BITS = 16
+
+
+class Dropout(nnx.Module):
+    """Inverted dropout whose drop probability is `rate` rounded to a multiple of 2^-16.
+
+    A unit is dropped when its 16-bit uniform is below round(rate * 2^16); kept units are divided by
+    the exact keep probability, so the expected output is the input (rate 0.1 drops with
+    probability 0.1000061).
+    """
+
+    def __init__(self, rate: float):
+        self.threshold = min(round(rate * 2**DROPOUT_BITS), 2**DROPOUT_BITS - 1)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+        if deterministic or rngs is None or self.threshold == 0:
+            return x
+        n = x.size
+        words = jax.random.bits(rngs, ((n + 1) // 2,), jnp.uint32)
+        u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(x.shape)
+        keep_prob = 1.0 - self.threshold / 2**DROPOUT_BITS
+        return jnp.where(u16 >= self.threshold, x / keep_prob, 0).astype(x.dtype)
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
         d = cfg.d_model
@@ -101,7 +127,7 @@ class Attention(nnx.Module):
         self.k = _dense(d, d, cfg, rngs)
         self.v = _dense(d, d, cfg, rngs)
         self.o = _dense(d, d, cfg, rngs, std=out_std)
-        self.drop = nnx.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
         B, L, D = x_BxLxD.shape
@@ -142,7 +168,7 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, rngs, window)
         self.ln2 = _norm(cfg, cfg.d_model, rngs)
         self.mlp = MLP(cfg, rngs)
-        self.drop = nnx.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
         k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
@@ -163,7 +189,7 @@ class GPT(nnx.Module):
         self.ln_f = _norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
             self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
-        self.drop = nnx.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def __call__(
         self,

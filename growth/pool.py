@@ -20,7 +20,7 @@ import numpy as np
 
 from growth import metrics, optimizer, train, widen
 from growth import model as model_lib
-from growth.config import Config, ModelConfig, config_hash
+from growth.config import Config, ModelConfig, PoolStep, config_hash
 
 REFERENCE = "continue_small"
 
@@ -104,7 +104,7 @@ class ProgramKey:
     model: str  # config_hash of the model config it runs (the wide one for pool programs)
     optim: str = ""  # config_hash of the optimizer config (steps only)
     dropout: float = 0.0
-    variant: str = ""  # pool_step: map | vmap; compare: the small model's config hash
+    variant: str = ""  # pool_step, stacked_eval: map | vmap; compare: the small model's config hash and map | vmap
 
 
 class ProgramCache:
@@ -147,33 +147,37 @@ def pool_step(cfg: Config, group: Group, dropout: float) -> Callable:
 
 def small_eval(model_cfg: ModelConfig) -> Callable[[Any, np.ndarray], jax.Array]:
     """`(params, chunk_BxT1) -> (B,)` per-sequence losses of the small model."""
-    graphdef = _graphdef(model_cfg)
-    return PROGRAMS.get(
-        ProgramKey("small_eval", config_hash(model_cfg)),
-        lambda: jax.jit(lambda params, chunk: train.sequence_losses(graphdef, params, chunk)),
-    )
-
-
-def stacked_eval(model_cfg: ModelConfig) -> Callable[[Any, np.ndarray], jax.Array]:
-    """`(params_C, chunk_BxT1) -> (C, B)` per-sequence losses of stacked candidates."""
-    graphdef = _graphdef(model_cfg)
-    return PROGRAMS.get(
-        ProgramKey("stacked_eval", config_hash(model_cfg)),
-        lambda: jax.jit(jax.vmap(lambda params, chunk: train.sequence_losses(graphdef, params, chunk), (0, None))),
-    )
-
-
-def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig) -> Callable:
-    """Per candidate on one held-out chunk: per-sequence loss and sums of KL, logit change, escape."""
-    graphdef_wide, graphdef_small = _graphdef(wide_cfg), _graphdef(small_cfg)
 
     def build():
+        graphdef = _graphdef(model_cfg)
+        return jax.jit(lambda params, chunk: train.sequence_losses(graphdef, params, chunk))
+
+    return PROGRAMS.get(ProgramKey("small_eval", config_hash(model_cfg)), build)
+
+
+def stacked_eval(model_cfg: ModelConfig, how: PoolStep) -> Callable[[Any, np.ndarray], jax.Array]:
+    """`(params_C, chunk_BxT1) -> (C, B)` per-sequence losses of stacked candidates."""
+
+    def build():
+        graphdef = _graphdef(model_cfg)
+        return jax.jit(train.over_candidates(lambda params, chunk: train.sequence_losses(graphdef, params, chunk), how))
+
+    return PROGRAMS.get(ProgramKey("stacked_eval", config_hash(model_cfg), variant=str(how)), build)
+
+
+def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig, how: PoolStep) -> Callable:
+    """Per candidate on one held-out chunk: per-sequence loss and sums of KL, logit change, escape."""
+
+    def build():
+        graphdef_wide, graphdef_small = _graphdef(wide_cfg), _graphdef(small_cfg)
+
         @jax.jit
         def program(params_C, ref_params_C, small_params, projectors_C, chunk_BxT1):
             inputs, targets = chunk_BxT1[:, :-1], chunk_BxT1[:, 1:]
             small_logits = model_lib.apply(graphdef_small, small_params, inputs)
 
-            def one(params, ref_params, projector):
+            def one(candidate, small_logits):
+                params, ref_params, projector = candidate
                 logits, residual = model_lib.apply(graphdef_wide, params, inputs, return_residual=True)
                 ref_logits = model_lib.apply(graphdef_wide, ref_params, inputs)
                 outside, total = metrics.escape_parts(residual, projector)
@@ -186,11 +190,11 @@ def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig) -> Callable:
                     "total": total,
                 }
 
-            return jax.vmap(one)(params_C, ref_params_C, projectors_C)
+            return train.over_candidates(one, how)((params_C, ref_params_C, projectors_C), small_logits)
 
         return program
 
-    key = ProgramKey("compare", config_hash(wide_cfg), variant=config_hash(small_cfg))
+    key = ProgramKey("compare", config_hash(wide_cfg), variant=f"{config_hash(small_cfg)}-{how}")
     return PROGRAMS.get(key, build)
 
 
@@ -206,18 +210,26 @@ class Measured:
 
 
 def measure(
-    group: Group, params0: Any, small_params: Any, small_cfg: ModelConfig, eval_BxT1: np.ndarray, chunk: int, full: bool
+    group: Group,
+    params0: Any,
+    small_params: Any,
+    small_cfg: ModelConfig,
+    eval_BxT1: np.ndarray,
+    chunk: int,
+    full: bool,
+    how: PoolStep,
 ) -> Measured:
     """Evaluate a group on the whole held-out set; `full` adds the lag-0 / probe comparisons."""
     seq_parts: list[np.ndarray] = []
     sums: dict[str, np.ndarray] = {}
+    program: Callable[..., Any] = (
+        compare(group.model_cfg, small_cfg, how) if full else stacked_eval(group.model_cfg, how)
+    )
     for part in train.chunks(eval_BxT1, chunk):
         if not full:
-            seq_parts.append(np.asarray(stacked_eval(group.model_cfg)(group.state.params, part)))
+            seq_parts.append(np.asarray(program(group.state.params, part)))
             continue
-        out = jax.device_get(
-            compare(group.model_cfg, small_cfg)(group.state.params, params0, small_params, group.projectors, part)
-        )
+        out = jax.device_get(program(group.state.params, params0, small_params, group.projectors, part))
         seq_parts.append(np.asarray(out.pop("seq_loss")))
         for k, v in out.items():
             v = np.asarray(v, np.float64)
@@ -227,4 +239,5 @@ def measure(
 
 def measure_small(small_cfg: ModelConfig, params: Any, eval_BxT1: np.ndarray, chunk: int) -> np.ndarray:
     """Per-sequence losses (N,) of the small model."""
-    return np.concatenate([np.asarray(small_eval(small_cfg)(params, part)) for part in train.chunks(eval_BxT1, chunk)])
+    program = small_eval(small_cfg)
+    return np.concatenate([np.asarray(program(params, part)) for part in train.chunks(eval_BxT1, chunk)])

@@ -71,7 +71,7 @@ def evaluate(
     n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
     full = lag in (0, cfg.probe_lag)
     for group, p0 in zip(groups, params0, strict=True):
-        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full)
+        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step)
         for i, name in enumerate(group.names):
             seqs[name] = m.seq_loss[i]
             if lag == 0:

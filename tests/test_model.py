@@ -69,6 +69,20 @@ def test_dropout_only_with_key():
     assert float(jnp.abs(a - c).max()) > 1e-4
 
 
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_drops_at_its_rate_and_keeps_the_mean(rate):
+    """Drop fraction within 4 standard errors of the rate; kept units rescaled so the mean stays 1."""
+    x = jnp.ones((7, 8, 33, 33))  # odd element count: the last random word is half used
+    y = model_lib.Dropout(rate)(x, deterministic=False, rngs=jax.random.PRNGKey(1))
+    dropped = float((y == 0).mean())
+    assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / x.size)
+    assert float(y.mean()) == pytest.approx(1.0, abs=4 * np.sqrt(rate / (1 - rate) / x.size))
+    np.testing.assert_allclose(np.asarray(y[y != 0]), 1 / (1 - round(rate * 2**16) / 2**16), rtol=1e-6)
+    other = model_lib.Dropout(rate)(x, deterministic=False, rngs=jax.random.PRNGKey(2))
+    assert bool((other != y).any())  # the mask comes from the key
+    np.testing.assert_array_equal(np.asarray(model_lib.Dropout(rate)(x, deterministic=True, rngs=None)), np.asarray(x))
+
+
 def test_bad_head_count_is_a_clear_error():
     with pytest.raises(model_lib.ConfigError, match="n_heads=3 does not divide model.d_model=16"):
         model_lib.build(_cfg(n_heads=3), jax.random.PRNGKey(0))

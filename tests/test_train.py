@@ -74,6 +74,21 @@ def test_pool_step_is_each_candidates_own_step(tiny_cfg, how):
         to_config(bad)
 
 
+def test_stacked_evaluation_map_equals_vmap_equals_one_by_one(tiny_cfg):
+    """The evaluation programs give each stacked candidate its own per-sequence losses, either way."""
+    from growth import pool
+
+    graphdef, _, _ = train.fresh_state(tiny_cfg)
+    params = [train.fresh_state(dataclasses.replace(tiny_cfg, seed=s))[2].params for s in (1, 2, 3)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+    chunk = np.asarray(data_lib.load(tiny_cfg.data).eval_BxT1[:4], np.int32)
+    alone = np.stack([np.asarray(train.sequence_losses(graphdef, p, chunk)) for p in params])
+    for how in PoolStep:
+        got = np.asarray(pool.stacked_eval(tiny_cfg.model, how)(stacked, chunk))
+        np.testing.assert_allclose(got, alone, rtol=1e-6)
+    assert not np.allclose(alone[0], alone[1])  # the candidates differ
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """One finished tiny pretraining run, shared by the tests that only read it."""

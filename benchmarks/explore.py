@@ -6,6 +6,9 @@
     python -m benchmarks.explore pool --wide [--pool K]        the stacked pool's step four ways
     python -m benchmarks.explore batch [--wide]                tokens/s against the batch size
     python -m benchmarks.explore flags [--wide]                the step under XLA_FLAGS sets, one process each
+    python -m benchmarks.explore cell [--regime R] --override seed=0 --override growth_step=2000
+                                                               one regime cell of the runner: train / evaluate split
+    python -m benchmarks.explore eval [--override runner.eval_chunk=32]   the runner's evaluation of a grown pool
 
 Variants are explicit loss functions handed to growth.train's step builders (`loss=`); nothing in
 growth/ is patched. The compiled baseline and variants run in alternation, so a drift in machine load
@@ -489,9 +492,84 @@ def xla_flags(args) -> dict:
     }
 
 
+def cell_split(args) -> dict:
+    """One regime cell of the runner (seed and growth step from --override), timed whole, and its evaluations alone.
+
+    The cell is `growth.runner.run_cell` as a grid runs it (pretraining resumed or run in the config's
+    out_dir first); the evaluation share is the runner's `evaluate` at every lag of the cell on the
+    grown pool, timed on its own; training is the rest. The first repetition includes compilation.
+    """
+    import time
+
+    import numpy as np
+
+    from growth import data as data_lib
+    from growth import pool, runner
+    from growth.config import Regime, to_config
+    from growth.results import CellKey
+
+    quiet = ["logger.wandb.mode=disabled", "logger.progress=false"]
+    cfg = to_config(compose(PRESETS[args.preset].overrides + quiet + args.override))
+    data = data_lib.load(cfg.data)
+    small = runner.base_state(cfg, data)
+    grown = pool.build_pool(cfg, small)
+    groups = pool.group_pool(grown)
+    params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
+    out: dict = {"seed": cfg.seed, "growth_step": cfg.growth_step, "pool": cfg.pool, "cells": []}
+    for rep in range(args.reps):
+        key = CellKey(cfg.seed, cfg.growth_step, Regime(args.regime), rep)
+        t0 = time.perf_counter()
+        runner.run_cell(cfg, key, data, small, grown)
+        total = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for lag in runner.eval_lags(cfg):
+            runner.evaluate(cfg, lag, np.asarray(data.eval_BxT1), groups, params0, small.params)
+        evaluate = time.perf_counter() - t0
+        out["cells"].append({"regime": args.regime, "replicate": rep, "total_s": total, "evaluate_s": evaluate})
+        out["cells"][-1]["train_s"] = total - evaluate
+    return out | {"machine": {"cpu": machine_info_brief(), "load_avg": os.getloadavg()}}
+
+
+def eval_split(args) -> dict:
+    """The runner's evaluation of one grown pool on the held-out set: the small model, then each stacked
+    group without and with the lag-0 / probe comparisons (runner.eval_chunk and runner.pool_step from
+    the config, so --override runner.eval_chunk=32 or runner.pool_step=vmap times the alternatives)."""
+    import time
+
+    import numpy as np
+
+    from growth import data as data_lib
+    from growth import pool, runner
+    from growth.config import to_config
+
+    quiet = ["logger.wandb.mode=disabled", "logger.progress=false"]
+    cfg = to_config(compose(PRESETS[args.preset].overrides + quiet + args.override))
+    data = data_lib.load(cfg.data)
+    small = runner.base_state(cfg, data)
+    groups = pool.group_pool(pool.build_pool(cfg, small))
+    eval_set, chunk, how = np.asarray(data.eval_BxT1), cfg.runner.eval_chunk, cfg.runner.pool_step
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    for _ in range(args.reps + 1):  # the first round compiles and is dropped
+        t0 = time.perf_counter()
+        pool.measure_small(cfg.model, small.params, eval_set, chunk)
+        times["small"].append(time.perf_counter() - t0)
+        for g in groups:
+            for full in (False, True):
+                t0 = time.perf_counter()
+                pool.measure(g, g.state.params, small.params, cfg.model, eval_set, chunk, full, how)
+                times[f"{len(g.names)} wide{' + comparisons' if full else ''}"].append(time.perf_counter() - t0)
+    return {
+        "eval_sequences": len(eval_set),
+        "eval_chunk": chunk,
+        "pool_step": str(how),
+        "seconds": {k: spread(v[1:]) for k, v in times.items()},
+        "machine": {"cpu": machine_info_brief(), "load_avg": os.getloadavg()},
+    }
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags"])
+    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -503,8 +581,12 @@ def main(argv=None) -> None:
     ap.add_argument("--variant", default="baseline", choices=sorted(VARIANTS), help="profile: under this variant")
     ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run (with the baseline)")
     ap.add_argument("--dropout", type=float, default=0.0, help="variants: model dropout (0.1: the stochastic regime)")
+    ap.add_argument(
+        "--regime", default="deterministic", choices=["deterministic", "stochastic"], help="cell: the regime"
+    )
     args = ap.parse_args(argv)
     what = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan, "flags": xla_flags}
+    what |= {"cell": cell_split, "eval": eval_split}
     out = what[args.what](args)
     print(json.dumps(out, indent=1, default=float))
 

@@ -53,16 +53,16 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
     names = GROUPS.get(name) or name.split("+")
     if len(set(names)) != len(names):
         raise SystemExit(f"--e2e {name}: an experiment named twice would find its own cells done")
+    place: contextlib.AbstractContextManager[str]
     if keep_in:
         kept = Path(keep_in).absolute() / name
         if kept.exists():
             raise SystemExit(f"--e2e-out: {kept} exists; a timed run starts from scratch, so name a new directory")
         kept.mkdir(parents=True)
-    with (
-        contextlib.nullcontext(str(kept))
-        if keep_in
-        else tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as out_dir
-    ):
+        place = contextlib.nullcontext(str(kept))
+    else:
+        place = tempfile.TemporaryDirectory(prefix=f"bench-{name}-")
+    with place as out_dir:
         pool.PROGRAMS.clear()
         per_exp, cells, all_overrides, n_cells = {}, [], [], 0
         with clock.measure():

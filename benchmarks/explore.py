@@ -28,6 +28,7 @@ import math
 import os
 import re
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
@@ -492,6 +493,20 @@ def xla_flags(args) -> dict:
     }
 
 
+def _grown_pool(args):
+    """(cfg, data, small state, grown pool) of the runner for the preset and --override (pretraining
+    resumed, or run first, in the config's out_dir), with wandb and progress bars off."""
+    from growth import data as data_lib
+    from growth import pool, runner
+    from growth.config import to_config
+
+    quiet = ["logger.wandb.mode=disabled", "logger.progress=false"]
+    cfg = to_config(compose(PRESETS[args.preset].overrides + quiet + args.override))
+    data = data_lib.load(cfg.data)
+    small = runner.base_state(cfg, data)
+    return cfg, data, small, pool.build_pool(cfg, small)
+
+
 def cell_split(args) -> dict:
     """One regime cell of the runner (seed and growth step from --override), timed whole, and its evaluations alone.
 
@@ -499,20 +514,11 @@ def cell_split(args) -> dict:
     out_dir first); the evaluation share is the runner's `evaluate` at every lag of the cell on the
     grown pool, timed on its own; training is the rest. The first repetition includes compilation.
     """
-    import time
-
-    import numpy as np
-
-    from growth import data as data_lib
     from growth import pool, runner
-    from growth.config import Regime, to_config
+    from growth.config import Regime
     from growth.results import CellKey
 
-    quiet = ["logger.wandb.mode=disabled", "logger.progress=false"]
-    cfg = to_config(compose(PRESETS[args.preset].overrides + quiet + args.override))
-    data = data_lib.load(cfg.data)
-    small = runner.base_state(cfg, data)
-    grown = pool.build_pool(cfg, small)
+    cfg, data, small, grown = _grown_pool(args)
     groups = pool.group_pool(grown)
     params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
     out: dict = {"seed": cfg.seed, "growth_step": cfg.growth_step, "pool": cfg.pool, "cells": []}
@@ -523,7 +529,7 @@ def cell_split(args) -> dict:
         total = time.perf_counter() - t0
         t0 = time.perf_counter()
         for lag in runner.eval_lags(cfg):
-            runner.evaluate(cfg, lag, np.asarray(data.eval_BxT1), groups, params0, small.params)
+            runner.evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
         evaluate = time.perf_counter() - t0
         out["cells"].append({"regime": args.regime, "replicate": rep, "total_s": total, "evaluate_s": evaluate})
         out["cells"][-1]["train_s"] = total - evaluate
@@ -534,20 +540,11 @@ def eval_split(args) -> dict:
     """The runner's evaluation of one grown pool on the held-out set: the small model, then each stacked
     group without and with the lag-0 / probe comparisons (runner.eval_chunk and runner.pool_step from
     the config, so --override runner.eval_chunk=32 or runner.pool_step=vmap times the alternatives)."""
-    import time
+    from growth import pool
 
-    import numpy as np
-
-    from growth import data as data_lib
-    from growth import pool, runner
-    from growth.config import to_config
-
-    quiet = ["logger.wandb.mode=disabled", "logger.progress=false"]
-    cfg = to_config(compose(PRESETS[args.preset].overrides + quiet + args.override))
-    data = data_lib.load(cfg.data)
-    small = runner.base_state(cfg, data)
-    groups = pool.group_pool(pool.build_pool(cfg, small))
-    eval_set, chunk, how = np.asarray(data.eval_BxT1), cfg.runner.eval_chunk, cfg.runner.pool_step
+    cfg, data, small, grown = _grown_pool(args)
+    groups = pool.group_pool(grown)
+    eval_set, chunk, how = data.eval_BxT1, cfg.runner.eval_chunk, cfg.runner.pool_step
     times: dict[str, list[float]] = collections.defaultdict(list)
     for _ in range(args.reps + 1):  # the first round compiles and is dropped
         t0 = time.perf_counter()

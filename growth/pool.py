@@ -132,17 +132,22 @@ def _graphdef(model_cfg: ModelConfig, dropout: float = 0.0):
 
 def small_step(cfg: Config, dropout: float) -> Callable:
     key = ProgramKey("train_step", config_hash(cfg.model), config_hash(cfg.optim), dropout)
-    tx = optimizer.make_optimizer
-    return PROGRAMS.get(key, lambda: train.jit_train_step(_graphdef(cfg.model, dropout), tx(cfg.optim), cfg.optim))
+
+    def build():
+        return train.jit_train_step(_graphdef(cfg.model, dropout), optimizer.make_optimizer(cfg.optim), cfg.optim)
+
+    return PROGRAMS.get(key, build)
 
 
 def pool_step(cfg: Config, group: Group, dropout: float) -> Callable:
     how = cfg.runner.pool_step
     key = ProgramKey("pool_step", config_hash(group.model_cfg), config_hash(cfg.optim), dropout, str(how))
-    tx = optimizer.make_optimizer
-    return PROGRAMS.get(
-        key, lambda: train.jit_pool_step(_graphdef(group.model_cfg, dropout), tx(cfg.optim), cfg.optim, how)
-    )
+
+    def build():
+        tx = optimizer.make_optimizer(cfg.optim)
+        return train.jit_pool_step(_graphdef(group.model_cfg, dropout), tx, cfg.optim, how)
+
+    return PROGRAMS.get(key, build)
 
 
 def small_eval(model_cfg: ModelConfig) -> Callable[[Any, np.ndarray], jax.Array]:

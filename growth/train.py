@@ -219,7 +219,7 @@ def over_candidates(fn: Callable, how: PoolStep) -> Callable:
     """`fn(x, *shared)` applied to every candidate of the stacked `x_C`: `(x_C, *shared) -> out_C`.
 
     "map" loops inside the program (`jax.lax.map`), "vmap" batches. On the 2-core CPU the loop is
-    the faster for training (1.5x) and for evaluation (3.7x, docs/performance.md): batched
+    the faster for training (1.5x) and for evaluation (2.4x, docs/performance.md): batched
     activations C times larger than the caches cost more than the loop saves.
     """
     if how == PoolStep.vmap:

@@ -26,6 +26,11 @@ class DataSource(StrEnum):
     tinystories = "tinystories"
 
 
+class Family(StrEnum):
+    gpt = "gpt"  # GPT-2 block: learned positions, GELU MLP, full multi-head attention, biases
+    llama = "llama"  # Llama / Qwen2 block: RoPE, SwiGLU, grouped-query attention, RMSNorm (SPEC 2b)
+
+
 class Norm(StrEnum):
     layernorm = "layernorm"
     rmsnorm = "rmsnorm"
@@ -131,6 +136,12 @@ class ModelConfig:
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
     attention_layers: list[AttentionKind] = field(default_factory=list)  # per block; empty = all global
     window_size: int = 0  # local blocks see the last window_size positions (themselves included)
+    # The block family (growth/family.py); the fields below are read by the llama family only.
+    family: Family = Family.gpt
+    n_kv_heads: int | None = None  # llama: key/value heads, dividing n_heads (1 = multi-query); None = n_heads
+    mlp_hidden: int | None = None  # llama: SwiGLU hidden width (HF intermediate_size); None = mlp_ratio * d_model
+    rope_theta: float = 10000.0  # llama: RoPE base (rotate-half layout, pairs (j, j + head_dim / 2))
+    qkv_bias: bool = False  # llama: biases on q/k/v (Qwen2); the family has no other biases
 
 
 @dataclass

@@ -7,7 +7,7 @@ Parameters are plain nested dicts so growth operators and checkpoints work on or
   blocks/{i}/ln2/{scale, bias}    blocks/{i}/mlp/{fc: (D, F), proj: (F, D)}/{kernel, bias}
   ln_f/{scale, bias}              lm_head/kernel (D, V)   (absent when embeddings are tied)
 
-RMSNorm layers have `scale` only. Heads are contiguous slices of q/k/v outputs: head h owns
+RMSNorm layers have `scale` only. The llama family (model.family=llama) lives in growth/llama.py. Heads are contiguous slices of q/k/v outputs: head h owns
 columns h*head_dim .. (h+1)*head_dim.
 
 Options for imported checkpoints (docs/surgery.md): `activation`, unscaled attention
@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth.config import Activation, AttentionKind, ModelConfig, Norm, check_choice
+from growth import llama
+from growth.config import Activation, AttentionKind, Family, ModelConfig, Norm, check_choice
+from growth.layers import DROPOUT_BITS, CausalLM, ConfigError, Dropout, dense, norm
+
+__all__ = ["DROPOUT_BITS", "ConfigError", "Dropout"]  # re-exported: callers name them model_lib.*
 
 Params = dict[str, Any]
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the value and the fix."""
 
 
 def validate_model_config(cfg: ModelConfig) -> None:
@@ -45,6 +45,7 @@ def validate_model_config(cfg: ModelConfig) -> None:
             f" count that divides it (e.g. model.n_heads={_divisor_near(cfg.d_model, cfg.n_heads)})"
         )
     try:
+        check_choice("model.family", cfg.family, Family)
         check_choice("model.norm", cfg.norm, Norm)
         check_choice("model.activation", cfg.activation, Activation)
         for kind in cfg.attention_layers:
@@ -61,6 +62,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
         )
     if "local" in layers and cfg.window_size <= 0:
         raise ConfigError(f"model.window_size={cfg.window_size}: local blocks need a positive window")
+    if cfg.family == Family.llama:
+        llama.validate(cfg)
 
 
 ACTIVATIONS = {
@@ -79,43 +82,6 @@ def _divisor_near(n: int, target: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
-def _norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
-    if cfg.norm == "layernorm":
-        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
-    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
-
-
-def _dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None) -> nnx.Linear:
-    init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
-    return nnx.Linear(din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
-
-
-# Dropout draws 16-bit uniforms, two from each 32-bit random word: one threefry draw per element
-# cost a fifth of the stochastic-regime step on the CPU (docs/performance.md).
-DROPOUT_BITS = 16
-
-
-class Dropout(nnx.Module):
-    """Inverted dropout whose drop probability is `rate` rounded to a multiple of 2^-16.
-
-    A unit is dropped when its 16-bit uniform is below round(rate * 2^16); kept units are divided by
-    the exact keep probability, so the expected output is the input (rate 0.1 drops with
-    probability 0.1000061).
-    """
-
-    def __init__(self, rate: float):
-        self.threshold = min(round(rate * 2**DROPOUT_BITS), 2**DROPOUT_BITS - 1)
-
-    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
-        if deterministic or rngs is None or self.threshold == 0:
-            return x
-        n = x.size
-        words = jax.random.bits(rngs, ((n + 1) // 2,), jnp.uint32)
-        u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(x.shape)
-        keep_prob = 1.0 - self.threshold / 2**DROPOUT_BITS
-        return jnp.where(u16 >= self.threshold, x / keep_prob, 0).astype(x.dtype)
-
-
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
         d = cfg.d_model
@@ -123,10 +89,10 @@ class Attention(nnx.Module):
         self.n_heads = cfg.n_heads
         self.scaled = cfg.attn_scale
         self.window = window  # 0: causal over the whole context; w > 0: the last w positions only
-        self.q = _dense(d, d, cfg, rngs)
-        self.k = _dense(d, d, cfg, rngs)
-        self.v = _dense(d, d, cfg, rngs)
-        self.o = _dense(d, d, cfg, rngs, std=out_std)
+        self.q = dense(d, d, cfg, rngs)
+        self.k = dense(d, d, cfg, rngs)
+        self.v = dense(d, d, cfg, rngs)
+        self.o = dense(d, d, cfg, rngs, std=out_std)
         self.drop = Dropout(cfg.dropout)
 
     def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
@@ -154,8 +120,8 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, f = cfg.d_model, cfg.mlp_ratio * cfg.d_model
-        self.fc = _dense(d, f, cfg, rngs)
-        self.proj = _dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+        self.fc = dense(d, f, cfg, rngs)
+        self.proj = dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
         self.activation = cfg.activation
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
@@ -164,9 +130,9 @@ class MLP(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
-        self.ln1 = _norm(cfg, cfg.d_model, rngs)
+        self.ln1 = norm(cfg, cfg.d_model, rngs)
         self.attn = Attention(cfg, rngs, window)
-        self.ln2 = _norm(cfg, cfg.d_model, rngs)
+        self.ln2 = norm(cfg, cfg.d_model, rngs)
         self.mlp = MLP(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
 
@@ -178,7 +144,7 @@ class Block(nnx.Module):
         return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
-class GPT(nnx.Module):
+class GPT(CausalLM):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         validate_model_config(cfg)
         self.cfg = cfg
@@ -186,26 +152,10 @@ class GPT(nnx.Module):
         self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
         self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs, w) for w in block_windows(cfg)])
-        self.ln_f = _norm(cfg, cfg.d_model, rngs)
+        self.ln_f = norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
             self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
         self.drop = Dropout(cfg.dropout)
-
-    def __call__(
-        self,
-        tokens_BxL: jax.Array,
-        *,
-        deterministic: bool = True,
-        dropout_key: jax.Array | None = None,
-        return_residual: bool = False,
-    ):
-        """Logits (B, L, V); with `return_residual`, also the final residual stream (B, L, D)."""
-        h, residual_BxLxD = self.features(tokens_BxL, deterministic=deterministic, dropout_key=dropout_key)
-        if self.cfg.tie_embeddings:
-            logits = self.tok_embed.attend(h) * self.cfg.logit_scale
-        else:
-            logits = self.lm_head(h)
-        return (logits, residual_BxLxD) if return_residual else logits
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
         """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
@@ -222,23 +172,23 @@ class GPT(nnx.Module):
             x = block(x, deterministic=deterministic, rngs=key)
         return self.ln_f(x), x
 
-    def head_matrix(self) -> jax.Array:
-        """(D, V): logits = features @ head_matrix (the tied embedding, transposed and scaled, or lm_head)."""
-        if self.cfg.tie_embeddings:
-            return self.tok_embed.embedding[...].T * self.cfg.logit_scale
-        return self.lm_head.kernel[...]
+
+def module(cfg: ModelConfig, rngs: nnx.Rngs) -> CausalLM:
+    """The model of `cfg`'s family (growth.llama for llama), validated."""
+    validate_model_config(cfg)
+    return llama.Llama(cfg, rngs) if cfg.family == Family.llama else GPT(cfg, rngs)
 
 
 def build(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, Params]:
     """Initialise a model: its graph definition and its parameters as a plain nested dict."""
-    model = GPT(cfg, nnx.Rngs(params=key))
+    model = module(cfg, nnx.Rngs(params=key))
     graphdef, state = nnx.split(model, nnx.Param)
     return graphdef, nnx.to_pure_dict(state)
 
 
 def abstract(cfg: ModelConfig) -> tuple[nnx.GraphDef, Params]:
     """Graph definition and parameter shapes (jax.ShapeDtypeStruct leaves), allocating nothing."""
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: GPT(cfg, nnx.Rngs(0))), nnx.Param)
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: module(cfg, nnx.Rngs(0))), nnx.Param)
     return graphdef, nnx.to_pure_dict(state)
 
 
@@ -277,6 +227,8 @@ def param_count(params: Params) -> int:
 
 def count_params(cfg: ModelConfig) -> int:
     """Parameter count for a config, computed in closed form."""
+    if cfg.family == Family.llama:
+        return llama.count_params(cfg)
     d, f, v, t = cfg.d_model, cfg.mlp_ratio * cfg.d_model, cfg.vocab_size, cfg.context
     norm = 2 * d if cfg.norm == "layernorm" else d
     block = 2 * norm + 4 * (d * d + d) + (d * f + f) + (f * d + d)

@@ -30,9 +30,9 @@ def _small_numpy(small: train.TrainState):
 def _clone(small: train.TrainState, small_cfg: ModelConfig, k: int):
     """exact_copy's params and moments (float64 by path) and its space maps."""
     params, mu, nu = _small_numpy(small)
-    maps = core.clone_maps(small_cfg, k)
-    w_params = {p: core.map_param(p, w, maps, k) for p, w in params.items()}
-    w_moments = {p: core.map_moments(p, [Term(mu[p], nu[p])], maps, k) for p in params}
+    maps, fac = core.clone_maps(small_cfg, k), core.factors(small_cfg, k)
+    w_params = {p: core.map_param(p, w, maps, fac) for p, w in params.items()}
+    w_moments = {p: core.map_moments(p, [Term(mu[p], nu[p])], maps, fac) for p in params}
     return w_params, {p: m for p, (m, _) in w_moments.items()}, {p: v for p, (_, v) in w_moments.items()}, maps
 
 
@@ -51,8 +51,8 @@ def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset
             core.unflatten_like(template, nu),
             optimizer.make_optimizer(optim_cfg),
             spec,
-            core.direction_scale(small, spec, k),
-            core.clip_weight(small, optim_cfg, k),
+            core.direction_scale(small, spec, core.factors(small_cfg, k)),
+            core.clip_weight(small, optim_cfg, core.factors(small_cfg, k)),
             reset_mask,
             rewarm,
         ),
@@ -81,8 +81,9 @@ def perturbative(
     k = core.check_k(spec.k)
     params, mu, nu, maps = _clone(small, small_cfg, k)
     rng = core.numpy_rng(key)
-    for path in sorted(p for p in params if core.c_in(p, k) > 1):
-        w = params[path]
+    fac = core.factors(small_cfg, k)
+    for path in sorted(p for p in params if core.c_in(p, fac) > 1):
+        w = params[path]  # axis 0 is the input axis of every kernel, widened by k
         noise = rng.standard_normal((k, w.shape[0] // k) + w.shape[1:])
         if spec.perturbative.noise == "antithetic":
             noise = (noise - noise.mean(0)) * np.sqrt(k / (k - 1))  # zero-sum over copies, unit variance
@@ -98,7 +99,8 @@ def asymmetric_reset(
     del key
     k = core.check_k(spec.k)
     params, mu, nu, maps = _clone(small, small_cfg, k)
-    mask = {p: (core.unit_copy(p, w.shape, k) > 0).astype(np.float64) for p, w in params.items()}
+    fac = core.factors(small_cfg, k)
+    mask = {p: (core.unit_copy(p, w.shape, fac) > 0).astype(np.float64) for p, w in params.items()}
     mu = {p: m * (1 - mask[p]) for p, m in mu.items()}
     nu = {p: v * (1 - mask[p]) for p, v in nu.items()}
     return _assemble(

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from growth import family as family_lib
 from growth import model as model_lib
 from growth import optimizer, train
 from growth.config import (
@@ -34,7 +35,10 @@ from growth.config import (
 )
 from growth.model import ConfigError
 
-RESID = "resid"
+RESID = family_lib.RESID
+# The growth factor of every space: one int (every space widens by k) or per space (a multi-query
+# model's kv spaces stay at 1: growth.family).
+Factors = int | Mapping[str, int]
 
 
 class GrowthError(ConfigError):
@@ -85,13 +89,17 @@ def check_spec(spec: GrowthConfig) -> int:
 
 
 def wide_config(small_cfg: ModelConfig, spec: GrowthConfig) -> ModelConfig:
-    """d_model and n_heads times k, head_dim fixed; a tied model's logit_scale is divided by k."""
+    """d_model and n_heads (llama: kv heads but one, MLP hidden) times k, head_dim fixed; a tied model's
+    logit_scale is divided by k."""
     k = check_k(spec.k)
     model_lib.validate_model_config(small_cfg)
     logit_scale = small_cfg.logit_scale / k if small_cfg.tie_embeddings else small_cfg.logit_scale
-    return dataclasses.replace(
-        small_cfg, d_model=k * small_cfg.d_model, n_heads=k * small_cfg.n_heads, logit_scale=logit_scale
-    )
+    return dataclasses.replace(family_lib.record(small_cfg).wide_config(small_cfg, k), logit_scale=logit_scale)
+
+
+def factors(cfg: ModelConfig, k: int) -> dict[str, int]:
+    """The growth factor of every space of `cfg` at width factor k."""
+    return family_lib.record(cfg).factors(cfg, k)
 
 
 def check_state(small: train.TrainState, small_cfg: ModelConfig) -> None:
@@ -183,11 +191,13 @@ def layout(path: str) -> Layout:
     if parts[0] == "blocks" and len(parts) == 5:
         i, module = parts[1], parts[3]
         space_in, space_out = {
-            "q": (RESID, f"qk{i}"),
-            "k": (RESID, f"qk{i}"),
+            "q": (RESID, f"q{i}"),
+            "k": (RESID, f"k{i}"),
             "v": (RESID, f"v{i}"),
-            "o": (f"v{i}", RESID),
+            "o": (f"o{i}", RESID),
             "fc": (RESID, f"mlp{i}"),
+            "gate": (RESID, f"mlp{i}"),
+            "up": (RESID, f"mlp{i}"),
             "proj": (f"mlp{i}", RESID),
         }.get(module, (None, None))
         if space_in is not None and leaf == "kernel":
@@ -197,23 +207,32 @@ def layout(path: str) -> Layout:
     raise GrowthError(f"no widening layout for parameter {path}; growth/widen/core.py:layout must name it")
 
 
-def c_in(path: str, k: int) -> int:
+def factor(space: str | None, k: Factors) -> int:
+    """The growth factor of one space (1 for an axis that is not widened)."""
+    if space is None:
+        return 1
+    return k if isinstance(k, int) else k[space]
+
+
+def c_in(path: str, k: Factors) -> int:
     lay = layout(path)
-    return math.prod(k for a in lay.input_axes if lay.spaces[a] is not None)
+    return math.prod(factor(lay.spaces[a], k) for a in lay.input_axes)
 
 
-def c_out(path: str, k: int) -> int:
+def c_out(path: str, k: Factors) -> int:
     lay = layout(path)
-    return math.prod(k for a, s in enumerate(lay.spaces) if s is not None and a not in lay.input_axes)
+    return math.prod(factor(s, k) for a, s in enumerate(lay.spaces) if a not in lay.input_axes)
 
 
-def unit_copy(path: str, shape: tuple[int, ...], k: int) -> np.ndarray:
-    """Copy index (0 .. k-1) of the unit each entry belongs to: the output axis when widened, else input."""
+def unit_copy(path: str, shape: tuple[int, ...], k: Factors) -> np.ndarray:
+    """Copy index (0 .. c-1) of the unit each entry belongs to: the output axis when widened, else input."""
     lay = layout(path)
-    widened = [a for a, s in enumerate(lay.spaces) if s is not None]
+    widened = [a for a, s in enumerate(lay.spaces) if factor(s, k) > 1]
+    if not widened:  # e.g. a multi-query model's kv bias: one copy of everything
+        return np.zeros(shape, np.int64)
     outs = [a for a in widened if a not in lay.input_axes]
     axis = (outs or widened)[0]
-    d = shape[axis] // k
+    d = shape[axis] // factor(lay.spaces[axis], k)
     idx = np.arange(shape[axis]) // d
     return np.broadcast_to(np.expand_dims(idx, [a for a in range(len(shape)) if a != axis]), shape)
 
@@ -240,14 +259,12 @@ AxisMap = np.ndarray | Tile
 
 def space_dims(cfg: ModelConfig) -> dict[str, int]:
     """Small dimension of every space of a model."""
-    dims = {RESID: cfg.d_model}
-    for i in range(cfg.n_layers):
-        dims |= {f"qk{i}": cfg.d_model, f"v{i}": cfg.d_model, f"mlp{i}": cfg.mlp_ratio * cfg.d_model}
-    return dims
+    return family_lib.record(cfg).space_dims(cfg)
 
 
 def clone_maps(cfg: ModelConfig, k: int) -> dict[str, AxisMap]:
-    return {name: Tile(d, k) for name, d in space_dims(cfg).items()}
+    fac = factors(cfg, k)
+    return {name: Tile(d, fac[name]) for name, d in space_dims(cfg).items()}
 
 
 def dense(m: AxisMap) -> np.ndarray:
@@ -271,7 +288,7 @@ def axis_mats(path: str, maps: dict[str, AxisMap]) -> list[AxisMap | None]:
     return [None if s is None else maps[s] for s in layout(path).spaces]
 
 
-def map_param(path: str, w: np.ndarray, maps: dict[str, AxisMap], k: int) -> np.ndarray:
+def map_param(path: str, w: np.ndarray, maps: dict[str, AxisMap], k: Factors) -> np.ndarray:
     """W' = W contracted with each axis's embedding matrix, divided by c_in."""
     return map_axes(w, axis_mats(path, maps)) / c_in(path, k)
 
@@ -285,7 +302,9 @@ class Term:
     pre: tuple[np.ndarray | None, ...] | None = None  # per-axis map applied before the space's M
 
 
-def map_moments(path: str, terms: Sequence[Term], maps: dict[str, AxisMap], k: int) -> tuple[np.ndarray, np.ndarray]:
+def map_moments(
+    path: str, terms: Sequence[Term], maps: dict[str, AxisMap], k: Factors
+) -> tuple[np.ndarray, np.ndarray]:
     """(mu', nu') of a wide tensor from the small moments of its gradient sources.
 
     The gradient maps linearly, G' = L G / c_out, so mu' = L mu / c_out exactly. For nu, the gradient's
@@ -369,14 +388,14 @@ def wide_opt_state(
     return opt
 
 
-def direction_scale(small: train.TrainState, spec: GrowthConfig, k: int) -> dict[str, float]:
+def direction_scale(small: train.TrainState, spec: GrowthConfig, k: Factors) -> dict[str, float]:
     """Per-tensor Adam-direction scale: the small run's, times 1 / c_in under lr_correction=fan_in."""
     small_scale = flatten(small.opt_state[optimizer.DIRECTION].scale)
     fan_in = spec.lr_correction == LrCorrection.fan_in
     return {path: float(s) / (c_in(path, k) if fan_in else 1) for path, s in small_scale.items()}
 
 
-def clip_weight(small: train.TrainState, optim_cfg: OptimConfig, k: int) -> dict[str, float]:
+def clip_weight(small: train.TrainState, optim_cfg: OptimConfig, k: Factors) -> dict[str, float]:
     """Per-tensor weight in the clip's norm: the small run's, times c_out / c_in under clone_consistent.
 
     A clone's gradient has the small one's squared norm times c_in / c_out per tensor, so these

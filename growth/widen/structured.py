@@ -15,7 +15,9 @@ import jax
 import numpy as np
 from scipy.linalg import block_diag
 
-from growth.config import GrowthConfig, ModelConfig
+from growth import family as family_lib
+from growth import llama
+from growth.config import Family, GrowthConfig, ModelConfig
 from growth.widen import core
 from growth.widen.core import RESID, GrowthError, Term
 
@@ -37,25 +39,60 @@ def orthogonal_fixing_ones(rng: np.random.Generator, n: int) -> np.ndarray:
     return basis @ inner @ basis.T
 
 
+def rope_rotation(rng: np.random.Generator, hd: int) -> np.ndarray:
+    """Independent 2-D rotations (no reflections) of each RoPE frequency pair (j, j + hd/2): the
+    orthogonal maps of a head's q/k space that commute with every rotary rotation."""
+    half = hd // 2
+    angle = rng.uniform(0.0, 2 * np.pi, half)
+    r = np.zeros((hd, hd))
+    j = np.arange(half)
+    r[j, j] = r[j + half, j + half] = np.cos(angle)
+    r[j, j + half], r[j + half, j] = np.sin(angle), -np.sin(angle)
+    return r
+
+
 def structured_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict[str, core.AxisMap]:
-    """The embedding matrix of every space (each M M^T = k I)."""
+    """The embedding matrix of every space (each M M^T = c I, c its growth factor)."""
     d, hd = cfg.d_model, cfg.d_model // cfg.n_heads
-    maps = {RESID: core.clone_matrix(d, k) @ orthogonal_fixing_ones(rng, k * d)}
+    maps: dict[str, core.AxisMap] = {RESID: core.clone_matrix(d, k) @ orthogonal_fixing_ones(rng, k * d)}
+    if cfg.family == Family.llama:
+        return maps | _llama_head_maps(cfg, k, rng)
     for i in range(cfg.n_layers):
-        for space in (f"qk{i}", f"v{i}"):  # wide head c*H + h gets its own rotation
-            rotations = [random_orthogonal(rng, hd) for _ in range(k * cfg.n_heads)]
-            maps[space] = core.clone_matrix(d, k) @ block_diag(*rotations)
-        maps[f"mlp{i}"] = core.Tile(cfg.mlp_ratio * d, k)
+        qk, v = (  # wide head c*H + h gets its own rotation of its q/k space and of its v space
+            core.clone_matrix(d, k) @ block_diag(*[random_orthogonal(rng, hd) for _ in range(k * cfg.n_heads)])
+            for _ in range(2)
+        )
+        maps |= {f"q{i}": qk, f"k{i}": qk, f"v{i}": v, f"o{i}": v, f"mlp{i}": core.Tile(cfg.mlp_ratio * d, k)}
+    return maps
+
+
+def _llama_head_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict[str, core.AxisMap]:
+    """Per wide kv head a RoPE-commuting rotation of its k space and any rotation of its v space; each
+    wide query head takes its kv head's rotations (q.k and the attention output pair them)."""
+    hd, heads, kv = cfg.d_model // cfg.n_heads, cfg.n_heads, llama.kv_heads(cfg)
+    fac = core.factors(cfg, k)
+    maps: dict[str, core.AxisMap] = {}
+    for i in range(cfg.n_layers):
+        c_kv = fac[f"k{i}"]  # 1 for a multi-query model: its one kv head stays one
+        group = (k * heads) // (c_kv * kv)  # wide query heads per wide kv head
+        rot_k = [rope_rotation(rng, hd) for _ in range(c_kv * kv)]
+        rot_v = [random_orthogonal(rng, hd) for _ in range(c_kv * kv)]
+        maps[f"k{i}"] = core.clone_matrix(kv * hd, c_kv) @ block_diag(*rot_k)
+        maps[f"v{i}"] = core.clone_matrix(kv * hd, c_kv) @ block_diag(*rot_v)
+        maps[f"q{i}"] = core.clone_matrix(heads * hd, k) @ block_diag(*[rot_k[h // group] for h in range(k * heads)])
+        maps[f"o{i}"] = core.clone_matrix(heads * hd, k) @ block_diag(*[rot_v[h // group] for h in range(k * heads)])
+        maps[f"mlp{i}"] = core.Tile(llama.hidden(cfg), k)
     return maps
 
 
 def _readers(cfg: ModelConfig) -> dict[str, list[str]]:
-    """Norm prefix -> the kernels that read it."""
+    """Norm prefix -> the kernels that read it (growth.family names them per family)."""
+    names = family_lib.record(cfg).norm_readers
     out = {}
     for i in range(cfg.n_layers):
         b = f"blocks/{i}"
-        out[f"{b}/ln1"] = [f"{b}/attn/{m}" for m in ("q", "k", "v")]
-        out[f"{b}/ln2"] = [f"{b}/mlp/fc"]
+        out[f"{b}/ln1"] = [f"{b}/attn/{m}" for m in names["ln1"]]
+        out[f"{b}/ln2"] = [f"{b}/mlp/{m}" for m in names["ln2"]]
     out["ln_f"] = ["lm_head"]
     return out
 
@@ -131,11 +168,12 @@ def widen(
     folded, terms, reset = fold(cfg, params, mu, nu)
     split = mlp_split(cfg, params, k, spec.structured.mlp_split_scale, rng)
     w_params, w_mu, w_nu = {}, {}, {}
+    fac = core.factors(cfg, k)
     for path, w in folded.items():
-        w_params[path] = core.map_param(path, w, maps, k)
+        w_params[path] = core.map_param(path, w, maps, fac)
         if path in split:  # rows already widened: only the output (residual) axis is mapped
             w_params[path] = w_params[path] + core.map_axes(split[path], [None, maps[RESID]])
-        w_mu[path], w_nu[path] = core.map_moments(path, terms[path], maps, k)
+        w_mu[path], w_nu[path] = core.map_moments(path, terms[path], maps, fac)
         if path in reset:  # wide norm gains: exactly 1 (1 Q = 1), moments reset
             w_params[path] = np.ones_like(w_params[path])
             w_mu[path], w_nu[path] = np.zeros_like(w_mu[path]), np.zeros_like(w_nu[path])

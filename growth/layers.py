@@ -1,0 +1,85 @@
+"""Layers both model families share: norms, dense layers, dropout, and the config error."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from growth.config import ModelConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the value and the fix."""
+
+
+def norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
+    if cfg.norm == "layernorm":
+        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+
+
+def dense(
+    din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None, bias: bool = True
+) -> nnx.Linear:
+    init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
+    return nnx.Linear(din, dout, use_bias=bias, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
+
+
+# Dropout draws 16-bit uniforms, two from each 32-bit random word: one threefry draw per element
+# cost a fifth of the stochastic-regime step on the CPU (docs/performance.md).
+DROPOUT_BITS = 16
+
+
+class Dropout(nnx.Module):
+    """Inverted dropout whose drop probability is `rate` rounded to a multiple of 2^-16.
+
+    A unit is dropped when its 16-bit uniform is below round(rate * 2^16); kept units are divided by
+    the exact keep probability, so the expected output is the input (rate 0.1 drops with
+    probability 0.1000061).
+    """
+
+    def __init__(self, rate: float):
+        self.threshold = min(round(rate * 2**DROPOUT_BITS), 2**DROPOUT_BITS - 1)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+        if deterministic or rngs is None or self.threshold == 0:
+            return x
+        n = x.size
+        words = jax.random.bits(rngs, ((n + 1) // 2,), jnp.uint32)
+        u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(x.shape)
+        keep_prob = 1.0 - self.threshold / 2**DROPOUT_BITS
+        return jnp.where(u16 >= self.threshold, x / keep_prob, 0).astype(x.dtype)
+
+
+class CausalLM(nnx.Module):
+    """What both families share above `features`: the logits from the tied embedding or lm_head."""
+
+    cfg: ModelConfig
+    tok_embed: nnx.Embed
+    lm_head: nnx.Linear
+
+    def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        tokens_BxL: jax.Array,
+        *,
+        deterministic: bool = True,
+        dropout_key: jax.Array | None = None,
+        return_residual: bool = False,
+    ):
+        """Logits (B, L, V); with `return_residual`, also the final residual stream (B, L, D)."""
+        h, residual_BxLxD = self.features(tokens_BxL, deterministic=deterministic, dropout_key=dropout_key)
+        if self.cfg.tie_embeddings:
+            logits = self.tok_embed.attend(h) * self.cfg.logit_scale
+        else:
+            logits = self.lm_head(h)
+        return (logits, residual_BxLxD) if return_residual else logits
+
+    def head_matrix(self) -> jax.Array:
+        """(D, V): logits = features @ head_matrix (the tied embedding, transposed and scaled, or lm_head)."""
+        if self.cfg.tie_embeddings:
+            return self.tok_embed.embedding[...].T * self.cfg.logit_scale
+        return self.lm_head.kernel[...]

@@ -1,0 +1,158 @@
+"""The llama family (SPEC section 2b): RMSNorm, RoPE, grouped-query attention, SwiGLU, no biases.
+
+Parameters, as plain nested dicts (the names the GPT family uses wherever the role is the same, so
+growth layouts and depth surgery read both):
+
+  tok_embed/embedding (V, D)      blocks/{i}/ln1/scale (D,)      blocks/{i}/ln2/scale (D,)
+  blocks/{i}/attn/q/kernel (D, H hd)    blocks/{i}/attn/{k, v}/kernel (D, K hd)
+  blocks/{i}/attn/{q, k, v}/bias        (only with model.qkv_bias, as Qwen2)
+  blocks/{i}/attn/o/kernel (H hd, D)    blocks/{i}/mlp/{gate, up}/kernel (D, F)
+  blocks/{i}/mlp/proj/kernel (F, D)     (HF's down_proj)
+  ln_f/scale (D,)                       lm_head/kernel (D, V)   (absent when embeddings are tied)
+
+Query head h reads kv head h // (H / K), Hugging Face's rule. RoPE rotates each pair (j, j + hd / 2)
+of a head by position * theta^(-2j / hd), the rotate-half layout of transformers' Llama.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from growth.config import ModelConfig
+from growth.layers import CausalLM, ConfigError, Dropout, dense
+
+
+def kv_heads(cfg: ModelConfig) -> int:
+    """Key/value heads: model.n_kv_heads, or n_heads when unset."""
+    return cfg.n_heads if cfg.n_kv_heads is None else cfg.n_kv_heads
+
+
+def hidden(cfg: ModelConfig) -> int:
+    """SwiGLU hidden width: model.mlp_hidden, or mlp_ratio * d_model when unset."""
+    return cfg.mlp_ratio * cfg.d_model if cfg.mlp_hidden is None else cfg.mlp_hidden
+
+
+def validate(cfg: ModelConfig) -> None:
+    """Raise ConfigError for llama fields that cannot build a model."""
+    kv = kv_heads(cfg)
+    if kv <= 0 or cfg.n_heads % kv:
+        divisors = [d for d in range(1, cfg.n_heads + 1) if cfg.n_heads % d == 0]
+        raise ConfigError(
+            f"model.n_kv_heads={cfg.n_kv_heads} must divide model.n_heads={cfg.n_heads}; use one of {divisors}"
+            " (1 = multi-query)"
+        )
+    if cfg.norm != "rmsnorm":
+        raise ConfigError(f"model.norm={cfg.norm}: the llama family uses RMSNorm; set model.norm=rmsnorm")
+    if (cfg.d_model // cfg.n_heads) % 2:
+        raise ConfigError(
+            f"head_dim={cfg.d_model // cfg.n_heads} (model.d_model / model.n_heads) must be even for RoPE pairs"
+        )
+    if hidden(cfg) <= 0 or not cfg.rope_theta > 0:
+        raise ConfigError(f"model.mlp_hidden={cfg.mlp_hidden} and model.rope_theta={cfg.rope_theta} must be positive")
+    if cfg.attention_layers or cfg.window_size:
+        raise ConfigError("model.attention_layers / model.window_size: the llama family has no sliding windows")
+
+
+def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """(cos, sin), each (L, head_dim): angle position * theta^(-2j / head_dim) on columns j and j + hd/2."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    angles_LxH = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    angles = jnp.concatenate([angles_LxH, angles_LxH], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def rope(x_BxLxNxd: jax.Array, cos_Lxd: jax.Array, sin_Lxd: jax.Array) -> jax.Array:
+    """Rotate-half RoPE: x cos + rotate_half(x) sin, rotate_half(x) = (-x2, x1)."""
+    half = x_BxLxNxd.shape[-1] // 2
+    rotated = jnp.concatenate([-x_BxLxNxd[..., half:], x_BxLxNxd[..., :half]], axis=-1)
+    return x_BxLxNxd * cos_Lxd[None, :, None] + rotated * sin_Lxd[None, :, None]
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, hd = cfg.d_model, cfg.d_model // cfg.n_heads
+        self.n_heads, self.n_kv, self.head_dim, self.theta = cfg.n_heads, kv_heads(cfg), hd, cfg.rope_theta
+        self.q = dense(d, cfg.n_heads * hd, cfg, rngs, bias=cfg.qkv_bias)
+        self.k = dense(d, self.n_kv * hd, cfg, rngs, bias=cfg.qkv_bias)
+        self.v = dense(d, self.n_kv * hd, cfg, rngs, bias=cfg.qkv_bias)
+        self.o = dense(cfg.n_heads * hd, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers), bias=False)
+        self.drop = Dropout(cfg.dropout)
+
+    def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+        B, L, _ = x_BxLxD.shape
+        hd, group = self.head_dim, self.n_heads // self.n_kv
+        cos, sin = rope_tables(L, hd, self.theta)
+        q = rope(self.q(x_BxLxD).reshape(B, L, self.n_heads, hd), cos, sin)
+        k = rope(self.k(x_BxLxD).reshape(B, L, self.n_kv, hd), cos, sin)
+        v = self.v(x_BxLxD).reshape(B, L, self.n_kv, hd)
+        k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)  # query head h reads kv head h // group
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k) / math.sqrt(hd)
+        causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
+        s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
+        p_BxHxLxL = self.drop(jax.nn.softmax(s_BxHxLxL, axis=-1), deterministic=deterministic, rngs=rngs)
+        o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        return self.o(o_BxLxHxd.reshape(B, L, self.n_heads * hd))
+
+
+class SwiGLU(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, f = cfg.d_model, hidden(cfg)
+        self.gate = dense(d, f, cfg, rngs, bias=False)
+        self.up = dense(d, f, cfg, rngs, bias=False)
+        self.proj = dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers), bias=False)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        return self.proj(jax.nn.silu(self.gate(x_BxLxD)) * self.up(x_BxLxD))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.ln1 = nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, rngs=rngs)
+        self.attn = Attention(cfg, rngs)
+        self.ln2 = nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, rngs=rngs)
+        self.mlp = SwiGLU(cfg, rngs)
+        self.drop = Dropout(cfg.dropout)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+        k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
+        h = self.attn(self.ln1(x), deterministic=deterministic, rngs=k_attn)
+        x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
+        return x + self.drop(self.mlp(self.ln2(x)), deterministic=deterministic, rngs=k_res2)
+
+
+class Llama(CausalLM):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        emb_init = jax.nn.initializers.normal(cfg.init_std)
+        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.ln_f = nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, rngs=rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
+        self.drop = Dropout(cfg.dropout)
+
+    def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
+        """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
+        L = tokens_BxL.shape[1]
+        if self.cfg.context < L:
+            raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
+        deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
+        keys = [None] * (len(self.blocks) + 1)
+        if not deterministic and dropout_key is not None:
+            keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        x = self.drop(self.tok_embed(tokens_BxL), deterministic=deterministic, rngs=keys[0])
+        for block, key in zip(self.blocks, keys[1:], strict=True):
+            x = block(x, deterministic=deterministic, rngs=key)
+        return self.ln_f(x), x
+
+
+def count_params(cfg: ModelConfig) -> int:
+    """Parameter count of a llama config, in closed form."""
+    d, hd, kv, f, v = cfg.d_model, cfg.d_model // cfg.n_heads, kv_heads(cfg), hidden(cfg), cfg.vocab_size
+    attn = 2 * d * d + 2 * d * kv * hd + (d + 2 * kv * hd if cfg.qkv_bias else 0)
+    block = 2 * d + attn + 3 * d * f
+    return v * d + cfg.n_layers * block + d + (0 if cfg.tie_embeddings else d * v)

@@ -32,7 +32,9 @@ class NoiseFilter:
                     self.pending = self.pending[len(HEADER) + 1 :]
                     continue
                 cut = self.pending.find("\n", 1 if self.pending.startswith(HEADER) else 0)
-                out, self.pending = (self.pending, "") if cut < 0 else (self.pending[: cut + 1], self.pending[cut + 1 :])
+                out, self.pending = (
+                    (self.pending, "") if cut < 0 else (self.pending[: cut + 1], self.pending[cut + 1 :])
+                )
                 self.stream.write(out)
                 continue
             cut = self.pending.find("\n")

@@ -8,6 +8,7 @@ and dropout keys, shared by every candidate of the cell; replicate 0 continues t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -241,7 +242,9 @@ def run_pass(cfg: Config) -> int:
     setup = None
     held = 0
     for key in todo:
-        claimed = lease.claim(path.parent, f"{key.stem}-{chash}", cfg.workers, lambda k=key: _finished(path, chash, k))
+        claimed = lease.claim(
+            path.parent, f"{key.stem}-{chash}", cfg.workers, functools.partial(_finished, path, chash, key)
+        )
         if claimed is None:
             held += not _finished(path, chash, key)
             continue

@@ -24,6 +24,7 @@ from growth import model as model_lib
 from growth.config import Config, as_dict, config_hash
 from growth.files import truncate_jsonl
 from growth.tracking import Tracker, progress
+from growth.validate import check_bpe_vocab
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def sound_steps(cfg: Config, candidates: list[int]) -> list[int]:
 def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
     """Pretrain to `pretrain.steps`, writing checkpoints at `pretrain.checkpoint_steps`; resumable, and
     safe to call from many processes at once (one trains, the others wait for it)."""
+    check_bpe_vocab(cfg)
     out = run_dir(cfg)
 
     def waiting() -> None:

@@ -25,7 +25,7 @@ from growth.interop import hf_import
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
 from growth.tracking import Tracker, progress
-from growth.validate import check_growth_step
+from growth.validate import check_bpe_vocab, check_growth_step
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,7 @@ def validate(cfg: Config) -> None:
     if cfg.replicates < 1:
         raise RunnerError(f"replicates={cfg.replicates} must be at least 1")
     check_growth_step(cfg)
+    check_bpe_vocab(cfg)
 
 
 def prepare(cfg: Config) -> Config:

@@ -2,8 +2,9 @@
 
 Each refusal is one line naming the key, the bad value and a valid one, raised before any compute.
 The choice (Enum) checks stay in OmegaConf and the model's shape checks in growth.model; these add
-the ranges, the ordering of the lags, duplicate names, and the growth step a preset's pretraining
-reaches (check_growth_step, called by the runner, since a pretraining-only command never grows).
+the ranges, the ordering of the lags, duplicate names, the growth step a preset's pretraining
+reaches (check_growth_step, called by the runner, since a pretraining-only command never grows) and
+the BPE vocabulary floor (check_bpe_vocab, called by the commands that train a tokenizer).
 """
 
 from __future__ import annotations
@@ -82,8 +83,7 @@ def check_values(cfg: Config) -> None:
     _int_at_least("data.synthetic_train_docs", d.synthetic_train_docs, 1, 6000)
     _int_at_least("data.synthetic_valid_docs", d.synthetic_valid_docs, 1, 400)
     _int_at_least("data.synthetic_seed", d.synthetic_seed, 0)
-    if d.tokenizer_path is None:  # a trained byte-level BPE (a given tokenizer brings its own vocabulary)
-        _int_at_least("data.vocab_size", d.vocab_size, BYTE_LEVEL_MIN_VOCAB, 4096)
+    _int_at_least("data.vocab_size", d.vocab_size, 1, 4096)  # the BPE floor: check_bpe_vocab
     _int_at_least("data.min_frequency", d.min_frequency, 1, 2)
     _int_at_least("data.context", d.context, 1, 128)
     _int_at_least("data.eval_sequences", d.eval_sequences, 1, 64)
@@ -145,6 +145,14 @@ def check_values(cfg: Config) -> None:
             _int_at_least(f"{key}.replicates", cell.replicates, 1)
         if cell.pool is not None:
             _no_duplicates(f"{key}.pool", cell.pool)
+
+
+def check_bpe_vocab(cfg: Config) -> None:
+    """A byte-level BPE trained on the corpus needs >= 257 tokens. Checked by the commands that train one
+    (pretraining, growth from a pretraining run) before any compute, not in to_config: the saved config of
+    an imported checkpoint (growth.interop.hf_import) holds its model's own, possibly smaller, vocabulary."""
+    if cfg.data.tokenizer_path is None and not cfg.runner.base_dir:
+        _int_at_least("data.vocab_size", cfg.data.vocab_size, BYTE_LEVEL_MIN_VOCAB, 4096)
 
 
 def check_growth_step(cfg: Config) -> None:

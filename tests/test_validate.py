@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from growth import runner
+from growth import pretrain, runner
 from growth.config import Config, ConfigValueError, register_configs, to_config
 from growth.grid import reproduce
 from tests.conftest import REPO
@@ -27,7 +27,6 @@ BAD = [
     ("optim.lr=inf", "optim.lr=inf is invalid: it must be a finite number > 0"),
     ("optim.eps=0", "optim.eps=0.0 is invalid: it must be a finite number > 0; e.g. optim.eps=1e-08"),
     ("data.context=0", "data.context=0 is invalid: it must be an integer >= 1; e.g. data.context=128"),
-    ("data.vocab_size=10", "data.vocab_size=10 is invalid: it must be an integer >= 257; e.g. data.vocab_size=4096"),
     ("model.dropout=1.0", "model.dropout=1.0 is invalid: it must be in [0, 1); e.g. model.dropout=0.0"),
     ("runner.stochastic_dropout=-0.1", "runner.stochastic_dropout=-0.1 is invalid: it must be in [0, 1)"),
     ("pretrain.steps=0", "pretrain.steps=0 is invalid: it must be an integer >= 1"),
@@ -67,6 +66,16 @@ def test_a_config_built_in_code_is_checked_too(tiny_cfg):
         runner.run(bad)
 
 
+def test_a_byte_level_vocabulary_below_257_names_data_vocab_size(tmp_path):
+    cfg = dataclasses.replace(_compose(["experiment=smoke", "data.vocab_size=10"]), out_dir=str(tmp_path), grid=[])
+    message = "data.vocab_size=10 is invalid: it must be an integer >= 257; e.g. data.vocab_size=4096"
+    with pytest.raises(ConfigValueError, match=message):
+        runner.run(dataclasses.replace(cfg, growth_step=40))
+    with pytest.raises(ConfigValueError, match=message):
+        pretrain.run(cfg)
+    assert not list(Path(tmp_path).rglob("*"))
+
+
 def test_a_growth_step_past_the_preset_pretraining_is_refused_before_any_compute(tmp_path):
     cfg = dataclasses.replace(_compose(["experiment=smoke"]), out_dir=str(tmp_path), grid=[])
     assert cfg.growth_step == 1000 and cfg.pretrain.steps == 60
@@ -94,9 +103,16 @@ def test_a_bad_value_is_one_line_from_the_command_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("override", "message"), [*BAD, ("growth_step=1000", "growth_step=1000 is past")])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        *BAD,
+        ("growth_step=1000", "growth_step=1000 is past"),
+        ("growth_step=40 data.vocab_size=10", "data.vocab_size=10 is invalid: it must be an integer >= 257"),
+    ],
+)
 def test_each_bad_value_is_one_line_from_the_command_line(tmp_path, override, message):
-    proc = _cli([override], tmp_path)
+    proc = _cli(override.split(), tmp_path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), proc.stderr[-2000:]

@@ -1,12 +1,17 @@
-"""Keep orbax's shutdown noise out of stderr: after a failed save (e.g. a full disk), its background event
-loops print "RuntimeError: Event loop is closed" tracebacks that would bury the one line that matters.
+"""Keep orbax's shutdown noise out of stderr: after a failed save (e.g. a full disk), tensorstore's
+completion callbacks call `call_soon_threadsafe` on orbax's already closed event loops, and each prints a
+"RuntimeError: Event loop is closed" traceback that would bury the one line that matters.
 
-Only that exact traceback is dropped; every other write passes through unchanged.
+Two guards, both narrow: scheduling on a closed loop becomes a no-op (nothing could run there anyway),
+and a stderr filter drops that exact traceback should one still be printed. Every other write passes
+through unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
 from typing import Any, TextIO
 
 HEADER = "Traceback (most recent call last):"
@@ -20,8 +25,13 @@ class NoiseFilter:
         self.stream = stream
         self.pending = ""
         self.block: list[str] | None = None
+        self.lock = threading.Lock()
 
     def write(self, text: str) -> int:
+        with self.lock:
+            return self._write(text)
+
+    def _write(self, text: str) -> int:
         self.pending += text
         while self.pending:
             if self.block is None:
@@ -56,7 +66,17 @@ class NoiseFilter:
         return getattr(self.stream, name)
 
 
+_schedule = asyncio.BaseEventLoop.call_soon_threadsafe
+
+
+def _schedule_unless_closed(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> Any:
+    if self.is_closed():
+        return None  # the loop is gone: the callback could never run
+    return _schedule(self, *args, **kwargs)
+
+
 def install() -> None:
-    """Wrap sys.stderr once (idempotent)."""
+    """Install both guards once (idempotent)."""
+    asyncio.BaseEventLoop.call_soon_threadsafe = _schedule_unless_closed  # type: ignore[method-assign,assignment]
     if not isinstance(sys.stderr, NoiseFilter):
         sys.stderr = NoiseFilter(sys.stderr)  # type: ignore[assignment]

@@ -126,6 +126,9 @@ class ModelConfig:
     dropout: float = 0.0
     init_std: float = 0.02
     dtype: str = "float32"
+    # msg (growth/widen/msg.py): the model holds per-unit masks (new residual dims, heads, MLP units)
+    # that ramp in the train step; norms use mask-weighted statistics. Small and ordinary models: false.
+    growth_masks: bool = False
     # Options an imported checkpoint needs (growth.interop.hf_import); the defaults are the SPEC model.
     activation: Activation = Activation.gelu_tanh  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf)
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
@@ -189,6 +192,36 @@ class StructuredConfig:
 
 
 @dataclass
+class Net2NetConfig:
+    noise: float = 0.0  # std of noise on the added units' incoming weights, relative to rms(W'); 0 = preserving
+
+
+@dataclass
+class ZeroPadConfig:
+    init_scale: float = 0.0  # new entries = init_scale * a fresh wide init; 0 = exact zeros
+
+
+@dataclass
+class ShrinkPerturbConfig:
+    shrink: float = 0.6  # lambda: W' = lambda * zero_pad(W) + sigma * W_init (docs/decisions.md: sweep)
+    perturb: float = 0.2  # sigma, the weight of the fresh wide init
+
+
+@dataclass
+class MsgConfig:
+    ramp_steps: int = 8  # steps over which the new units' masks rise linearly from 0 to 1
+
+
+@dataclass
+class LigoConfig:
+    # operator-training steps, on the pretraining batches of the steps just before the growth step
+    # (pretrain.batch_size sequences each); charged as growth_tokens
+    steps: int = 16
+    lr: float = 1e-3  # Adam learning rate of the expansion matrices
+    init_noise: float = 0.01  # std of the noise added to exact_copy's maps at init
+
+
+@dataclass
 class DepthConfig:
     n_new: int = 1  # blocks to add (depth-growth candidates deepen_identity / deepen_copy)
     # Where each new block goes, as an index into the small model's blocks: p puts it before small
@@ -202,10 +235,17 @@ class GrowthConfig:
     k: int = 2  # width factor: d_model, heads and MLP width are multiplied by k
     schedule: Schedule = Schedule["continue"]
     rewarm_steps: int = 16  # schedule=rewarm: linear re-warmup length
-    lr_correction: LrCorrection = LrCorrection.none  # fan_in: Adam direction of cloned fan-in tensors / c_in
+    # fan_in: every wide model scales the Adam direction of each tensor reading a widened space by
+    # 1 / its input-width ratio, and the clone-consistent clip weights follow the same ratios
+    lr_correction: LrCorrection = LrCorrection.none
     perturbative: PerturbativeConfig = field(default_factory=PerturbativeConfig)
     asymmetric_reset: AsymmetricResetConfig = field(default_factory=AsymmetricResetConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
+    net2net: Net2NetConfig = field(default_factory=Net2NetConfig)
+    zero_pad: ZeroPadConfig = field(default_factory=ZeroPadConfig)
+    shrink_perturb: ShrinkPerturbConfig = field(default_factory=ShrinkPerturbConfig)
+    msg: MsgConfig = field(default_factory=MsgConfig)
+    ligo: LigoConfig = field(default_factory=LigoConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
 
 

@@ -10,6 +10,9 @@ Parameters are plain nested dicts so growth operators and checkpoints work on or
 RMSNorm layers have `scale` only. Heads are contiguous slices of q/k/v outputs: head h owns
 columns h*head_dim .. (h+1)*head_dim.
 
+With `growth_masks` (msg, growth/masks.py) the model also holds mask parameters: `mask_resid`,
+`mask_ramp`, `blocks/{i}/attn/mask_heads`, `blocks/{i}/mlp/mask_hidden`.
+
 Options for imported checkpoints (docs/surgery.md): `activation`, unscaled attention
 (`attn_scale: false`) and sliding-window blocks (`attention_layers`, `window_size`).
 """
@@ -23,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from growth import masks
 from growth.config import Activation, AttentionKind, ModelConfig, Norm, check_choice
 
 Params = dict[str, Any]
@@ -79,7 +83,7 @@ def _divisor_near(n: int, target: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
-def _norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
+def _norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSNorm:
     if cfg.norm == "layernorm":
         return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
     return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
@@ -128,6 +132,8 @@ class Attention(nnx.Module):
         self.v = _dense(d, d, cfg, rngs)
         self.o = _dense(d, d, cfg, rngs, std=out_std)
         self.drop = Dropout(cfg.dropout)
+        if cfg.growth_masks:
+            self.mask_heads = nnx.Param(jnp.ones((cfg.n_heads,), jnp.float32))
 
     def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
         B, L, D = x_BxLxD.shape
@@ -148,6 +154,8 @@ class Attention(nnx.Module):
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
         p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs)
         o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        if hasattr(self, "mask_heads"):
+            o_BxLxHxd = o_BxLxHxd * masks.read(self.mask_heads[...])[:, None]
         return self.o(o_BxLxHxd.reshape(B, L, D))
 
 
@@ -157,9 +165,22 @@ class MLP(nnx.Module):
         self.fc = _dense(d, f, cfg, rngs)
         self.proj = _dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
         self.activation = cfg.activation
+        if cfg.growth_masks:
+            self.mask_hidden = nnx.Param(jnp.ones((f,), jnp.float32))
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        return self.proj(ACTIVATIONS[self.activation](self.fc(x_BxLxD)))
+        h = ACTIVATIONS[self.activation](self.fc(x_BxLxD))
+        if hasattr(self, "mask_hidden"):
+            h = h * masks.read(self.mask_hidden[...])
+        return self.proj(h)
+
+
+def _apply_norm(norm: nnx.LayerNorm | nnx.RMSNorm, x: jax.Array, m_D: jax.Array | None) -> jax.Array:
+    """The norm, or with masks its mask-weighted form (growth/masks.py)."""
+    if m_D is None:
+        return norm(x)
+    bias = norm.bias[...] if isinstance(norm, nnx.LayerNorm) and norm.bias is not None else None
+    return masks.weighted_norm(x, m_D, norm.scale[...], bias, norm.epsilon)
 
 
 class Block(nnx.Module):
@@ -170,11 +191,15 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None
+    ) -> jax.Array:
+        """`m_D`: the residual mask of a growth-masked model (None otherwise)."""
         k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
-        h = self.attn(self.ln1(x), deterministic=deterministic, rngs=k_attn)
+        out = (lambda h: h) if m_D is None else (lambda h: h * m_D)
+        h = out(self.attn(_apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
         x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
-        h = self.mlp(self.ln2(x))
+        h = out(self.mlp(_apply_norm(self.ln2, x, m_D)))
         return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
@@ -190,6 +215,9 @@ class GPT(nnx.Module):
         if not cfg.tie_embeddings:
             self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
         self.drop = Dropout(cfg.dropout)
+        if cfg.growth_masks:
+            self.mask_resid = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32))
+            self.mask_ramp = nnx.Param(jnp.ones((), jnp.float32))
 
     def __call__(
         self,
@@ -216,11 +244,13 @@ class GPT(nnx.Module):
         keys = [None] * (len(self.blocks) + 1)
         if not deterministic and dropout_key is not None:
             keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        m_D = masks.read(self.mask_resid[...]) if self.cfg.growth_masks else None
         x = self.tok_embed(tokens_BxL) + self.pos_embed(jnp.arange(L))[None]
+        x = x if m_D is None else x * m_D
         x = self.drop(x, deterministic=deterministic, rngs=keys[0])
         for block, key in zip(self.blocks, keys[1:], strict=True):
-            x = block(x, deterministic=deterministic, rngs=key)
-        return self.ln_f(x), x
+            x = block(x, deterministic=deterministic, rngs=key, m_D=m_D)
+        return _apply_norm(self.ln_f, x, m_D), x
 
     def head_matrix(self) -> jax.Array:
         """(D, V): logits = features @ head_matrix (the tied embedding, transposed and scaled, or lm_head)."""

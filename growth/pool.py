@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from growth import data as data_lib
 from growth import metrics, optimizer, train, widen
 from growth import model as model_lib
 from growth.config import Config, ModelConfig, PoolStep, config_hash
@@ -55,12 +56,36 @@ def check_pool(pool: list[str]) -> None:
         raise PoolError(f"pool has unknown candidates {unknown}; valid: {sorted(set(widen.CANDIDATES) | {REFERENCE})}")
 
 
-def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Grown]:
-    """Every wide candidate of the pool (the small reference continues beside them, unstacked)."""
+def growth_batches(cfg: Config, data: data_lib.TokenData | None) -> np.ndarray | None:
+    """The pretraining batches of the `growth.ligo.steps` steps just before the growth step (cycled when
+    fewer were taken): what a candidate that trains before its continuation (ligo) may use. None
+    unless such a candidate is in the pool."""
+    if not set(cfg.pool) & widen.NEEDS_BATCHES:
+        return None
+    if data is None:
+        raise PoolError(f"pool {sorted(set(cfg.pool) & widen.NEEDS_BATCHES)} trains on pretraining batches; pass data")
+    g, n = cfg.growth_step, int(cfg.growth.ligo.steps)
+    if g < 1:
+        raise PoolError(
+            f"ligo trains its growth operator on the pretraining batches before growth_step={g}, and there are"
+            " none; grow from a later step (growth_step >= 1) or drop ligo from the pool"
+        )
+    steps = [g - n + j for j in range(n)] if g >= n else [j % g for j in range(n)]
+    return np.stack([data_lib.batch_at(data, cfg.seed, t, cfg.pretrain.batch_size) for t in steps])
+
+
+def build_pool(
+    cfg: Config, small_state: train.TrainState, data: data_lib.TokenData | None = None
+) -> dict[str, widen.Grown]:
+    """Every wide candidate of the pool (the small reference continues beside them, unstacked).
+
+    `data` supplies the pre-growth batches of the candidates that train before continuing (ligo).
+    """
     check_pool(cfg.pool)
     root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), train.GROWTH_ROLE)
+    batches = growth_batches(cfg, data)
     return {
-        name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name))
+        name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name), batches)
         for name in cfg.pool
         if name != REFERENCE
     }

@@ -157,6 +157,7 @@ def run_cell(
         tracker.finish()
 
     kept = [n for n in names if n != REFERENCE or REFERENCE in cfg.pool]
+    rows += [Row(name, 0, "growth_tokens", float(g.growth_tokens)) for name, g in grown.items()]
     for name in kept:
         curve = {lag: float(v.mean()) for lag, v in seq[name].items()}
         rows += curve_rows(name, curve, lags, diverged.get(name))
@@ -226,7 +227,7 @@ def run(cfg: Config) -> Path:
     pretrain.check_vocab(cfg, data)
     data_lib.check_batch_size(data, cfg.runner.batch_size)
     small_state = base_state(cfg, data)
-    grown = pool.build_pool(cfg, small_state)
+    grown = pool.build_pool(cfg, small_state, data)
     for key in todo:
         t0 = time.perf_counter()
         rows, seq = run_cell(cfg, key, data, small_state, grown)

@@ -16,8 +16,14 @@ from growth import model as model_lib
 from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.interop import surgery
-from growth.widen import core, structured
-from growth.widen.core import RESID, Grown, GrowthError, Term, UnknownCandidate
+from growth.widen import assemble, core, structured
+from growth.widen.bert2bert_aki import bert2bert_aki
+from growth.widen.core import RESID, Grown, GrowthError, UnknownCandidate
+from growth.widen.ligo import ligo
+from growth.widen.msg import msg
+from growth.widen.net2net import net2net
+from growth.widen.shrink_perturb import shrink_perturb
+from growth.widen.zero_pad import zero_pad
 
 Candidate = Callable[[train.TrainState, ModelConfig, GrowthConfig, OptimConfig, jax.Array], Grown]
 
@@ -27,13 +33,7 @@ def _small_numpy(small: train.TrainState):
     return core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
 
 
-def _clone(small: train.TrainState, small_cfg: ModelConfig, k: int):
-    """exact_copy's params and moments (float64 by path) and its space maps."""
-    params, mu, nu = _small_numpy(small)
-    maps = core.clone_maps(small_cfg, k)
-    w_params = {p: core.map_param(p, w, maps, k) for p, w in params.items()}
-    w_moments = {p: core.map_moments(p, [Term(mu[p], nu[p])], maps, k) for p in params}
-    return w_params, {p: m for p, (m, _) in w_moments.items()}, {p: v for p, (_, v) in w_moments.items()}, maps
+_clone = assemble.clone_state  # exact_copy's params, moments and space maps
 
 
 def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset_mask=None, rewarm=0) -> Grown:
@@ -119,11 +119,23 @@ def structured_non_clone(
 def scratch_wide(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
-    """Fresh init of the wide model, zero moments, every counter 0; step and dropout key carried."""
+    """Fresh init of the wide model, zero moments, every counter 0; step and dropout key carried.
+
+    The learning-rate policy applies to it as to every wide model (assemble.width_policy): under
+    lr_correction=fan_in each tensor reading a widened space has its Adam direction scaled by 1 / k.
+    """
     cfg = core.wide_config(small_cfg, spec)
     _, params = model_lib.build(cfg, key)
     tx = optimizer.make_optimizer(optim_cfg)
-    state = core.carried(small, params, tx.init(params))
+    opt = tx.init(params)
+    k = core.check_k(spec.k)
+    scale, weight = assemble.width_policy(sorted(core.flatten(params)), spec, optim_cfg, k, None)
+    per_tensor = lambda values: jax.tree_util.tree_map_with_path(
+        lambda p, _: jnp.asarray(values[core.path_str(p)], jnp.float32), params
+    )
+    opt[optimizer.DIRECTION] = opt[optimizer.DIRECTION]._replace(scale=per_tensor(scale))
+    opt[optimizer.CLIP] = optimizer.ClipState(weight=per_tensor(weight))
+    state = core.carried(small, params, opt)
     return Grown(state=state, model_cfg=cfg, embed_map=None)
 
 
@@ -161,7 +173,14 @@ CANDIDATES: dict[str, Candidate] = {
     "continue_small": continue_small,
     "deepen_identity": deepen_identity,
     "deepen_copy": deepen_copy,
+    "net2net": net2net,
+    "zero_pad": zero_pad,
+    "shrink_perturb": shrink_perturb,
+    "msg": msg,
+    "bert2bert_aki": bert2bert_aki,
+    "ligo": ligo,
 }
+NEEDS_BATCHES = {"ligo"}  # candidates that train before their continuation: grow(batches=...) feeds them
 
 
 def grow(
@@ -171,13 +190,19 @@ def grow(
     spec: GrowthConfig,
     optim_cfg: OptimConfig,
     key: jax.Array,
+    batches: np.ndarray | None = None,
 ) -> Grown:
-    """The full wide train state of candidate `name` grown from `small`."""
+    """The full wide train state of candidate `name` grown from `small`.
+
+    `batches` (n, B, T + 1): pretraining batches from before the growth step, for the candidates in
+    NEEDS_BATCHES (ligo); the others never read them.
+    """
     if name not in CANDIDATES:
         raise UnknownCandidate(f"unknown growth candidate {name!r}; valid names: {', '.join(CANDIDATES)}")
     core.check_spec(spec)
     core.check_state(small, small_cfg)
-    out = CANDIDATES[name](small, small_cfg, spec, optim_cfg, key)
+    extra = {"batches": batches} if name in NEEDS_BATCHES else {}
+    out = CANDIDATES[name](small, small_cfg, spec, optim_cfg, key, **extra)
     if not isinstance(out, Grown):
         raise GrowthError(f"candidate {name!r} returned {type(out).__name__}, not a Grown")
     return out

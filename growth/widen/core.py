@@ -50,6 +50,8 @@ class Grown:
     state: train.TrainState  # full wide train state (params, opt_state, step, dropout_key)
     model_cfg: ModelConfig  # the wide config (continue_small: the small one)
     embed_map: jax.Array | None  # (d_small, d_wide): wide_residual = small_residual @ E; None for scratch
+    growth_tokens: int = 0  # tokens the candidate trained on before its continuation (ligo's operator)
+    growth_losses: tuple[float, ...] = ()  # its training loss at each of those steps (ligo)
 
 
 # ---------------------------------------------------------------- spec and config checks

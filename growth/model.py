@@ -180,6 +180,7 @@ def _apply_norm(norm: nnx.LayerNorm | nnx.RMSNorm, x: jax.Array, m_D: jax.Array 
     if m_D is None:
         return norm(x)
     bias = norm.bias[...] if isinstance(norm, nnx.LayerNorm) and norm.bias is not None else None
+    assert norm.scale is not None  # every norm of this model has a gain
     return masks.weighted_norm(x, m_D, norm.scale[...], bias, norm.epsilon)
 
 

@@ -203,8 +203,8 @@ class ZeroPadConfig:
 
 @dataclass
 class ShrinkPerturbConfig:
-    shrink: float = 0.6  # lambda: W' = lambda * zero_pad(W) + sigma * W_init (docs/decisions.md: sweep)
-    perturb: float = 0.2  # sigma, the weight of the fresh wide init
+    shrink: float = 0.8  # lambda: W' = lambda * zero_pad(W) + sigma * W_init (docs/decisions.md: sweep)
+    perturb: float = 0.2  # sigma, the weight of the fresh wide init (docs/decisions.md: sweep)
 
 
 @dataclass

@@ -25,7 +25,7 @@ def check(spec: GrowthConfig) -> None:
     if not opts.shrink >= 0 or not opts.perturb >= 0 or opts.shrink == opts.perturb == 0:
         raise GrowthError(
             f"growth.shrink_perturb.shrink={opts.shrink}, perturb={opts.perturb}: both must be >= 0 and not"
-            " both 0 (e.g. shrink=0.6 perturb=0.2)"
+            " both 0 (e.g. shrink=0.8 perturb=0.2)"
         )
 
 

@@ -19,6 +19,13 @@ CANDIDATE_ORDER = (
     "structured_non_clone",
     "scratch_wide",
     "continue_small",
+    # SPEC section 3b
+    "net2net",
+    "zero_pad",
+    "shrink_perturb",
+    "msg",
+    "bert2bert_aki",
+    "ligo",
 )
 # Both regimes always get a table: a regime nobody ran must still show up as "not run".
 REGIME_ORDER = ("deterministic", "stochastic")

@@ -30,10 +30,11 @@ PROBE_PANELS = (
 
 def candidate_color(name: str) -> str:
     """A fixed colour per candidate, the same in every figure."""
-    palette = [f"C{i}" for i in range(10)]
+    # tab10, then tab20's light shades: the known candidates get distinct colours
+    palette = [f"C{i}" for i in range(10)] + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
     if name in CANDIDATE_ORDER:
-        return palette[CANDIDATE_ORDER.index(name)]
-    return palette[(len(CANDIDATE_ORDER) + sum(map(ord, name))) % 10]
+        return palette[CANDIDATE_ORDER.index(name) % len(palette)]
+    return palette[(len(CANDIDATE_ORDER) + sum(map(ord, name))) % len(palette)]
 
 
 def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:

@@ -275,7 +275,7 @@ def test_same_shape_candidates_stack_into_one_group():
     grown = {n: _grow(n, small, cfg, GrowthConfig(k=2)) for n in [*NEW, "exact_copy", "scratch_wide"]}
     groups = pool.group_pool(grown)
     names = sorted(sorted(g.names) for g in groups)
-    assert names == [["msg"], sorted(set(grown) - {"msg"})], names
+    assert names == sorted([["msg"], sorted(set(grown) - {"msg"})]), names
 
 
 def test_runner_rows_rank_every_new_candidate_and_charge_ligo(base, tmp_path):  # noqa: F811

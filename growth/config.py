@@ -264,6 +264,15 @@ class RunnerConfig:
 
 
 @dataclass
+class WorkersConfig:
+    """Many workers on one out_dir (docs/scaling.md): how cell leases are kept and taken over."""
+
+    heartbeat_s: float = 30.0  # how often a worker refreshes the lease of the cell it is computing
+    stale_s: float = 600.0  # a lease not refreshed for this long is a dead worker's and is taken over
+    poll_s: float = 10.0  # how often a worker with nothing left to claim looks at the cells others hold
+
+
+@dataclass
 class GridCell:
     seed: int | None = None
     growth_step: int | None = None
@@ -302,6 +311,7 @@ class Config:
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)
 
@@ -329,7 +339,11 @@ def to_config(cfg: DictConfig | Config) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), source)
     except ValidationError as e:
         raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    out: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    from growth import validate  # here, not at the top: validate imports this module
+
+    validate.check_values(out)  # every numeric field's range, before any compute
+    return out
 
 
 def as_dict(obj: Any) -> dict:

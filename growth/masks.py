@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 RESID, RAMP, HEADS, HIDDEN = "mask_resid", "mask_ramp", "mask_heads", "mask_hidden"
 NAMES = (RESID, RAMP, HEADS, HIDDEN)
@@ -65,3 +66,12 @@ def ramp(params: Any) -> Any:
         return jnp.minimum(1.0, (jnp.round(x * steps) + 1.0) / steps).astype(x.dtype)
 
     return jax.tree_util.tree_map_with_path(step, params)
+
+
+def apply_norm(norm: nnx.LayerNorm | nnx.RMSNorm, x: jax.Array, m_D: jax.Array | None) -> jax.Array:
+    """The norm, or with masks its mask-weighted form (growth/masks.py)."""
+    if m_D is None:
+        return norm(x)
+    bias = norm.bias[...] if isinstance(norm, nnx.LayerNorm) and norm.bias is not None else None
+    assert norm.scale is not None  # every norm of this model has a gain
+    return weighted_norm(x, m_D, norm.scale[...], bias, norm.epsilon)

@@ -10,8 +10,7 @@ Parameters are plain nested dicts so growth operators and checkpoints work on or
 RMSNorm layers have `scale` only. Heads are contiguous slices of q/k/v outputs: head h owns
 columns h*head_dim .. (h+1)*head_dim.
 
-With `growth_masks` (msg, growth/masks.py) the model also holds mask parameters: `mask_resid`,
-`mask_ramp`, `blocks/{i}/attn/mask_heads`, `blocks/{i}/mlp/mask_hidden`.
+`growth_masks` (msg) adds mask_resid, mask_ramp, blocks/{i}/attn/mask_heads, blocks/{i}/mlp/mask_hidden.
 
 Options for imported checkpoints (docs/surgery.md): `activation`, unscaled attention
 (`attn_scale: false`) and sliding-window blocks (`attention_layers`, `window_size`).
@@ -175,15 +174,6 @@ class MLP(nnx.Module):
         return self.proj(h)
 
 
-def _apply_norm(norm: nnx.LayerNorm | nnx.RMSNorm, x: jax.Array, m_D: jax.Array | None) -> jax.Array:
-    """The norm, or with masks its mask-weighted form (growth/masks.py)."""
-    if m_D is None:
-        return norm(x)
-    bias = norm.bias[...] if isinstance(norm, nnx.LayerNorm) and norm.bias is not None else None
-    assert norm.scale is not None  # every norm of this model has a gain
-    return masks.weighted_norm(x, m_D, norm.scale[...], bias, norm.epsilon)
-
-
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
         self.ln1 = _norm(cfg, cfg.d_model, rngs)
@@ -192,15 +182,13 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
 
-    def __call__(
-        self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None
-    ) -> jax.Array:
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None):
         """`m_D`: the residual mask of a growth-masked model (None otherwise)."""
         k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
         out = (lambda h: h) if m_D is None else (lambda h: h * m_D)
-        h = out(self.attn(_apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
+        h = out(self.attn(masks.apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
         x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
-        h = out(self.mlp(_apply_norm(self.ln2, x, m_D)))
+        h = out(self.mlp(masks.apply_norm(self.ln2, x, m_D)))
         return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
@@ -230,10 +218,7 @@ class GPT(nnx.Module):
     ):
         """Logits (B, L, V); with `return_residual`, also the final residual stream (B, L, D)."""
         h, residual_BxLxD = self.features(tokens_BxL, deterministic=deterministic, dropout_key=dropout_key)
-        if self.cfg.tie_embeddings:
-            logits = self.tok_embed.attend(h) * self.cfg.logit_scale
-        else:
-            logits = self.lm_head(h)
+        logits = self.tok_embed.attend(h) * self.cfg.logit_scale if self.cfg.tie_embeddings else self.lm_head(h)
         return (logits, residual_BxLxD) if return_residual else logits
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
@@ -251,7 +236,7 @@ class GPT(nnx.Module):
         x = self.drop(x, deterministic=deterministic, rngs=keys[0])
         for block, key in zip(self.blocks, keys[1:], strict=True):
             x = block(x, deterministic=deterministic, rngs=key, m_D=m_D)
-        return _apply_norm(self.ln_f, x, m_D), x
+        return masks.apply_norm(self.ln_f, x, m_D), x
 
     def head_matrix(self) -> jax.Array:
         """(D, V): logits = features @ head_matrix (the tied embedding, transposed and scaled, or lm_head)."""

@@ -15,8 +15,8 @@ from growth import checkpoint, masks, optimizer, pool, runner, train
 from growth import model as model_lib
 from growth.config import GrowthConfig
 from growth.files import read_jsonl
-from growth.widen import CANDIDATES, GrowthError, assemble, core, grow, net2net
-from growth.widen.core import flatten
+from growth.widen import GrowthError, assemble, grow, net2net, registry, trees
+from growth.widen.trees import flatten
 from tests.test_runner import _with, base  # noqa: F401  (base: the shared tiny pretrained run)
 from tests.test_widen import OPTIM, _batch, _close, _moments, logits, run, small_state
 
@@ -154,7 +154,7 @@ def test_net2net_replicates_non_uniformly_and_stays_exact():
         proj = np.asarray(flatten(grown.state.params)["blocks/0/mlp/proj/kernel"])
         small_proj = np.asarray(flatten(small.params)["blocks/0/mlp/proj/kernel"])
         # the outgoing rows of each small unit's copies add up to the small row (per residual copy)
-        used = net2net.unit_maps(cfg, k, core.numpy_rng(rng))["mlp0"]
+        used = net2net.unit_maps(cfg, k, trees.numpy_rng(rng))["mlp0"]
         summed = np.zeros_like(small_proj)
         np.add.at(summed, used, proj[:, :8])
         np.testing.assert_allclose(summed, small_proj, atol=1e-6)
@@ -313,4 +313,4 @@ def test_bad_options_and_families_are_one_clear_line():
             GrowthError, match=f"candidate '{name}' grows the gpt family only, not model.family='llama'"
         ):
             assemble.require_family(name, llama)  # type: ignore[arg-type]
-    assert set(NEW) <= set(CANDIDATES)
+    assert set(NEW) <= set(registry.names())

@@ -18,7 +18,7 @@ import numpy as np
 from growth import masks, optimizer, train
 from growth import model as model_lib
 from growth.config import ClipMode, GrowthConfig, LrCorrection, ModelConfig, OptimConfig
-from growth.widen import core
+from growth.widen import core, trees, wide_state
 from growth.widen.core import Grown, GrowthError
 
 FAMILIES = ("gpt",)  # model families the SPEC 3b candidates grow
@@ -37,7 +37,7 @@ def require_family(name: str, cfg: ModelConfig) -> None:
 def clone_state(small: train.TrainState, small_cfg: ModelConfig, k: int):
     """exact_copy's params and moments (float64 by path) and its space maps."""
     adam = small.opt_state[optimizer.ADAM]
-    params, mu, nu = core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
+    params, mu, nu = trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
     maps = core.clone_maps(small_cfg, k)
     w_params = {p: core.map_param(p, w, maps, k) for p, w in params.items()}
     w_moments = {p: core.map_moments(p, [core.Term(mu[p], nu[p])], maps, k) for p in params}
@@ -52,12 +52,12 @@ def placed_config(small_cfg: ModelConfig, spec: GrowthConfig, growth_masks: bool
 
 
 def wide_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    return {p: tuple(s.shape) for p, s in core.flatten(model_lib.abstract(cfg)[1]).items()}
+    return {p: tuple(s.shape) for p, s in trees.flatten(model_lib.abstract(cfg)[1]).items()}
 
 
 def fresh(cfg: ModelConfig, key: jax.Array) -> dict[str, np.ndarray]:
     """A fresh init of the model, float64 by path."""
-    return core.to_numpy(model_lib.build(cfg, key)[1])
+    return trees.to_numpy(model_lib.build(cfg, key)[1])
 
 
 def place(small: np.ndarray, wide: np.ndarray) -> np.ndarray:
@@ -81,8 +81,8 @@ def width_policy(
     paths: list[str], spec: GrowthConfig, optim_cfg: OptimConfig, k: int, base: train.TrainState | None
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(direction scale, clip weight) of every wide tensor: `base`'s (1 for a fresh run) times the width ratios."""
-    base_scale = core.flatten(base.opt_state[optimizer.DIRECTION].scale) if base is not None else {}
-    base_weight = core.flatten(base.opt_state[optimizer.CLIP].weight) if base is not None else {}
+    base_scale = trees.flatten(base.opt_state[optimizer.DIRECTION].scale) if base is not None else {}
+    base_weight = trees.flatten(base.opt_state[optimizer.CLIP].weight) if base is not None else {}
     fan_in = spec.lr_correction == LrCorrection.fan_in
     consistent = optim_cfg.clip_mode == ClipMode["clone_consistent"]
     scale, weight = {}, {}
@@ -117,13 +117,13 @@ def build_state(
         for what, tree in (("parameter", params), ("mu", mu), ("nu", nu)):
             if tuple(np.shape(tree[path])) != shape:
                 raise AssertionError(f"wide {what} {path}: shape {np.shape(tree[path])}, expected {shape}")
-    p = core.unflatten_like(template, params)
+    p = trees.unflatten_like(template, params)
     scale, weight = width_policy(sorted(shapes), spec, optim_cfg, k, small)
-    opt = core.wide_opt_state(
+    opt = wide_state.wide_opt_state(
         small,
         p,
-        core.unflatten_like(template, mu),
-        core.unflatten_like(template, nu),
+        trees.unflatten_like(template, mu),
+        trees.unflatten_like(template, nu),
         optimizer.make_optimizer(optim_cfg),
         spec,
         scale,
@@ -132,7 +132,7 @@ def build_state(
     if reset_adam_count:
         opt[optimizer.ADAM] = opt[optimizer.ADAM]._replace(count=jnp.zeros((), jnp.int32))
     return Grown(
-        state=core.carried(small, p, opt),
+        state=wide_state.carried(small, p, opt),
         model_cfg=wide_cfg,
         embed_map=None if embed is None else jnp.asarray(embed, jnp.float32),
         growth_tokens=growth_tokens,

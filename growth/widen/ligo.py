@@ -23,11 +23,12 @@ import optax
 from growth import model as model_lib
 from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import assemble, core
+from growth.widen import assemble, core, trees
 from growth.widen.core import RESID, Grown, GrowthError, Term
 
 
-def check(spec: GrowthConfig, batches: np.ndarray | None) -> None:
+def check(spec: GrowthConfig) -> None:
+    """ligo's options (its registry entry's check)."""
     opts = spec.ligo
     if isinstance(opts.steps, bool) or int(opts.steps) != opts.steps or int(opts.steps) < 1:
         raise GrowthError(f"growth.ligo.steps={opts.steps!r} must be an integer >= 1 (e.g. growth.ligo.steps=16)")
@@ -35,6 +36,9 @@ def check(spec: GrowthConfig, batches: np.ndarray | None) -> None:
         raise GrowthError(
             f"growth.ligo.lr={opts.lr} must be > 0 and growth.ligo.init_noise={opts.init_noise} >= 0 (e.g. 1e-3, 0.01)"
         )
+
+
+def check_batches(batches: np.ndarray | None) -> None:
     if batches is None or len(batches) < 1:
         raise GrowthError(
             "ligo trains its growth operator on pretraining batches before the growth step and got none;"
@@ -65,12 +69,12 @@ def train_operator(
 ) -> tuple[dict[str, np.ndarray], list[float]]:
     """(trained maps, loss at each step before its update): Adam on the maps, small weights frozen."""
     graphdef, template = model_lib.abstract(wide_cfg)
-    flat_small = {p: jnp.asarray(w, jnp.float32) for p, w in core.flatten(small_params).items()}
+    flat_small = {p: jnp.asarray(w, jnp.float32) for p, w in trees.flatten(small_params).items()}
     tx = optax.adam(lr)
 
     def loss(m, batch):
         wide = materialize(flat_small, m, k)
-        params = jax.tree_util.tree_map_with_path(lambda p, _: wide[core.path_str(p)], template)
+        params = jax.tree_util.tree_map_with_path(lambda p, _: wide[trees.path_str(p)], template)
         return train.loss_fn(graphdef, params, batch, None)
 
     @jax.jit
@@ -98,15 +102,16 @@ def ligo(
 ) -> Grown:
     """Expansion matrices trained on pre-growth batches, then materialised; moments by the learned maps."""
     assemble.require_family("ligo", small_cfg)
-    check(spec, batches)
+    check(spec)
+    check_batches(batches)
     assert batches is not None
     k = core.check_k(spec.k)
     wide_cfg = core.wide_config(small_cfg, spec)
-    maps0 = init_maps(small_cfg, k, spec.ligo.init_noise, core.numpy_rng(key))
+    maps0 = init_maps(small_cfg, k, spec.ligo.init_noise, trees.numpy_rng(key))
     trained, losses = train_operator(small_cfg, wide_cfg, small.params, maps0, batches, spec.ligo.lr, k)
     maps: dict[str, core.AxisMap] = dict(trained)
     adam = small.opt_state[optimizer.ADAM]
-    params, mu, nu = core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
+    params, mu, nu = trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
     w_params = {p: core.map_param(p, w, maps, k) for p, w in params.items()}
     moments = {p: core.map_moments(p, [Term(mu[p], nu[p])], maps, k) for p in params}
     tokens = int(np.prod(np.shape(batches)[:2])) * (np.shape(batches)[2] - 1)

@@ -21,7 +21,7 @@ import numpy as np
 
 from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import assemble, core
+from growth.widen import assemble, core, trees
 from growth.widen.core import RESID, Grown, GrowthError
 
 
@@ -70,10 +70,10 @@ def net2net(
     assemble.require_family("net2net", small_cfg)
     check(spec)
     k = core.check_k(spec.k)
-    rng = core.numpy_rng(key)
+    rng = trees.numpy_rng(key)
     g = unit_maps(small_cfg, k, rng)
     adam = small.opt_state[optimizer.ADAM]
-    params, mu, nu = core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
+    params, mu, nu = trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
     w_params = {p: widen_tensor(p, w, g, 1, "input") for p, w in params.items()}
     w_mu = {p: widen_tensor(p, m, g, 1, "output") for p, m in mu.items()}
     w_nu = {p: widen_tensor(p, v, g, 2, "output") for p, v in nu.items()}

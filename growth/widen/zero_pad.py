@@ -14,7 +14,7 @@ import numpy as np
 
 from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import assemble, core
+from growth.widen import assemble, core, trees
 from growth.widen.core import Grown, GrowthError
 
 
@@ -26,7 +26,7 @@ def check(spec: GrowthConfig) -> None:
 def placed_state(small: train.TrainState) -> tuple[dict, dict, dict]:
     """(params, mu, nu) of the small state, float64 by path."""
     adam = small.opt_state[optimizer.ADAM]
-    return core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
+    return trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
 
 
 def zero_pad(

@@ -27,6 +27,7 @@ def _provenance(results: Results, results_dir: Path | str) -> str:
     versions = sorted(frame["versions"].unique())
     lines = [
         f"Source: `{results_dir}`: {len(results.files)} results.jsonl file(s), {results.n_read} rows read, "
+        f"{results.n_unparseable} unparseable line(s) skipped (torn by a crash mid-append, or edited), "
         f"{results.n_duplicates} duplicate row(s) dropped (the last append kept), {len(frame)} rows used.",
         f"Experiments: {', '.join(sorted(frame['experiment'].unique()))}. "
         f"Config hashes: {', '.join(sorted(h or '(none)' for h in frame['config_hash'].unique()))}.",

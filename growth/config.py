@@ -15,6 +15,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
+from growth import validate
+from growth.errors import ConfigValueError
+
+__all__ = ["ConfigValueError"]  # defined in growth/errors.py, imported from here everywhere
+
 # String choices are Enums: OmegaConf rejects an unknown value when the config is composed, naming
 # the field and the valid values. StrEnum members compare equal to their strings and hash (in
 # config_hash) as their strings, so run directories do not depend on this typing.
@@ -229,6 +234,15 @@ class RunnerConfig:
 
 
 @dataclass
+class WorkersConfig:
+    """Many workers on one out_dir (docs/scaling.md): how cell leases are kept and taken over."""
+
+    heartbeat_s: float = 30.0  # how often a worker refreshes the lease of the cell it is computing
+    stale_s: float = 600.0  # a lease not refreshed for this long is a dead worker's and is taken over
+    poll_s: float = 10.0  # how often a worker with nothing left to claim looks at the cells others hold
+
+
+@dataclass
 class GridCell:
     seed: int | None = None  # this cell's seed; None = the top-level seed
     growth_step: int | None = None  # this cell's growth step; None = the top-level one
@@ -261,6 +275,7 @@ class Config:
     growth: GrowthConfig = field(default_factory=GrowthConfig)  # how candidates are grown
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # the continuation after growth
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # logging and progress
+    workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)
 
@@ -268,10 +283,6 @@ class Config:
 def register_configs() -> None:
     """Register the schema so every YAML file is validated against these dataclasses."""
     ConfigStore.instance().store(name="config_schema", node=Config)
-
-
-class ConfigValueError(ValueError):
-    """A config value the schema rejects; the message names the key and the valid values."""
 
 
 def check_choice(key: str, value: Any, choices: type[StrEnum]) -> None:
@@ -288,7 +299,9 @@ def to_config(cfg: DictConfig | Config) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), source)
     except ValidationError as e:
         raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    out: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    validate.check_values(out)  # every numeric field's range, before any compute
+    return out
 
 
 def as_dict(obj: Any) -> dict:

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from growth import pool, results, runner
+from growth import lease, pool, results, runner
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,22 @@ def cells(cfg: Config) -> list[Config]:
 
 
 def reproduce(cfg: Config) -> Path:
-    """Run every cell (finished ones are skipped); return the results directory."""
+    """Run every cell (finished ones are skipped; with other workers on the same out_dir, each cell is
+    computed by one of them and every worker returns once all are finished); return the results directory."""
     t0 = time.perf_counter()
-    for cell in cells(cfg):
-        log.info(
-            "cell seed=%d growth_step=%d pool=%s replicates=%d lr_correction=%s clip_mode=%s",
-            cell.seed, cell.growth_step, cell.pool, cell.replicates, cell.growth.lr_correction, cell.optim.clip_mode,
-        )  # fmt: skip
-        runner.run(cell)
+    prepared = [runner.prepare(cell) for cell in cells(cfg)]  # every cell validated before any compute
+
+    def one_pass() -> int:
+        held = 0
+        for cell in prepared:
+            log.info(
+                "cell seed=%d growth_step=%d pool=%s replicates=%d lr_correction=%s clip_mode=%s",
+                cell.seed, cell.growth_step, cell.pool, cell.replicates, cell.growth.lr_correction,
+                cell.optim.clip_mode,
+            )  # fmt: skip
+            held += runner.run_pass(cell)
+        return held
+
+    lease.drain(one_pass, cfg.workers.poll_s)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
     return results.results_path(cfg).parent

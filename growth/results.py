@@ -3,7 +3,9 @@
 A cell is one (seed, growth step, regime, replicate) under one config hash. When it finishes, its
 per-sequence eval losses are written to `seq_losses/<cell>.npz` and then its rows are appended to
 `results.jsonl` in one locked write; the `wall_time` row is written last and marks the cell done, so a
-killed run redoes only unfinished cells (deterministically). docs/results_schema.md has the format.
+killed run redoes only unfinished cells (deterministically). Every row of one write carries its
+`write_id` and the wall-time row the write's row count (`n_rows`): a cell counts as finished only when
+all of its rows were read back. docs/results_schema.md has the format.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import math
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,14 +102,22 @@ class Measured:
 
 
 def finished_cells(path: Path, chash: str) -> dict[CellKey, Measured]:
-    """Cells already written by a run of this config and what each measured (no `replicate`: replicate 0)."""
+    """Cells already written by a run of this config, and what each measured (no `replicate`: replicate 0).
+
+    A cell is finished when its wall-time row is there and, for rows that record it, every row of the
+    same write was read back (a row lost to a torn line leaves the cell unfinished, so it is redone)."""
+    rows = [r for r in files.read_jsonl(path) if r.get("config_hash") == chash]
+    per_write = Counter(r.get("write_id") for r in rows if r.get("write_id"))
     out = {}
-    for r in files.read_jsonl(path):
-        if r.get("config_hash") == chash and r.get("metric") == "wall_time":
-            key = CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
-            rec = r.get("measured") or {}
-            cands, mets = rec.get("candidates"), rec.get("metrics")
-            out[key] = Measured(None if cands is None else frozenset(cands), None if mets is None else frozenset(mets))
+    for r in rows:
+        if r.get("metric") != "wall_time":
+            continue
+        if r.get("n_rows") is not None and per_write[r.get("write_id")] < int(r["n_rows"]):
+            continue
+        key = CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
+        rec = r.get("measured") or {}
+        cands, mets = rec.get("candidates"), rec.get("metrics")
+        out[key] = Measured(None if cands is None else frozenset(cands), None if mets is None else frozenset(mets))
     return out
 
 
@@ -149,12 +161,13 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         "clip_mode": str(cfg.optim.clip_mode),
         "config_hash": chash,
         "versions": versions(),
+        "write_id": uuid.uuid4().hex,
     }
     out = [common | _fields(r) for r in rows]
     out.append(
         common
         | _fields(Row(POOL_ROW, cfg.continuation_lag, "wall_time", wall_time_s))
-        | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent))}
+        | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent)), "n_rows": len(rows) + 1}
         | {"measured": {"candidates": sorted(cfg.pool), "metrics": asked_metrics()}}
     )
     files.append_jsonl(results_path(cfg), out)

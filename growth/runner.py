@@ -8,6 +8,7 @@ and dropout keys, shared by every candidate of the cell; replicate 0 continues t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from pathlib import Path
@@ -17,13 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import data as data_lib
-from growth import metric_registry, pool, pretrain, results, train, widen
+from growth import lease, metric_registry, pool, pretrain, results, train, widen
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
 from growth.metric_registry import Context, Stage
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
 from growth.tracking import Tracker, progress
+from growth.validate import check_bpe_vocab, check_growth_step
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +206,11 @@ def validate(cfg: Config) -> None:
         raise RunnerError(f"growth_step={cfg.growth_step} must be a positive pretraining step")
     if cfg.replicates < 1:
         raise RunnerError(f"replicates={cfg.replicates} must be at least 1")
+    check_growth_step(cfg)
+    check_bpe_vocab(cfg)
 
 
-def unfinished(cfg: Config, path: Path, keys: list[CellKey]) -> list[CellKey]:
+def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False) -> list[CellKey]:
     """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
 
     A cell written before cells recorded what they measured is kept, with one line saying so.
@@ -218,34 +222,69 @@ def unfinished(cfg: Config, path: Path, keys: list[CellKey]) -> list[CellKey]:
             todo.append(key)
             continue
         if done[key].candidates is None:
-            log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
+            if not quiet:
+                log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
             continue
         lacking = done[key].lacks(cfg.pool, results.asked_metrics())
         if lacking:
-            log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
+            if not quiet:
+                log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
             todo.append(key)
     return todo
 
 
-def run(cfg: Config) -> Path:
-    """Run every unfinished cell of this (seed, growth step); return the results file."""
-    cfg = pool.with_default_pool(to_config(cfg))  # validates every choice, also for configs built in code
+def prepare(cfg: Config) -> Config:
+    """The validated config of one (seed, growth step), before any compute."""
+    cfg = pool.with_default_pool(to_config(cfg))  # validates every choice and value, also for configs built in code
     validate(cfg)
     if cfg.runner.base_dir:
         cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
+    return cfg
+
+
+def run(cfg: Config) -> Path:
+    """Run every unfinished cell of this (seed, growth step), and wait for those other workers hold."""
+    cfg = prepare(cfg)
+    lease.drain(lambda: run_pass(cfg), cfg.workers.poll_s)
+    return results.results_path(cfg)
+
+
+def run_pass(cfg: Config) -> int:
+    """Compute every unfinished cell this worker can lease (`cfg` from `prepare`); return how many cells
+    live workers still hold."""
     path = results.results_path(cfg)
+    chash = results.cell_hash(cfg)
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
     todo = unfinished(cfg, path, keys)
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
-        return path
-    data = data_lib.load(cfg.data)
-    pretrain.check_vocab(cfg, data)
-    data_lib.check_batch_size(data, cfg.runner.batch_size)
-    small_state = base_state(cfg, data)
-    grown = pool.build_pool(cfg, small_state)
+        return 0
+    setup = None
+    held = 0
     for key in todo:
-        t0 = time.perf_counter()
-        rows, seq = run_cell(cfg, key, data, small_state, grown)
-        results.write_cell(cfg, key, rows, seq, time.perf_counter() - t0)
-    return path
+        claimed = lease.claim(
+            path.parent, f"{key.stem}-{chash}", cfg.workers, functools.partial(_finished, cfg, path, key)
+        )
+        if claimed is None:
+            held += not _finished(cfg, path, key)
+            continue
+        try:
+            if setup is None:
+                data = data_lib.load(cfg.data)
+                pretrain.check_vocab(cfg, data)
+                data_lib.check_batch_size(data, cfg.runner.batch_size)
+                small_state = base_state(cfg, data)
+                setup = (data, small_state, pool.build_pool(cfg, small_state))
+            t0 = time.perf_counter()
+            rows, seq = run_cell(cfg, key, *setup)
+            wall = time.perf_counter() - t0
+            claimed.commit(lambda: results.write_cell(cfg, key, rows, seq, wall))  # noqa: B023 (called at once)
+        except BaseException:
+            claimed.release()
+            raise
+    return held
+
+
+def _finished(cfg: Config, path: Path, key: CellKey) -> bool:
+    """Finished and measured everything asked for (a worker that holds it may just have written it)."""
+    return not unfinished(cfg, path, [key], quiet=True)

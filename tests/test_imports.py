@@ -34,7 +34,17 @@ def _targets(name: str, path: Path) -> set[str]:
     """The internal modules `name` imports, each with the packages whose __init__ the import runs."""
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }  # imports under `if TYPE_CHECKING:` never run
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             wanted = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

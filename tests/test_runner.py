@@ -181,7 +181,7 @@ def test_bad_runner_settings_are_clear_errors(base, tmp_path):
     bad_step = dataclasses.replace(base, runner=dataclasses.replace(base.runner, pool_step="pmap"))
     with pytest.raises(ConfigValueError, match="runner.pool_step: Invalid value 'pmap'"):
         runner.run(_with(bad_step, tmp_path))
-    with pytest.raises(runner.RunnerError, match="replicates=0 must be at least 1"):
+    with pytest.raises(ConfigValueError, match="replicates=0 is invalid: it must be an integer >= 1"):
         runner.run(_with(dataclasses.replace(base, replicates=0), tmp_path))
 
 

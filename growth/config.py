@@ -224,9 +224,23 @@ class RunnerConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """The budget axis and the shared scratch run (SPEC section 5b, docs/analysis.md "Budgets")."""
+
+    # Extra evaluation lags, log-spaced between 1 and continuation_lag (rounded, deduplicated), on top of
+    # every runner.eval_every steps: long continuations cost few evaluations. 0 = off.
+    log_eval_lags: int = 0
+    # Steps of the scratch_wide run of its own (growth.scratch), computed once per (seed, k, regime,
+    # replicate, policy) and shared by every grid cell; 0 = no such run (the pool's scratch_wide only).
+    scratch_steps: int = 0
+    scratch_log_eval_lags: int = 32  # log-spaced evaluation lags of that run (lag 0 and its last step always)
+
+
+@dataclass
 class GridCell:
     seed: int | None = None
     growth_step: int | None = None
+    k: int | None = None  # growth factor of the cell (growth.k)
     pool: list[str] | None = None
     replicates: int | None = None
     lr_correction: LrCorrection | None = None
@@ -261,6 +275,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)

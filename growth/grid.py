@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from growth import results, runner
+from growth import results, runner, scratch
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ def cells(cfg: Config) -> list[Config]:
             if cell.lr_correction is None
             else dataclasses.replace(cfg.growth, lr_correction=cell.lr_correction)
         )
+        growth = growth if cell.k is None else dataclasses.replace(growth, k=cell.k)
         optim = cfg.optim if cell.clip_mode is None else dataclasses.replace(cfg.optim, clip_mode=cell.clip_mode)
         out.append(
             dataclasses.replace(
@@ -48,5 +49,6 @@ def reproduce(cfg: Config) -> Path:
             cell.seed, cell.growth_step, cell.pool, cell.replicates, cell.growth.lr_correction, cell.optim.clip_mode,
         )  # fmt: skip
         runner.run(cell)
+        scratch.run(cell)  # the shared scratch_wide budget (once per seed, k, regime, replicate, policy)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
     return results.results_path(cfg).parent

@@ -41,7 +41,9 @@ def plot_reference_diff(table: pd.DataFrame, path: Path) -> Path | None:
 
 def winner_matrix(table: pd.DataFrame) -> pd.DataFrame:
     """Candidates x lags: True where the candidate is a winner (the leader or tied with it) at that budget."""
-    return table.pivot_table(index="candidate", columns="lag", values="winner", aggfunc="max").fillna(False).astype(bool)
+    return (
+        table.pivot_table(index="candidate", columns="lag", values="winner", aggfunc="max").fillna(False).astype(bool)
+    )
 
 
 def plot_winners(table: pd.DataFrame, winners: pd.DataFrame, path: Path) -> Path:
@@ -84,7 +86,9 @@ def plot_speedup_vs_k(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.set_xlabel("growth factor k")
     ax.set_ylabel("FLOP speedup vs scratch (pretraining charged)")
-    ax.set_title("speedup vs k (x at 0.1: target not reached)")
+    head = table.iloc[0]
+    ax.set_title(f"{head['lr_policy']} {head['regime']} g{head['growth_step']}, rung {head['rung']}: speedup vs k"
+                 " (x at 0.1: not reached)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -166,7 +166,11 @@ def scratch_curves(roots: Sequence[str | Path]) -> dict[tuple, ScratchCurves]:
                     continue
                 lr = str(row.get("lr_correction") or DEFAULT_LR_CORRECTION)
                 clip = str(row.get("clip_mode") or DEFAULT_CLIP_MODE)
-                key = (str(row["experiment"]), policy_name(lr, clip, int(row.get("k") or DEFAULT_K)), str(row["regime"]))
+                key = (
+                    str(row["experiment"]),
+                    policy_name(lr, clip, int(row.get("k") or DEFAULT_K)),
+                    str(row["regime"]),
+                )
                 with np.load(store.parent / row["seq_losses"]) as data:
                     run = {"lags": data["lags"], "loss": data["loss"]}
                 runs.setdefault(key, []).append(run | {"seed": int(row["seed"]), "replicate": int(row["replicate"])})

@@ -172,12 +172,16 @@ def group_speedup(
     top = float(np.nanmin([v for n, v in zip(curves.candidates, lag0, strict=True) if n != SCRATCH] or [np.nan]))
     targets = ladder(top, float(np.nanmin(est[n_cand : n_cand + n_scr])), n_targets)
     rng_key = [seed, zlib.crc32(repr((curves.key, curves.lr_policy)).encode())]
-    pooled = _speedups(data, curves, n_cand, n_scr, scr_lags, targets, names, n_resamples, np.random.default_rng(rng_key))
+    pooled = _speedups(
+        data, curves, n_cand, n_scr, scr_lags, targets, names, n_resamples, np.random.default_rng(rng_key)
+    )
     per_seed = []
     for s in range(data.n_seeds):
         one = h.nested(data.x[s : s + 1], data.valid[s : s + 1])
         per_seed.append(
-            _speedups(one, curves, n_cand, n_scr, scr_lags, targets, names, n_resamples, np.random.default_rng([*rng_key, s]))
+            _speedups(
+                one, curves, n_cand, n_scr, scr_lags, targets, names, n_resamples, np.random.default_rng([*rng_key, s])
+            )
         )
     records = []
     lows, highs = {}, {}
@@ -192,17 +196,29 @@ def group_speedup(
                         for p, (lo, hi) in zip(per_seed, seed_ci, strict=True)]  # fmt: skip
             records.append(
                 {
-                    "experiment": experiment, "policy": policy, "lr_policy": curves.lr_policy, "k": curves.k,
-                    "growth_step": growth_step, "regime": regime, "candidate": name, "rung": t + 1,
-                    "target_loss": float(target), "status": "ok" if reached else "not reached",
-                    "tokens_x": float(pooled["t_x"][c, t]), "tokens_scratch": float(pooled["t_s"][0, t]),
+                    "experiment": experiment,
+                    "policy": policy,
+                    "lr_policy": curves.lr_policy,
+                    "k": curves.k,
+                    "growth_step": growth_step,
+                    "regime": regime,
+                    "candidate": name,
+                    "rung": t + 1,
+                    "target_loss": float(target),
+                    "status": "ok" if reached else "not reached",
+                    "tokens_x": float(pooled["t_x"][c, t]),
+                    "tokens_scratch": float(pooled["t_s"][0, t]),
                     "speedup_tokens": float(pooled["tokens_est"][c, t]) if reached else np.nan,
-                    "tokens_ci_low": float(lows["tokens"][c, t]), "tokens_ci_high": float(highs["tokens"][c, t]),
+                    "tokens_ci_low": float(lows["tokens"][c, t]),
+                    "tokens_ci_high": float(highs["tokens"][c, t]),
                     "speedup_flops": float(pooled["flops_est"][c, t]) if reached else np.nan,
-                    "flops_ci_low": float(lows["flops"][c, t]), "flops_ci_high": float(highs["flops"][c, t]),
+                    "flops_ci_low": float(lows["flops"][c, t]),
+                    "flops_ci_high": float(highs["flops"][c, t]),
                     "verdict": _verdict(lows["flops"][c, t], highs["flops"][c, t]) if reached else "not reached",
                     "per_seed_flops": " ".join(f"{p['flops_est'][c, t]:.3g}" for p in per_seed),
-                    "per_seed_verdicts": " ".join(verdicts), "n_seeds": data.n_seeds, "scratch_source": source,
+                    "per_seed_verdicts": " ".join(verdicts),
+                    "n_seeds": data.n_seeds,
+                    "scratch_source": source,
                 }  # fmt: skip
             )
     flops_est = np.where(np.isfinite(pooled["t_x"]), pooled["flops_est"], np.nan)

@@ -85,7 +85,7 @@ def _align(curves: Curves, scratch: ScratchCurves | None) -> tuple[h.Nested, int
         x = curves.x.reshape(*curves.x.shape[:3], n_c * n_l)
         return h.nested(x, curves.valid), n_c * n_l, 0, "pool"
     seeds = [s for s in curves.seeds if s in scratch.seeds]
-    rows, valids = [], []
+    rows = []
     for s in seeds:
         i, j = curves.seeds.index(s), scratch.seeds.index(s)
         reps = [r for r in curves.replicates[i] if r in scratch.replicates[j]]
@@ -219,7 +219,7 @@ def group_speedup(
                     "per_seed_verdicts": " ".join(verdicts),
                     "n_seeds": data.n_seeds,
                     "scratch_source": source,
-                }  # fmt: skip
+                }
             )
     flops_est = np.where(np.isfinite(pooled["t_x"]), pooled["flops_est"], np.nan)
     return GroupSpeedup(curves, targets, names, flops_est, pooled["flops_boot"], data.n_seeds, pd.DataFrame(records))

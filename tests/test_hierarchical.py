@@ -29,7 +29,7 @@ def test_ci_coverage_with_known_between_seed_variance(sd):
     studies = simulate(rng, 240, seeds=5, reps=3, seqs=12, sd=sd)
     covered = []
     for x in studies:
-        est, low, high = h.mean_ci(h.nested(x), 400, rng)
+        _, low, high = h.mean_ci(h.nested(x), 400, rng)
         covered.append(low[0] <= 0.0 <= high[0])
     coverage = float(np.mean(covered))
     print(f"coverage {coverage:.3f} for {sd}")

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from analysis.study import StudySettings, write_study
-from growth import cost, files, grid, results, scratch
+from growth import cost, files, grid, results, scratch, widen
 from growth.config import BudgetConfig, GridCell, ModelConfig
 from growth.lags import log_spaced
 from tests.conftest import tiny_config
@@ -77,3 +77,19 @@ def test_study_report_from_the_tiny_grid(tiny_grid):
     speed = (out / "speedup.csv").read_text()
     assert "exact_copy" in speed and "scratch run" in speed
     assert len(list((out / "figures").glob("budget_winner_*.png"))) == 2
+
+
+def test_study_preset_covers_what_section_6b_asks():
+    from tests.test_config import _compose
+
+    cfg = _compose(["experiment=study_cpu"])
+    cells = grid.cells(cfg)
+    assert len({c.seed for c in cells}) >= 5 and {c.growth.k for c in cells} >= {2, 3}
+    assert {(str(c.growth.lr_correction), str(c.optim.clip_mode)) for c in cells} == {
+        ("none", "global"),
+        ("fan_in", "clone_consistent"),
+    }
+    assert {str(r) for r in cfg.regimes} == {"deterministic", "stochastic"}
+    width = {n for n in widen.CANDIDATES if not n.startswith("deepen_")}  # the registry, depth growth aside
+    assert set(cfg.pool) >= width, f"add {sorted(width - set(cfg.pool))} to configs/experiment/study_cpu.yaml pool"
+    assert cfg.budget.log_eval_lags > 0 and cfg.budget.scratch_steps >= 2 * cfg.continuation_lag

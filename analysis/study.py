@@ -95,7 +95,9 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
     tables, wins, taus, speeds, figures = [], [], [], [], []
     for curves in groups:
         t, w, tau = budget.budget_tables(results.frame, curves, s.n_resamples, s.seed, s.reference)
-        tables.append(t), wins.append(w), taus.append(tau)
+        tables.append(t)
+        wins.append(w)
+        taus.append(tau)
         experiment, policy, _, regime = curves.key
         res = speedup.group_speedup(
             curves, scratch.get((experiment, policy, regime)), s.n_targets, s.n_resamples, s.seed

@@ -105,7 +105,11 @@ def interval(
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN quantities
         pct = np.nanpercentile if skip_nan else np.percentile
-        low, high = pct(boot, [alpha, 100 - alpha], axis=0)
+        # No interpolation next to an infinite draw (inf - inf is NaN): the nearest draw outwards instead.
+        low, high = pct(boot, alpha, axis=0), pct(boot, 100 - alpha, axis=0)
+        if np.isinf(boot).any():
+            low = np.where(np.isnan(low), pct(boot, alpha, axis=0, method="lower"), low)
+            high = np.where(np.isnan(high), pct(boot, 100 - alpha, axis=0, method="higher"), high)
     bad = np.isnan(boot).all(axis=0) if skip_nan else np.isnan(boot).any(axis=0)
     f = widening(n_seeds, level)
     with np.errstate(invalid="ignore"):

@@ -76,3 +76,9 @@ def test_one_seed_is_not_widened_and_bad_shapes_fail_in_one_line():
         h.nested(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="every seed one"):
         h.nested(np.zeros((2, 2, 1, 1)), np.array([[True, True], [False, False]]))
+
+
+def test_infinite_draws_give_an_infinite_end_not_nan():
+    boot = np.concatenate([np.linspace(1, 2, 90), np.full(10, np.inf)])[:, None]
+    low, high = h.interval(np.array([1.5]), boot, 1, skip_nan=True)
+    assert np.isfinite(low[0]) and high[0] == np.inf

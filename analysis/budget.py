@@ -21,44 +21,50 @@ import numpy as np
 import pandas as pd
 
 from analysis import hierarchical as h
+from analysis.bootstrap import kendall_tau_b
 from analysis.curves import Curves
-from analysis.selectors import SIGNALS, predicted_cost
-from analysis.stats import NUMERICAL_TOLERANCE, kendall_tau_b
+from analysis.selectors import predicted_cost, signals
+from growth import metric_registry
+from growth.metric_registry import NUMERICAL_TOLERANCE, Stage
 
 REFERENCE = "exact_copy"
-# signal column -> (metric, lag: "zero" = 0, "probe" = where probe_kl lives); probe_eval_loss is the curve's
-SIGNAL_SOURCE = {"token_kl": "token_kl", "loss_gap": "loss_gap", "probe_kl": "probe_kl",
-                 "probe_rms": "probe_rms", "probe_escape": "probe_escape"}  # fmt: skip
 
 
 def run_signals(frame: pd.DataFrame, curves: Curves) -> tuple[dict[str, np.ndarray], int | None]:
-    """Per signal column: values s[s, r, c] of the group's runs (NaN where absent); and the probe lag."""
+    """Per signal column (growth.metric_registry): values s[s, r, c] of the group's runs, NaN where absent.
+
+    A column is its metric at its stage lag: 0, or the probe lag (where the probe-stage metrics live).
+    """
     experiment, policy, growth_step, regime = curves.key
     rows = frame[(frame["experiment"] == experiment) & (frame["policy"] == policy)
                  & (frame["growth_step"] == growth_step) & (frame["regime"] == regime)]  # fmt: skip
-    probe = rows.loc[rows["metric"] == "probe_kl", "lag"]
+    probe_metrics = [m.name for m in metric_registry.of_stage(Stage.probe)]
+    probe = rows.loc[rows["metric"].isin(probe_metrics), "lag"]
     probe_lag = int(probe.mode().min()) if len(probe) else None
     out = {}
     shape = (*curves.valid.shape, len(curves.candidates))
-    for column, metric in SIGNAL_SOURCE.items():
+    columns = metric_registry.columns()
+    for column in sorted({s.column for s in signals()}):
+        source = columns.get(column)
+        lag = {"zero_lag": 0, "probe_lag": probe_lag}.get(source.lag_column) if source else None
+        if lag is None:
+            continue  # a signal read at the continuation lag is the target, not a cheap signal
         grid = np.full(shape, np.nan)
-        mine = rows[rows["metric"] == metric]
+        mine = rows[(rows["metric"] == source.metric) & (rows["lag"] == lag)]
         for r in mine.itertuples():
             if r.seed in curves.seeds and r.candidate in curves.candidates:
                 s = curves.seeds.index(r.seed)
                 if r.replicate in curves.replicates[s]:
                     grid[s, curves.replicates[s].index(r.replicate), curves.candidates.index(r.candidate)] = r.value
         out[column] = grid
-    if probe_lag is not None and probe_lag in curves.lags:
-        out["probe_eval_loss"] = curves.x[..., list(curves.lags).index(probe_lag)].mean(axis=2)
     return out, probe_lag
 
 
-def _nested(curves: Curves, signals: dict[str, np.ndarray]) -> h.Nested:
+def _nested(curves: Curves, values: dict[str, np.ndarray]) -> h.Nested:
     """Losses (C x L) and signals (broadcast over sequences) as one quantity axis."""
     s, r, n, c, l_ = curves.x.shape
     parts = [curves.x.reshape(s, r, n, c * l_)]
-    parts += [np.broadcast_to(v[:, :, None, :], (s, r, n, c)) for v in signals.values()]
+    parts += [np.broadcast_to(v[:, :, None, :], (s, r, n, c)) for v in values.values()]
     return h.nested(np.concatenate(parts, axis=3), curves.valid)
 
 
@@ -101,8 +107,8 @@ def budget_tables(
     frame: pd.DataFrame, curves: Curves, n_resamples: int, seed: int, reference: str = REFERENCE
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(per lag x candidate table, per lag winners, per lag x signal selector taus) of one group."""
-    signals, _ = run_signals(frame, curves)
-    data = _nested(curves, signals)
+    run_values, _ = run_signals(frame, curves)
+    data = _nested(curves, run_values)
     key = [seed, zlib.crc32(repr(curves.key).encode())]
     pooled = _lag_tables(data, curves, n_resamples, np.random.default_rng(key), reference)
     per_seed = [
@@ -133,17 +139,17 @@ def budget_tables(
         wins.append(head | {"lag": int(lag), "winners": text, "changes": previous is not None and text != previous,
                             "per_seed_winners": " ".join(seed_winners), "n_seeds": data.n_seeds})  # fmt: skip
         previous = text
-        taus += _taus(head | {"lag": int(lag)}, pooled, signals, c, n_l, li, data.n_seeds)
+        taus += _taus(head | {"lag": int(lag)}, pooled, run_values, c, n_l, li, data.n_seeds)
     return pd.DataFrame(rows), pd.DataFrame(wins), pd.DataFrame(taus)
 
 
-def _taus(head: dict, pooled: dict, signals: dict, c: int, n_l: int, li: int, n_seeds: int) -> list[dict]:
+def _taus(head: dict, pooled: dict, values: dict, c: int, n_l: int, li: int, n_seeds: int) -> list[dict]:
     """Kendall tau (and CI) of every signal against the eval-loss ranking at one lag."""
     est, boot = pooled["est"], pooled["boot"]
     target_est, target_boot = est[: c * n_l].reshape(c, n_l)[:, li], boot[:, : c * n_l].reshape(-1, c, n_l)[:, :, li]
-    offsets = {name: c * n_l + i * c for i, name in enumerate(signals)}
+    offsets = {name: c * n_l + i * c for i, name in enumerate(values)}
     out = []
-    for signal in SIGNALS:
+    for signal in signals():
         if signal.column not in offsets:
             continue
         o = offsets[signal.column]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.rankings import DIVERGED, OK
-from analysis.selectors import SIGNALS, TauDraws, scope_draws
+from analysis.selectors import TauDraws, scope_draws, signals
 from analysis.stats import clearly_above_zero, clearly_below_zero
 
 HOLDS, FAILS, NOT_RUN, INCONCLUSIVE = "holds", "does not hold", "not run", "inconclusive"
@@ -185,7 +185,7 @@ def _claim5(agreement: pd.DataFrame) -> Claim:
         "probe eval loss) that was measured in both regimes"
     )
     scores = {}
-    for signal in (s.name for s in SIGNALS if s.primary):
+    for signal in (s.name for s in signals() if s.primary):
         per_regime = [_mean_tau(agreement, signal, (r,))[0] for r in REGIMES]
         if not any(math.isnan(v) for v in per_regime):
             scores[signal] = min(per_regime)
@@ -416,7 +416,7 @@ def stat_claim5(agreement: pd.DataFrame, draws: TauDraws | None) -> tuple[str, f
     both regimes. Holds: every such difference has a CI entirely > 0; does not hold: one has a CI entirely
     < 0; else inconclusive (exact ties included). Effect: the smallest difference."""
     robust: dict[str, tuple[float, np.ndarray | None]] = {}
-    for signal in (s.name for s in SIGNALS if s.primary):
+    for signal in (s.name for s in signals() if s.primary):
         per_regime = [_mean_tau(agreement, signal, (r,))[0] for r in REGIMES]
         if any(math.isnan(v) for v in per_regime):
             continue

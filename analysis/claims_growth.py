@@ -4,7 +4,7 @@ Our operational tests (docs/analysis.md "Claims of arXiv 2605.13405"); losses ar
 group's longest evaluated lag, pooled over seeds with the hierarchical bootstrap, differences paired:
 
 A. "Preservation at growth is not needed for the final loss": effect = best non-preserving warm start
-   minus best preserving one (preserving = measured lag-0 token KL below analysis.rankings.ZERO_TOL,
+   minus best preserving one (preserving = measured lag-0 token KL below its registered noise floor,
    never assumed from the name). Per group: `holds` if the CI lies below +margin (the non-preserving one
    is within `margin` nats or better), `does not hold` if it lies above +margin, else `inconclusive`.
 B. "Simple operators (zero_pad, shrink_perturb) match or beat complex ones (exact_copy, msg, ligo)":
@@ -26,8 +26,8 @@ import pandas as pd
 
 from analysis import hierarchical as h
 from analysis.curves import Curves
-from analysis.rankings import ZERO_TOL
 from analysis.speedup import SCRATCH, SMALL, GroupSpeedup
+from growth import metric_registry
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
 SIMPLE, COMPLEX = ("zero_pad", "shrink_perturb"), ("exact_copy", "msg", "ligo")  # the claim's own groups
@@ -92,7 +92,7 @@ def _warm(curves: Curves) -> list[str]:
 
 
 def _preservation_split(curves: Curves) -> tuple[list[str], list[str]]:
-    tol = ZERO_TOL.get("token_kl", 1e-6)
+    tol = metric_registry.noise_floor("token_kl")
     measured = [c for c in _warm(curves) if np.isfinite(curves.token_kl.get(c, np.nan))]
     preserving = [c for c in measured if curves.token_kl[c] < tol]
     return [c for c in measured if c not in preserving], preserving

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.cell_data import read_seq_losses
 from analysis.cells import ordered_candidates
 from analysis.load import DEFAULT_CLIP_MODE, DEFAULT_K, DEFAULT_LR_CORRECTION, policy_name
-from analysis.stats import read_seq_losses
 
 GROUP = ["experiment", "policy", "growth_step", "regime"]
 SCRATCH_STORE = "scratch.jsonl"  # growth.scratch.STORE

@@ -42,8 +42,9 @@ from analysis.tables import (
 )
 from growth.files import atomic_write
 from growth.files import atomic_write_text as write_text
+from growth.widen import registry
 
-REFERENCE_CANDIDATE = "continue_small"
+REFERENCE_CANDIDATE = registry.reference()
 FIGURE_NAMES = {"rank_heatmap.png", "probe_vs_auc.png", "preservation_vs_auc.png"}
 
 

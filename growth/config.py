@@ -253,16 +253,9 @@ class Config:
     seed: int = 0
     out_dir: str = "runs"
     growth_step: int = 1000  # pretraining step the wide candidates are grown from
-    pool: list[str] = field(
-        default_factory=lambda: [
-            "exact_copy",
-            "perturbative",
-            "asymmetric_reset",
-            "structured_non_clone",
-            "scratch_wide",
-            "continue_small",
-        ]
-    )
+    # Candidates to grow (names of growth/widen/registry.py); empty = the registry's default pool, filled in
+    # by growth.pool.with_default_pool before anything is hashed or built.
+    pool: list[str] = field(default_factory=list)
     regimes: list[Regime] = field(default_factory=lambda: [Regime.deterministic, Regime.stochastic])
     probe_lag: int = 16  # lag of the cheap probe
     continuation_lag: int = 128  # lag of the continuation that ranks candidates

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from growth import results, runner, scratch
+from growth import pool, results, runner, scratch
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def cells(cfg: Config) -> list[Config]:
     """One config per grid cell; a cell's unset fields take the top-level value (no grid: the top level)."""
+    cfg = pool.with_default_pool(cfg)
     if not cfg.grid:
         return [cfg]
     out = []

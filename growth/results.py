@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from growth import cost, files
+from growth import cost, files, metric_registry
 from growth.config import Config, Regime, config_hash
 from growth.pretrain import trajectory_identity
 
@@ -87,13 +87,35 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def finished_cells(path: Path, chash: str) -> set[CellKey]:
-    """Cells already written by a run of this config (rows without `replicate` are replicate 0)."""
-    return {
-        CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
-        for r in files.read_jsonl(path)
-        if r.get("config_hash") == chash and r.get("metric") == "wall_time"
-    }
+@dataclass(frozen=True)
+class Measured:
+    """What a finished cell measured: recorded in its wall_time row (None fields: it predates the record)."""
+
+    candidates: frozenset[str] | None
+    metrics: frozenset[str] | None
+
+    def lacks(self, candidates: list[str], metrics: list[str]) -> list[str]:
+        """The asked-for candidates and metrics this cell did not measure (empty when it predates the record)."""
+        if self.candidates is None or self.metrics is None:
+            return []
+        return sorted(set(candidates) - self.candidates) + sorted(set(metrics) - self.metrics)
+
+
+def finished_cells(path: Path, chash: str) -> dict[CellKey, Measured]:
+    """Cells already written by a run of this config and what each measured (no `replicate`: replicate 0)."""
+    out = {}
+    for r in files.read_jsonl(path):
+        if r.get("config_hash") == chash and r.get("metric") == "wall_time":
+            key = CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
+            rec = r.get("measured") or {}
+            cands, mets = rec.get("candidates"), rec.get("metrics")
+            out[key] = Measured(None if cands is None else frozenset(cands), None if mets is None else frozenset(mets))
+    return out
+
+
+def asked_metrics() -> list[str]:
+    """The metrics a cell run now writes (growth/metric_registry.py)."""
+    return sorted(metric_registry.METRICS)
 
 
 def seq_losses_path(cfg: Config, key: CellKey, chash: str) -> Path:
@@ -138,6 +160,7 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         common
         | _fields(Row(POOL_ROW, cfg.continuation_lag, "wall_time", wall_time_s))
         | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent))}
+        | {"measured": {"candidates": sorted(cfg.pool), "metrics": asked_metrics()}}
         | {"cost": cost.cost_fields(cfg)}  # tokens and FLOPs of the speedup (growth.cost)
     )
     files.append_jsonl(results_path(cfg), out)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -19,9 +18,10 @@ import numpy as np
 
 from growth import data as data_lib
 from growth import lags as lags_lib
-from growth import pool, pretrain, results, train, widen
+from growth import metric_registry, pool, pretrain, results, train, widen
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
+from growth.metric_registry import Context, Stage
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
 from growth.tracking import Tracker, progress
@@ -72,21 +72,18 @@ def evaluate(
     seqs, rows = {REFERENCE: small_seq}, []
     n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
     full = lag in (0, cfg.probe_lag)
+    mean = small_seq.mean()  # float32, as the loss gap has always been computed
     for group, p0 in zip(groups, params0, strict=True):
         m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step)
         for i, name in enumerate(group.names):
             seqs[name] = m.seq_loss[i]
-            if lag == 0:
-                rows += [
-                    Row(name, 0, "loss_gap", float(m.seq_loss[i].mean() - small_seq.mean())),
-                    Row(name, 0, "token_kl", m.sums["kl"][i] / n_tok),
-                    Row(name, 0, "max_logit_diff", m.sums["max_diff"][i]),
-                ]
-            if lag == cfg.probe_lag:
-                rms = math.sqrt(m.sums["change"][i] / (n_tok * group.model_cfg.vocab_size))
-                rows += [Row(name, lag, "probe_kl", m.sums["kl"][i] / n_tok), Row(name, lag, "probe_rms", rms)]
-                if group.has_subspace[i]:
-                    rows.append(Row(name, lag, "probe_escape", m.sums["outside"][i] / m.sums["total"][i]))
+            stages = [st for st, at in ((Stage.zero, 0), (Stage.probe, cfg.probe_lag)) if lag == at]
+            ctx = Context(n_tok, group.model_cfg.vocab_size, group.has_subspace[i], m.seq_loss[i].mean(), mean)
+            sums = {k: v[i] for k, v in m.sums.items()}
+            for metric in metric_registry.of_stage(*stages):
+                value = metric.value(sums, ctx) if metric.value is not None else None
+                if value is not None:
+                    rows.append(Row(name, lag, metric.name, value))
     return seqs, rows
 
 
@@ -202,7 +199,7 @@ def base_state(cfg: Config, data: data_lib.TokenData) -> train.TrainState:
 
 
 def validate(cfg: Config) -> None:
-    pool.check_pool(cfg.pool)
+    pool.check_pool(cfg)
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
         raise RunnerError(f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}")
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):
@@ -211,16 +208,36 @@ def validate(cfg: Config) -> None:
         raise RunnerError(f"replicates={cfg.replicates} must be at least 1")
 
 
+def unfinished(cfg: Config, path: Path, keys: list[CellKey]) -> list[CellKey]:
+    """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
+
+    A cell written before cells recorded what they measured is kept, with one line saying so.
+    """
+    done = results.finished_cells(path, results.cell_hash(cfg))
+    todo = []
+    for key in keys:
+        if key not in done:
+            todo.append(key)
+            continue
+        if done[key].candidates is None:
+            log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
+            continue
+        lacking = done[key].lacks(cfg.pool, results.asked_metrics())
+        if lacking:
+            log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
+            todo.append(key)
+    return todo
+
+
 def run(cfg: Config) -> Path:
     """Run every unfinished cell of this (seed, growth step); return the results file."""
-    cfg = to_config(cfg)  # validates every choice, also for configs built in code
+    cfg = pool.with_default_pool(to_config(cfg))  # validates every choice, also for configs built in code
     validate(cfg)
     if cfg.runner.base_dir:
         cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
     path = results.results_path(cfg)
-    done = results.finished_cells(path, results.cell_hash(cfg))
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
-    todo = [k for k in keys if k not in done]
+    todo = unfinished(cfg, path, keys)
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return path

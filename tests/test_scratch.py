@@ -90,6 +90,6 @@ def test_study_preset_covers_what_section_6b_asks():
         ("fan_in", "clone_consistent"),
     }
     assert {str(r) for r in cfg.regimes} == {"deterministic", "stochastic"}
-    width = {n for n in widen.CANDIDATES if not n.startswith("deepen_")}  # the registry, depth growth aside
+    width = {c.name for c in widen.registry.entries() if c.widens}  # every width candidate of the registry
     assert set(cfg.pool) >= width, f"add {sorted(width - set(cfg.pool))} to configs/experiment/study_cpu.yaml pool"
     assert cfg.budget.log_eval_lags > 0 and cfg.budget.scratch_steps >= 2 * cfg.continuation_lag

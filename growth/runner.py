@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import data as data_lib
+from growth import lags as lags_lib
 from growth import lease, metric_registry, pool, pretrain, results, train, widen
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
@@ -39,7 +40,8 @@ class RunnerError(ValueError):
 
 def eval_lags(cfg: Config) -> list[int]:
     every = set(range(0, cfg.continuation_lag + 1, cfg.runner.eval_every))
-    return sorted(every | {0, cfg.probe_lag, cfg.continuation_lag})
+    log = set(lags_lib.log_spaced(cfg.continuation_lag, cfg.budget.log_eval_lags))  # budget axis, SPEC 5b
+    return sorted(every | log | {0, cfg.probe_lag, cfg.continuation_lag})
 
 
 def continuation_streams(cfg: Config, key: CellKey) -> tuple[int, jax.Array]:

@@ -15,8 +15,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
-from growth.validate import ConfigValueError as ConfigValueError  # defined beside the range checks
-from growth.validate import check_values
+from growth import validate
+from growth.errors import ConfigValueError
+
+__all__ = ["ConfigValueError"]  # defined in growth/errors.py, imported from here everywhere
 
 # String choices are Enums: OmegaConf rejects an unknown value when the config is composed, naming
 # the field and the valid values. StrEnum members compare equal to their strings and hash (in
@@ -281,9 +283,23 @@ class WorkersConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """The budget axis and the shared scratch run (SPEC section 5b, docs/analysis.md "Budgets")."""
+
+    # Extra evaluation lags, log-spaced between 1 and continuation_lag (rounded, deduplicated), on top of
+    # every runner.eval_every steps: long continuations cost few evaluations. 0 = off.
+    log_eval_lags: int = 0
+    # Steps of the scratch_wide run of its own (growth.scratch), computed once per (seed, k, regime,
+    # replicate, policy) and shared by every grid cell; 0 = no such run (the pool's scratch_wide only).
+    scratch_steps: int = 0
+    scratch_log_eval_lags: int = 32  # log-spaced evaluation lags of that run (lag 0 and its last step always)
+
+
+@dataclass
 class GridCell:
     seed: int | None = None  # this cell's seed; None = the top-level seed
     growth_step: int | None = None  # this cell's growth step; None = the top-level one
+    k: int | None = None  # this cell's growth factor; None = growth.k
     pool: list[str] | None = None  # this cell's pool; None = the top-level pool
     replicates: int | None = None  # this cell's replicates; None = the top-level count
     lr_correction: LrCorrection | None = None  # this cell's lr_correction; None = growth.lr_correction
@@ -312,6 +328,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the small model's pretraining
     growth: GrowthConfig = field(default_factory=GrowthConfig)  # how candidates are grown
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # the continuation after growth
+    budget: BudgetConfig = field(default_factory=BudgetConfig)  # budget axis: log-spaced lags, the scratch run
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # logging and progress
     workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
@@ -338,7 +355,7 @@ def to_config(cfg: DictConfig | Config) -> Config:
     except ValidationError as e:
         raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
     out: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    check_values(out)  # every numeric field's range, before any compute
+    validate.check_values(out)  # every numeric field's range, before any compute
     return out
 
 

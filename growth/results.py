@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from growth import files, metric_registry
+from growth import cost, files, metric_registry
 from growth.config import Config, Regime, config_hash
 from growth.pretrain import trajectory_identity
 
@@ -62,15 +62,19 @@ def results_path(cfg: Config) -> Path:
 
 def grow_identity(cfg: Config) -> dict:
     """What fixes a cell's numbers, besides its CellKey (replicates only says how many keys exist)."""
-    return trajectory_identity(cfg) | {
-        "optim": dataclasses.asdict(cfg.optim),
-        "growth": dataclasses.asdict(cfg.growth),
-        "runner": dataclasses.asdict(cfg.runner),
-        "pool": list(cfg.pool),
-        "lags": [cfg.probe_lag, cfg.continuation_lag],
-        "growth_step": cfg.growth_step,
-        "eval_sequences": cfg.data.eval_sequences,
-    }
+    return (
+        trajectory_identity(cfg)
+        | {
+            "optim": dataclasses.asdict(cfg.optim),
+            "growth": dataclasses.asdict(cfg.growth),
+            "runner": dataclasses.asdict(cfg.runner),
+            "pool": list(cfg.pool),
+            "lags": [cfg.probe_lag, cfg.continuation_lag],
+            "growth_step": cfg.growth_step,
+            "eval_sequences": cfg.data.eval_sequences,
+        }
+        | ({"log_eval_lags": cfg.budget.log_eval_lags} if cfg.budget.log_eval_lags else {})
+    )  # old hashes kept
 
 
 def cell_hash(cfg: Config) -> str:
@@ -102,7 +106,7 @@ class Measured:
 
 
 def finished_cells(path: Path, chash: str) -> dict[CellKey, Measured]:
-    """Cells already written by a run of this config and what each measured (no `replicate`: replicate 0).
+    """Cells already written by a run of this config, and what each measured (no `replicate`: replicate 0).
 
     A cell is finished when its wall-time row is there and, for rows that record it, every row of the
     same write was read back (a row lost to a torn line leaves the cell unfinished, so it is redone)."""
@@ -159,6 +163,7 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         "replicate": key.replicate,
         "lr_correction": str(cfg.growth.lr_correction),
         "clip_mode": str(cfg.optim.clip_mode),
+        "k": cfg.growth.k,
         "config_hash": chash,
         "versions": versions(),
         "write_id": uuid.uuid4().hex,
@@ -169,6 +174,7 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         | _fields(Row(POOL_ROW, cfg.continuation_lag, "wall_time", wall_time_s))
         | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent)), "n_rows": len(rows) + 1}
         | {"measured": {"candidates": sorted(cfg.pool), "metrics": asked_metrics()}}
+        | {"cost": cost.cost_fields(cfg)}  # tokens and FLOPs of the speedup (growth.cost)
     )
     files.append_jsonl(results_path(cfg), out)
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import data as data_lib
+from growth import lags as lags_lib
 from growth import lease, metric_registry, pool, pretrain, results, train, widen
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
@@ -39,7 +40,8 @@ class RunnerError(ValueError):
 
 def eval_lags(cfg: Config) -> list[int]:
     every = set(range(0, cfg.continuation_lag + 1, cfg.runner.eval_every))
-    return sorted(every | {0, cfg.probe_lag, cfg.continuation_lag})
+    log = set(lags_lib.log_spaced(cfg.continuation_lag, cfg.budget.log_eval_lags))  # budget axis, SPEC 5b
+    return sorted(every | log | {0, cfg.probe_lag, cfg.continuation_lag})
 
 
 def continuation_streams(cfg: Config, key: CellKey) -> tuple[int, jax.Array]:
@@ -211,7 +213,7 @@ def validate(cfg: Config) -> None:
     check_bpe_vocab(cfg)
 
 
-def unfinished(cfg: Config, path: Path, keys: list[CellKey]) -> list[CellKey]:
+def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False) -> list[CellKey]:
     """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
 
     A cell written before cells recorded what they measured is kept, with one line saying so.
@@ -223,11 +225,13 @@ def unfinished(cfg: Config, path: Path, keys: list[CellKey]) -> list[CellKey]:
             todo.append(key)
             continue
         if done[key].candidates is None:
-            log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
+            if not quiet:
+                log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
             continue
         lacking = done[key].lacks(cfg.pool, results.asked_metrics())
         if lacking:
-            log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
+            if not quiet:
+                log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
             todo.append(key)
     return todo
 
@@ -262,10 +266,10 @@ def run_pass(cfg: Config) -> int:
     held = 0
     for key in todo:
         claimed = lease.claim(
-            path.parent, f"{key.stem}-{chash}", cfg.workers, functools.partial(_finished, path, chash, key, cfg)
+            path.parent, f"{key.stem}-{chash}", cfg.workers, functools.partial(_finished, cfg, path, key)
         )
         if claimed is None:
-            held += not _finished(path, chash, key, cfg)
+            held += not _finished(cfg, path, key)
             continue
         try:
             if setup is None:
@@ -284,7 +288,6 @@ def run_pass(cfg: Config) -> int:
     return held
 
 
-def _finished(path: Path, chash: str, key: CellKey, cfg: Config) -> bool:
-    """The cell is written and measured everything asked for now (a cell predating the record counts)."""
-    done = results.finished_cells(path, chash)
-    return key in done and not done[key].lacks(cfg.pool, results.asked_metrics())
+def _finished(cfg: Config, path: Path, key: CellKey) -> bool:
+    """Finished and measured everything asked for (a worker that holds it may just have written it)."""
+    return not unfinished(cfg, path, [key], quiet=True)

@@ -13,13 +13,10 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from growth.errors import ConfigValueError
+
 if TYPE_CHECKING:
     from growth.config import Config
-
-
-class ConfigValueError(ValueError):
-    """A config value the schema rejects; the message names the key and the valid values."""
-
 
 BYTE_LEVEL_MIN_VOCAB = 257  # a byte-level BPE holds the 256 bytes plus at least one merge or special token
 

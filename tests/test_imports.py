@@ -1,5 +1,5 @@
 """The rooms (docs/architecture.md), checked on the source with `ast`: no import cycle among the modules
-of growth/ and analysis/ (function-local imports count; `if TYPE_CHECKING:` imports, which never run, do not), nothing in growth/ imports analysis/, and
+of growth/ and analysis/ (function-local imports count), nothing in growth/ imports analysis/, and
 growth/interop is downstream of the pipeline: no module of growth/ outside it imports it."""
 
 import ast
@@ -35,14 +35,13 @@ def _targets(name: str, path: Path) -> set[str]:
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text(), str(path))
-    # imports under `if TYPE_CHECKING:` never run (annotations only), so they cannot close a cycle
     typing_only = {
-        id(sub)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
-        for stmt in node.body
-        for sub in ast.walk(stmt)
-    }
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }  # imports under `if TYPE_CHECKING:` never run
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue

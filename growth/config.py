@@ -104,7 +104,12 @@ class DataConfig:
     min_frequency: int = 2
     context: int = 128  # tokens a model sees; sequences are context + 1 long
     eval_sequences: int = 64  # fixed held-out evaluation set size (sequences)
-    cache_dir: str = ".cache"  # tokenizer, token arrays and the datasets cache
+    cache_dir: str = ".cache"  # tokenizer, token files and the datasets cache
+    # Characters of training text (from the start of the stream) the BPE is trained on: bounds the
+    # tokenizer's memory on a large corpus (100M characters: ~5% of the full TinyStories).
+    tokenizer_sample_chars: int = 100_000_000
+    encode_chunk_docs: int = 8192  # documents encoded at once into the token file (bounds memory)
+    progress: bool = True  # tokenization progress bar (documents, tokens/s), quiet when stderr is no terminal
     # A saved tokenizer (tokenizer.json, or a directory with it or vocab.json + merges.txt) to use instead
     # of training a BPE; growing an imported checkpoint sets it from the base run (hf_import.with_base_run).
     tokenizer_path: str | None = None

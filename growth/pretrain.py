@@ -23,7 +23,7 @@ def trajectory_identity(cfg: Config) -> dict:
     """The config parts that determine the pretraining trajectory."""
     return {
         "seed": cfg.seed,
-        "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
+        "data": data_lib.identity(cfg.data),
         "model": dataclasses.asdict(cfg.model),
         # clip_mode only matters once a model is grown: a never-grown model's weights are all 1.
         "optim": {k: v for k, v in dataclasses.asdict(cfg.optim).items() if k != "clip_mode"},

@@ -36,6 +36,15 @@ def markdown(r: dict) -> str:
     ]
     if r.get("note"):
         lines += ["", f"**Note:** {r['note']}"]
+    if "gpu" in r:
+        g = r["gpu"]
+        mfu = f"{g['mfu']:.1%}" if g.get("mfu") is not None else "n/a (" + g.get("mfu_note", "") + ")"
+        lines += [
+            "",
+            f"## experiment=paper_gpu train step ({g['device_kind']} x {g['devices']}, {g['compute_dtype']}){_when(g)}",
+            "",
+            f"tokens/s {_s(g['tokens_per_s'])}; model {g['model_tflops']:,.3f} TFLOP/s; MFU {mfu}.",
+        ]
     if "data" in r:
         d = r["data"]
         lines += [

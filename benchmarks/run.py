@@ -12,6 +12,8 @@ Writes `benchmarks/results/<machine>.json` and `<machine>.md` (docs/performance.
   replicas  a cell's replicate continuations stacked in one pool step against one process per core
   data   growth.data.load on a generated >= 400 MB corpus (peak RSS, tokens/s) and the old in-memory
          path on ~40 MB in the same run (benchmarks/data_part.py)
+  gpu    tokens/s and MFU of experiment=paper_gpu's train step on every device (benchmarks/gpu_part.py;
+         --tiny runs it on a CPU)
 
 Every figure is the median of --reps repetitions after a warm-up, with min/max and quartiles. Parts
 run in one process; a run of some parts updates those parts of an existing results file.
@@ -38,9 +40,9 @@ from benchmarks.common import (
     spread,
 )
 
-PARTS = ("limit", "step", "pool", "peer", "e2e", "replicas", "data")
+PARTS = ("limit", "step", "pool", "peer", "e2e", "replicas", "data", "gpu")
 # Parts run only when named in --parts (minutes of tokenizing, and a GB of temporary disk).
-OPT_IN = ("data",)
+OPT_IN = ("data", "gpu")
 TARGETS = {  # name: (description, threshold); docs/performance.md says why each one
     "wide_step_fraction_of_limit": ("wide train step >= 40% of the matmul limit", 0.40),
     "pool_speedup": ("stacked pool >= 1.5x one-by-one", 1.5),
@@ -91,6 +93,7 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--data-old-mb", type=float, help="data part: corpus MB of the old path (default 40; 2 with --tiny)"
     )
+    ap.add_argument("--peak-tflops", type=float, help="gpu part: dense bf16 peak per device (default: by device kind)")
     ap.add_argument("--machine", help="results file name (default: <hostname>-<preset>)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results directory")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. 'machine busy')")
@@ -191,6 +194,11 @@ def main(argv=None) -> dict:
             "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
             "load_avg": os.getloadavg(),
         }
+    if "gpu" in parts:
+        from benchmarks import gpu_part
+
+        log("gpu: experiment=paper_gpu train step on every device")
+        results["gpu"] = stamp(gpu_part.measure(args.tiny, p.reps, p.steps_per_rep, args.peak_tflops, args.override))
     results["machine"]["load_avg_end"] = os.getloadavg()
     results["targets"] = targets(results)
 

@@ -82,6 +82,11 @@ class Regime(StrEnum):
     stochastic = "stochastic"
 
 
+class ComputeDtype(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class PoolStep(StrEnum):
     map = "map"
     vmap = "vmap"
@@ -131,6 +136,9 @@ class ModelConfig:
     dropout: float = 0.0
     init_std: float = 0.02
     dtype: str = "float32"
+    # Dtype of the matmuls and activations; parameters and Adam's moments stay float32 (master
+    # weights). bfloat16: mixed precision (docs/scaling.md gives its preservation tolerance).
+    compute_dtype: ComputeDtype = ComputeDtype.float32
     # Options an imported checkpoint needs (growth.interop.hf_import); the defaults are the SPEC model.
     activation: Activation = Activation.gelu_tanh  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf)
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
@@ -229,6 +237,16 @@ class RunnerConfig:
 
 
 @dataclass
+class MeshConfig:
+    # Devices on the data-parallel axis (growth.mesh): 1 = one device (the plain path), 0 = all devices
+    # of the job; the training and evaluation batches must divide by it.
+    devices: int = 1
+    fsdp: bool = False  # split parameters and Adam's moments over the axis too, instead of replicating them
+    # Call jax.distributed.initialize() when the job runs several processes (SLURM tasks, JAX_* vars).
+    distributed: bool = True
+
+
+@dataclass
 class GridCell:
     seed: int | None = None
     growth_step: int | None = None
@@ -267,6 +285,7 @@ class Config:
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)  # devices of a data-parallel run (docs/scaling.md)
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)
 

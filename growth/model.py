@@ -16,6 +16,7 @@ Options for imported checkpoints (docs/surgery.md): `activation`, unscaled atten
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -79,15 +80,22 @@ def _divisor_near(n: int, target: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
+def compute_dtype(cfg: ModelConfig):
+    """The dtype layers compute in: None (float32, from the float32 parameters) or bfloat16."""
+    return jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
+
+
 def _norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
     if cfg.norm == "layernorm":
-        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
-    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
+    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
 
 
 def _dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None) -> nnx.Linear:
     init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
-    return nnx.Linear(din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
+    return nnx.Linear(
+        din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, dtype=compute_dtype(cfg), rngs=rngs
+    )
 
 
 # Dropout draws 16-bit uniforms, two from each 32-bit random word: one threefry draw per element
@@ -137,7 +145,7 @@ class Attention(nnx.Module):
             return t.reshape(B, L, self.n_heads, hd)
 
         q, k, v = heads(self.q(x_BxLxD)), heads(self.k(x_BxLxD)), heads(self.v(x_BxLxD))
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k)
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32)  # softmax in float32 under bf16
         if self.scaled:
             s_BxHxLxL = s_BxHxLxL / math.sqrt(hd)
         causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
@@ -146,7 +154,7 @@ class Attention(nnx.Module):
             causal_LxL = causal_LxL & (pos[:, None] - pos[None, :] < self.window)
         s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
-        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs)
+        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
         o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
         return self.o(o_BxLxHxd.reshape(B, L, D))
 
@@ -183,12 +191,15 @@ class GPT(nnx.Module):
         validate_model_config(cfg)
         self.cfg = cfg
         emb_init = jax.nn.initializers.normal(cfg.init_std)
-        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
-        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        dt = compute_dtype(cfg)
+        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
+        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs, w) for w in block_windows(cfg)])
         self.ln_f = _norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
+            self.lm_head = nnx.Linear(
+                cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, dtype=dt, rngs=rngs
+            )
         self.drop = Dropout(cfg.dropout)
 
     def __call__(
@@ -267,7 +278,16 @@ def apply_features(
     caller (growth.train's loss never forms all of them at once)."""
     model = nnx.merge(graphdef, params)
     h, _ = model.features(tokens_BxL, deterministic=dropout_key is None, dropout_key=dropout_key)
-    return h, model.head_matrix()
+    return h, model.head_matrix().astype(h.dtype)  # a bf16 head matmul under compute_dtype=bfloat16
+
+
+def identity(cfg: ModelConfig) -> dict:
+    """The model settings for run-directory hashes; compute_dtype enters only when not float32, so the
+    hashes of runs made before the field existed stay valid."""
+    out = dataclasses.asdict(cfg)
+    if cfg.compute_dtype == "float32":
+        out.pop("compute_dtype")
+    return out
 
 
 def param_count(params: Params) -> int:

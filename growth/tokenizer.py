@@ -96,7 +96,8 @@ class _PieceEncoder:
     def __init__(self, tok, dtype: np.dtype):
         import regex
 
-        self.tok, self.dtype, self.memo = tok, dtype, {}
+        self.tok, self.dtype = tok, dtype
+        self.memo: dict[str, list[int]] = {}
         self.pieces = regex.compile(_PIECES)
         self.eot = tok.token_to_id(EOT)
 

@@ -25,7 +25,10 @@ COLUMNS = (
     "lr_correction",
     "clip_mode",
     "policy",
+    "k",
+    "lr_policy",
     "seq_losses",
+    "cost",
     "versions",
     "source",
 )
@@ -33,9 +36,17 @@ COLUMNS = (
 DEFAULT_LR_CORRECTION, DEFAULT_CLIP_MODE = "none", "global"
 
 
-def policy_name(lr_correction: str, clip_mode: str) -> str:
-    """The label of a learning-rate policy, e.g. 'none/global' or 'fan_in/clone_consistent'."""
-    return f"{lr_correction}/{clip_mode}"
+DEFAULT_K = 2  # growth factor of rows written before cells recorded it
+
+
+def policy_name(lr_correction: str, clip_mode: str, k: int = DEFAULT_K) -> str:
+    """The label of a comparison group, e.g. 'none/global', 'fan_in/clone_consistent', 'none/global/k3'.
+
+    The growth factor joins the label when it is not 2, so rows of different k are never averaged as
+    replicates of one cell (the `k` and `lr_policy` columns carry the parts separately).
+    """
+    base = f"{lr_correction}/{clip_mode}"
+    return base if k == DEFAULT_K else f"{base}/k{k}"
 
 
 class NoResultsError(FileNotFoundError):
@@ -50,6 +61,7 @@ class Results:
     files: tuple[Path, ...]
     n_read: int
     n_duplicates: int
+    n_unparseable: int = 0  # lines that are not a JSON row (torn by a crash mid-append, or edited): skipped
 
 
 def find_results(results_dir: str | Path) -> list[Path]:
@@ -67,7 +79,12 @@ def _finite_or_nan(value: object) -> float:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Parse one results.jsonl; a malformed line (e.g. truncated by a killed run) is skipped with a warning."""
-    rows = []
+    return _read_counted(path)[0]
+
+
+def _read_counted(path: Path) -> tuple[list[dict], int]:
+    """The rows of one results.jsonl and the number of unparseable lines skipped."""
+    rows, bad = [], 0
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.strip()
@@ -77,9 +94,11 @@ def read_jsonl(path: Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 warnings.warn(f"{path}:{lineno}: skipping malformed JSON line ({err.msg})", stacklevel=2)
+                bad += 1
                 continue
             if not isinstance(row, dict):
                 warnings.warn(f"{path}:{lineno}: skipping a line that is not a JSON object", stacklevel=2)
+                bad += 1
                 continue
             missing = [field for field in REQUIRED if field not in row]
             if missing:
@@ -91,6 +110,7 @@ def read_jsonl(path: Path) -> list[dict]:
             run = f"{config_hash}|r={replicate}" + ("" if cont_seed is None else f"|cs={cont_seed}")
             lr_correction = str(row.get("lr_correction") or DEFAULT_LR_CORRECTION)
             clip_mode = str(row.get("clip_mode") or DEFAULT_CLIP_MODE)
+            k = int(row.get("k") or DEFAULT_K)
             rows.append(
                 {
                     "experiment": str(row["experiment"]),
@@ -106,13 +126,16 @@ def read_jsonl(path: Path) -> list[dict]:
                     "run": run,
                     "lr_correction": lr_correction,
                     "clip_mode": clip_mode,
-                    "policy": policy_name(lr_correction, clip_mode),
+                    "policy": policy_name(lr_correction, clip_mode, k),
+                    "k": k,
+                    "lr_policy": policy_name(lr_correction, clip_mode),
                     "seq_losses": str(row.get("seq_losses") or ""),
+                    "cost": json.dumps(row.get("cost") or {}, sort_keys=True),  # growth.cost, on `_pool` rows
                     "versions": json.dumps(row.get("versions") or {}, sort_keys=True),
                     "source": str(path),
                 }
             )
-    return rows
+    return rows, bad
 
 
 def load_results(results_dir: str | Path | Sequence[str | Path], experiments: Sequence[str] | None = None) -> Results:
@@ -131,7 +154,9 @@ def load_results(results_dir: str | Path | Sequence[str | Path], experiments: Se
             raise NoResultsError(f"no {RESULTS_NAME} found under {root}; {hint}")
         files += found
     root = roots[0] if len(roots) == 1 else ", ".join(str(r) for r in roots)
-    records = [row for path in files for row in read_jsonl(path)]
+    scanned = [_read_counted(path) for path in files]
+    records = [row for rows, _ in scanned for row in rows]
+    n_unparseable = sum(bad for _, bad in scanned)
     if not records:
         raise NoResultsError(f"every {RESULTS_NAME} under {root} is empty; {hint}")
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
@@ -144,4 +169,10 @@ def load_results(results_dir: str | Path | Sequence[str | Path], experiments: Se
     n_read = len(frame)
     # Files are read in sorted path order and lines in file order, so "last" means the latest append.
     frame = frame.drop_duplicates(subset=list(KEY), keep="last").reset_index(drop=True)
-    return Results(frame=frame, files=tuple(files), n_read=n_read, n_duplicates=n_read - len(frame))
+    return Results(
+        frame=frame,
+        files=tuple(files),
+        n_read=n_read,
+        n_duplicates=n_read - len(frame),
+        n_unparseable=n_unparseable,
+    )

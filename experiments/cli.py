@@ -5,14 +5,17 @@ would bury that line, so the entry points turn these (and only these) into a pla
 """
 
 import contextlib
+import logging
 
 from growth.checkpoint import CheckpointError
 from growth.config import ConfigValueError
 from growth.data import DataError
+from growth.files import StorageError, storage_error
 from growth.interop.hf_import import HFImportError
 from growth.interop.surgery import SurgeryError
 from growth.model import ConfigError
 from growth.pool import PoolError
+from growth.pretrain import PretrainDiverged
 from growth.runner import RunnerError
 
 USER_ERRORS = (
@@ -24,6 +27,8 @@ USER_ERRORS = (
     ConfigValueError,
     CheckpointError,
     SurgeryError,
+    StorageError,
+    PretrainDiverged,
 )
 
 
@@ -32,4 +37,17 @@ def user_errors():
     try:
         yield
     except USER_ERRORS as e:
+        _quiet_shutdown()
         raise SystemExit(f"error: {e}") from None
+    except Exception as e:  # a full disk or a read-only directory met outside the harness's own writes
+        clean = storage_error(getattr(e, "filename", None) or "the output directory", e)
+        if clean is None:
+            raise
+        _quiet_shutdown()
+        raise SystemExit(f"error: {clean}") from None
+
+
+def _quiet_shutdown() -> None:
+    """After a failed orbax save its background event loops log tracebacks at exit: keep them out."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    logging.getLogger("absl").setLevel(logging.CRITICAL)

@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from analysis.report import write_report
 from experiments.cli import user_errors
-from growth import grid
+from growth import files, grid
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
 
@@ -16,7 +16,9 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     enable_compile_cache()
     with user_errors():
-        print(write_report(grid.reproduce(to_config(cfg))))
+        results_dir = grid.reproduce(to_config(cfg))
+        with files.locked(results_dir / ".report.lock"):  # many workers finish together: one report at a time
+            print(write_report(results_dir))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 The state is saved as a plain nested dict (`flax.serialization.to_state_dict`) so optax's named
 tuples and integer block keys survive, and restored into an abstract target of the same structure.
 Orbax writes each step to a temporary directory and renames it when complete, so a crash mid-save
-leaves the previous checkpoints intact.
+leaves the previous checkpoints intact. Each step also holds a checksum manifest of its arrays
+(growth.manifest), saved as one more item of the same commit and checked on every restore: a
+checkpoint whose bytes changed is refused in one line, never restored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import jax
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from growth import files, manifest, quiet
+
 logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs bookkeeping at INFO and WARNING
+# A failed save (e.g. a full disk) leaves orbax's background event loops logging hundreds of
+# "Event loop is closed" tracebacks; the failure itself is raised as one StorageError line.
+logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 # Version of the saved state's layout; bump it when the train state's structure changes. 2: the named
@@ -26,6 +33,10 @@ LAYOUT_VERSION = 2
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing or cannot be read; the message names the path and the fix."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint whose files do not decode or do not match their checksum manifest."""
 
 
 def manager(directory: str | Path, read_only: bool = False) -> ocp.CheckpointManager:
@@ -38,20 +49,29 @@ def manager(directory: str | Path, read_only: bool = False) -> ocp.CheckpointMan
         enable_async_checkpointing=False,
         cleanup_tmp_directories=not read_only,
     )
-    return ocp.CheckpointManager(directory, options=options)
+    with files.writing(directory):
+        return ocp.CheckpointManager(directory, options=options)
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state: Any, config: dict) -> None:
-    """Save `state` (any pytree of arrays) and the JSON-able `config` at `step`."""
+    """Save `state` (any pytree of arrays), its checksum manifest and the JSON-able `config` at `step`."""
     if step in mgr.all_steps():
         return
     tree = serialization.to_state_dict(jax.device_get(state))
     config = config | {"layout_version": LAYOUT_VERSION}
-    mgr.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(tree), config=ocp.args.JsonSave(config)),
-    )
-    mgr.wait_until_finished()
+    items = {
+        "state": ocp.args.StandardSave(tree),
+        "config": ocp.args.JsonSave(config),
+        "manifest": ocp.args.JsonSave(manifest.build(tree)),
+    }
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)  # a failed save logs each thread's traceback; the error is raised below
+    quiet.install()
+    with files.writing(Path(mgr.directory) / str(step)):
+        mgr.save(step, args=ocp.args.Composite(**items))
+        mgr.wait_until_finished()
+    absl.setLevel(level)
 
 
 def steps(directory: str | Path) -> list[int]:
@@ -75,7 +95,7 @@ def _read_saved_config(directory: str | Path, step: int) -> dict:
     try:
         out = manager(directory, read_only=True).restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for unreadable files
-        raise CheckpointError(_corrupt_message(directory, step, e)) from e
+        raise CorruptCheckpoint(_corrupt_message(directory, step, e)) from e
     return dict(out["config"])
 
 
@@ -89,14 +109,29 @@ def restore(directory: str | Path, step: int, target: Any) -> Any:
             f" the harness reads layout {LAYOUT_VERSION}. Re-run pretraining into a new out_dir (or delete"
             f" {str(directory.parent)!r}); older run directories cannot be restored."
         )
+    if not (directory / str(step) / "manifest").is_dir():
+        raise CorruptCheckpoint(
+            f"checkpoint step {step} under {str(directory)!r} has no checksum manifest (written by an older"
+            f" harness, or by a crash mid-save), so it cannot be verified. Delete {str(directory / str(step))!r}"
+            " to have it rebuilt."
+        )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(target))
     try:
         out = manager(directory, read_only=True).restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), manifest=ocp.args.JsonRestore()),
         )
-        return serialization.from_state_dict(target, out["state"])
+        tree = jax.device_get(out["state"])
+        problem = manifest.problems(dict(out["manifest"]), tree)
     except Exception as e:
-        raise CheckpointError(_corrupt_message(directory, step, e)) from e
+        raise CorruptCheckpoint(_corrupt_message(directory, step, e)) from e
+    if problem is not None:
+        raise CorruptCheckpoint(
+            f"checkpoint step {step} under {str(directory)!r} is corrupt: {problem}. Delete"
+            f" {str(directory / str(step))!r} to have it rebuilt (pretraining redoes it from the newest sound"
+            " checkpoint), or restore it from a backup."
+        )
+    return serialization.from_state_dict(target, tree)
 
 
 def _require_step(directory: Path, step: int) -> None:

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from growth import results, runner
+from growth import lease, pool, results, runner, scratch
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def cells(cfg: Config) -> list[Config]:
     """One config per grid cell; a cell's unset fields take the top-level value (no grid: the top level)."""
+    cfg = pool.with_default_pool(cfg)
     if not cfg.grid:
         return [cfg]
     out = []
@@ -24,6 +25,7 @@ def cells(cfg: Config) -> list[Config]:
             if cell.lr_correction is None
             else dataclasses.replace(cfg.growth, lr_correction=cell.lr_correction)
         )
+        growth = growth if cell.k is None else dataclasses.replace(growth, k=cell.k)
         optim = cfg.optim if cell.clip_mode is None else dataclasses.replace(cfg.optim, clip_mode=cell.clip_mode)
         out.append(
             dataclasses.replace(
@@ -40,13 +42,25 @@ def cells(cfg: Config) -> list[Config]:
 
 
 def reproduce(cfg: Config) -> Path:
-    """Run every cell (finished ones are skipped); return the results directory."""
+    """Run every cell (finished ones are skipped; with other workers on the same out_dir, each cell is
+    computed by one of them and every worker returns once all are finished); return the results directory."""
     t0 = time.perf_counter()
-    for cell in cells(cfg):
-        log.info(
-            "cell seed=%d growth_step=%d pool=%s replicates=%d lr_correction=%s clip_mode=%s",
-            cell.seed, cell.growth_step, cell.pool, cell.replicates, cell.growth.lr_correction, cell.optim.clip_mode,
-        )  # fmt: skip
-        runner.run(cell)
+    prepared = [runner.prepare(cell) for cell in cells(cfg)]  # every cell validated before any compute
+
+    def one_pass() -> int:
+        held = 0
+        for cell in prepared:
+            log.info(
+                "cell seed=%d growth_step=%d pool=%s replicates=%d lr_correction=%s clip_mode=%s",
+                cell.seed, cell.growth_step, cell.pool, cell.replicates, cell.growth.lr_correction,
+                cell.optim.clip_mode,
+            )  # fmt: skip
+            held += runner.run_pass(cell)
+            held += scratch.run_pass(
+                cell
+            )  # the shared scratch_wide budget (once per seed, k, regime, replicate, policy)
+        return held
+
+    lease.drain(one_pass, cfg.workers.poll_s)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
     return results.results_path(cfg).parent

@@ -3,21 +3,44 @@
 The run directory is `out_dir/pretrain/seed<seed>-<hash>`, where the hash covers what fixes
 the training trajectory (data, model, optimizer, batch size, seed) and not how far it runs or where it
 saves. Re-running a command resumes; asking for more steps or another checkpoint step extends the run.
+
+Many processes may share one out_dir: a run directory is trained under a file lock by one process while
+the others wait for it, then find its checkpoints done. Every checkpoint is verified against its
+checksum manifest before it counts as done or is resumed from; a corrupt one is moved to `corrupt/`
+and redone from the newest checkpoint that verifies.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import time
 from pathlib import Path
 
-from growth import checkpoint, train
+from growth import checkpoint, files, train
 from growth import data as data_lib
 from growth import mesh as mesh_lib
 from growth import model as model_lib
 from growth.config import Config, as_dict, config_hash
 from growth.files import truncate_jsonl
 from growth.tracking import Tracker, progress
+from growth.validate import check_bpe_vocab
+
+log = logging.getLogger(__name__)
+
+
+class PretrainDiverged(train.TrainingDiverged):
+    """The pretraining loss became NaN or inf; the message names the step, the loss and the fix."""
+
+    def __init__(self, step: int, loss: float, lr: float, clip_norm: float):
+        clip = "" if clip_norm > 0 else " or set optim.clip_norm=1.0"
+        FloatingPointError.__init__(
+            self,
+            f"pretraining diverged: the training loss is {loss} at step {step} (optim.lr={lr:g}); lower the"
+            f" learning rate, e.g. optim.lr={lr / 10:g}{clip}. Checkpoints before step {step} are kept.",
+        )
+        self.step = step
 
 
 def trajectory_identity(cfg: Config) -> dict:
@@ -48,14 +71,47 @@ def check_vocab(cfg: Config, data: data_lib.TokenData) -> None:
         )
 
 
+def _quarantine(out: Path, step: int, error: checkpoint.CheckpointError) -> None:
+    """Move a corrupt checkpoint out of the way (kept under `corrupt/` for inspection), so it is redone."""
+    dest = out / "corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints" / str(step)).rename(dest)
+    log.warning("%s; moved it to %s and redoing it", error, dest)
+
+
+def sound_steps(cfg: Config, candidates: list[int]) -> list[int]:
+    """The saved checkpoints among `candidates` that verify; the others are quarantined."""
+    out = run_dir(cfg)
+    good = []
+    for step in candidates:
+        try:
+            train.load_state(out, step, cfg)
+            good.append(step)
+        except checkpoint.CorruptCheckpoint as e:
+            _quarantine(out, step, e)
+    return good
+
+
 def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
-    """Pretrain to `pretrain.steps`, writing checkpoints at `pretrain.checkpoint_steps`; resumable."""
+    """Pretrain to `pretrain.steps`, writing checkpoints at `pretrain.checkpoint_steps`; resumable, and
+    safe to call from many processes at once (one trains, the others wait for it)."""
+    check_bpe_vocab(cfg)
+    out = run_dir(cfg)
+
+    def waiting() -> None:
+        log.info("another process is pretraining %s; waiting for it", out)
+
+    with files.locked(out / ".pretrain.lock", on_wait=waiting):
+        return _run_locked(cfg, out, data)
+
+
+def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path:
     pcfg = cfg.pretrain
     targets = sorted({s for s in pcfg.checkpoint_steps if s <= pcfg.steps} | {pcfg.steps})
-    out = run_dir(cfg)
     ckpt_dir = out / "checkpoints"
     saved = checkpoint.steps(ckpt_dir)
-    missing = [s for s in targets if s not in saved]
+    present = sound_steps(cfg, [s for s in targets if s in saved])
+    missing = [s for s in targets if s not in present]
     if not missing:
         return out
 
@@ -63,9 +119,15 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
     check_vocab(cfg, data)
     data_lib.check_batch_size(data, pcfg.batch_size)
     graphdef, tx, state = train.fresh_state(cfg)
-    start = max([s for s in saved if s <= missing[0]], default=0)
-    if start:
-        _, _, state = train.load_state(out, start, cfg)
+    start = 0
+    for step in sorted((s for s in checkpoint.steps(ckpt_dir) if s <= missing[0]), reverse=True):
+        try:
+            _, _, state = train.load_state(out, step, cfg)  # verified against its manifest
+        except checkpoint.CorruptCheckpoint as e:
+            _quarantine(out, step, e)
+            continue
+        start = step
+        break
     truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("step", 0) <= start)
     end = targets[-1]
     mesh = mesh_lib.make(cfg.mesh)  # None on one device: the plain path
@@ -90,12 +152,12 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
             )
             # Read step t-1's metrics only now: step t is already dispatched, so the loop never waits.
             if pending is not None:
-                _check(*pending)
+                _check(cfg, *pending)
             pending = (t + 1, metrics)
             bar.update(1)
             done = t + 1
             if done % pcfg.log_every == 0 or done % pcfg.eval_every == 0 or done in save_at:
-                _check(*pending)
+                _check(cfg, *pending)
                 pending = None
                 row = {"step": done, "loss": float(metrics["loss"]), "lr": float(metrics["lr"])}
                 now = time.perf_counter()
@@ -108,12 +170,14 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
             if done in save_at:
                 checkpoint.save(mgr, done, state, as_dict(cfg))
         if pending is not None:
-            _check(*pending)
+            _check(cfg, *pending)
     finally:
         bar.close()
         tracker.finish()
     return out
 
 
-def _check(step: int, metrics: dict) -> None:
-    train.check_finite(step, float(metrics["loss"]))
+def _check(cfg: Config, step: int, metrics: dict) -> None:
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        raise PretrainDiverged(step, loss, cfg.optim.lr, cfg.optim.clip_norm)

@@ -145,7 +145,8 @@ def test_nan_candidate_is_recorded_as_diverged(base, tmp_path, monkeypatch):
         opt[optimizer.DIRECTION] = direction._replace(scale=jax.tree.map(lambda s: s * jnp.nan, direction.scale))
         return dataclasses.replace(grown, state=grown.state.replace(opt_state=opt))
 
-    monkeypatch.setitem(widen.CANDIDATES, "broken", broken)
+    monkeypatch.setattr(widen.registry, "_ENTRIES", dict(widen.registry._ENTRIES))  # dropped after the test
+    widen.register(widen.Candidate("broken", broken, 999, "k", False, "exact_copy with NaN updates"))
     cfg = _with(dataclasses.replace(base, pool=["exact_copy", "broken"], regimes=["deterministic"]), tmp_path)
     rows = read_jsonl(runner.run(cfg))
     div = [r for r in rows if r["candidate"] == "broken" and r["metric"] == "diverged"]
@@ -180,7 +181,7 @@ def test_bad_runner_settings_are_clear_errors(base, tmp_path):
     bad_step = dataclasses.replace(base, runner=dataclasses.replace(base.runner, pool_step="pmap"))
     with pytest.raises(ConfigValueError, match="runner.pool_step: Invalid value 'pmap'"):
         runner.run(_with(bad_step, tmp_path))
-    with pytest.raises(runner.RunnerError, match="replicates=0 must be at least 1"):
+    with pytest.raises(ConfigValueError, match="replicates=0 is invalid: it must be an integer >= 1"):
         runner.run(_with(dataclasses.replace(base, replicates=0), tmp_path))
 
 

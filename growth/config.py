@@ -87,6 +87,11 @@ class Regime(StrEnum):
     stochastic = "stochastic"
 
 
+class ComputeDtype(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class PoolStep(StrEnum):
     map = "map"
     vmap = "vmap"
@@ -110,7 +115,12 @@ class DataConfig:
     min_frequency: int = 2  # BPE: minimum count of a merged pair
     context: int = 128  # tokens a model sees; sequences are context + 1 long
     eval_sequences: int = 64  # fixed held-out evaluation set size (sequences)
-    cache_dir: str = ".cache"  # tokenizer, token arrays and the datasets cache
+    cache_dir: str = ".cache"  # tokenizer, token files and the datasets cache
+    # Characters of training text (from the start of the stream) the BPE is trained on: bounds the
+    # tokenizer's memory on a large corpus (100M characters: ~5% of the full TinyStories).
+    tokenizer_sample_chars: int = 100_000_000
+    encode_chunk_docs: int = 8192  # documents encoded at once into the token file (bounds memory)
+    progress: bool = True  # tokenization progress bar (documents, tokens/s), quiet when stderr is no terminal
     # A saved tokenizer (tokenizer.json, or a directory with it or vocab.json + merges.txt) to use instead
     # of training a BPE; growing an imported checkpoint sets it from the base run (hf_import.with_base_run).
     tokenizer_path: str | None = None
@@ -132,6 +142,9 @@ class ModelConfig:
     dropout: float = 0.0  # dropout on attention probabilities and residual branches (the regime sets it in growth)
     init_std: float = 0.02  # std of the normal init of kernels and embeddings
     dtype: str = "float32"  # parameter dtype
+    # Dtype of the matmuls and activations; parameters and Adam's moments stay float32 (master
+    # weights). bfloat16: mixed precision (docs/scaling.md gives its preservation tolerance).
+    compute_dtype: ComputeDtype = ComputeDtype.float32
     # msg (growth/widen/msg.py): the model holds per-unit masks (new residual dims, heads, MLP units)
     # that ramp in the train step; norms use mask-weighted statistics. Small and ordinary models: false.
     growth_masks: bool = False
@@ -274,6 +287,16 @@ class RunnerConfig:
 
 
 @dataclass
+class MeshConfig:
+    # Devices on the data-parallel axis (growth.mesh): 1 = one device (the plain path), 0 = all devices
+    # of the job; the training and evaluation batches must divide by it.
+    devices: int = 1
+    fsdp: bool = False  # split parameters and Adam's moments over the axis too, instead of replicating them
+    # Call jax.distributed.initialize() when the job runs several processes (SLURM tasks, JAX_* vars).
+    distributed: bool = True
+
+
+@dataclass
 class WorkersConfig:
     """Many workers on one out_dir (docs/scaling.md): how cell leases are kept and taken over."""
 
@@ -330,6 +353,7 @@ class Config:
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # the continuation after growth
     budget: BudgetConfig = field(default_factory=BudgetConfig)  # budget axis: log-spaced lags, the scratch run
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # logging and progress
+    mesh: MeshConfig = field(default_factory=MeshConfig)  # devices of a data-parallel run (docs/scaling.md)
     workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)

@@ -18,6 +18,7 @@ Options for imported checkpoints (docs/surgery.md): `activation`, unscaled atten
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -26,44 +27,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from growth import masks
-from growth.config import Activation, AttentionKind, ModelConfig, Norm, check_choice
+from growth.config import ModelConfig
+from growth.model_checks import ConfigError as ConfigError  # re-exported: raised by every config check
+from growth.model_checks import block_windows, validate_model_config
 
 Params = dict[str, Any]
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the value and the fix."""
-
-
-def validate_model_config(cfg: ModelConfig) -> None:
-    """Raise ConfigError for shapes that cannot build a model."""
-    if cfg.d_model <= 0 or cfg.n_heads <= 0 or cfg.n_layers <= 0:
-        raise ConfigError(
-            f"model.d_model={cfg.d_model}, model.n_heads={cfg.n_heads}, model.n_layers={cfg.n_layers}:"
-            " all must be positive integers"
-        )
-    if cfg.d_model % cfg.n_heads != 0:
-        raise ConfigError(
-            f"model.n_heads={cfg.n_heads} does not divide model.d_model={cfg.d_model}; choose a head"
-            f" count that divides it (e.g. model.n_heads={_divisor_near(cfg.d_model, cfg.n_heads)})"
-        )
-    try:
-        check_choice("model.norm", cfg.norm, Norm)
-        check_choice("model.activation", cfg.activation, Activation)
-        for kind in cfg.attention_layers:
-            check_choice("model.attention_layers[]", kind, AttentionKind)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
-    layers = [str(x) for x in cfg.attention_layers]
-    if layers and len(layers) != cfg.n_layers:
-        raise ConfigError(
-            f"model.attention_layers={layers} must be empty or name 'global' or 'local' for each of the"
-            f" model.n_layers={cfg.n_layers} blocks"
-        )
-    if "local" in layers and cfg.window_size <= 0:
-        raise ConfigError(f"model.window_size={cfg.window_size}: local blocks need a positive window")
 
 
 ACTIVATIONS = {
@@ -73,24 +41,22 @@ ACTIVATIONS = {
 }
 
 
-def block_windows(cfg: ModelConfig) -> list[int]:
-    """Attention window of each block: 0 for global (causal) attention."""
-    return [cfg.window_size if t == "local" else 0 for t in cfg.attention_layers] or [0] * cfg.n_layers
-
-
-def _divisor_near(n: int, target: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
+def compute_dtype(cfg: ModelConfig):
+    """The dtype layers compute in: None (float32, from the float32 parameters) or bfloat16."""
+    return jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
 
 
 def _norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSNorm:
     if cfg.norm == "layernorm":
-        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
-    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
+    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
 
 
 def _dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None) -> nnx.Linear:
     init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
-    return nnx.Linear(din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
+    return nnx.Linear(
+        din, dout, kernel_init=init, bias_init=jax.nn.initializers.zeros, dtype=compute_dtype(cfg), rngs=rngs
+    )
 
 
 # Dropout draws 16-bit uniforms, two from each 32-bit random word: one threefry draw per element
@@ -142,7 +108,7 @@ class Attention(nnx.Module):
             return t.reshape(B, L, self.n_heads, hd)
 
         q, k, v = heads(self.q(x_BxLxD)), heads(self.k(x_BxLxD)), heads(self.v(x_BxLxD))
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k)
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32)  # softmax in float32 under bf16
         if self.scaled:
             s_BxHxLxL = s_BxHxLxL / math.sqrt(hd)
         causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
@@ -151,7 +117,7 @@ class Attention(nnx.Module):
             causal_LxL = causal_LxL & (pos[:, None] - pos[None, :] < self.window)
         s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
-        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs)
+        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
         o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
         if hasattr(self, "mask_heads"):
             o_BxLxHxd = o_BxLxHxd * masks.read(self.mask_heads[...])[:, None]
@@ -197,12 +163,15 @@ class GPT(nnx.Module):
         validate_model_config(cfg)
         self.cfg = cfg
         emb_init = jax.nn.initializers.normal(cfg.init_std)
-        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
-        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        dt = compute_dtype(cfg)
+        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
+        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs, w) for w in block_windows(cfg)])
         self.ln_f = _norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
+            self.lm_head = nnx.Linear(
+                cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, dtype=dt, rngs=rngs
+            )
         self.drop = Dropout(cfg.dropout)
         if cfg.growth_masks:
             self.mask_resid = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32))
@@ -283,7 +252,16 @@ def apply_features(
     caller (growth.train's loss never forms all of them at once)."""
     model = nnx.merge(graphdef, params)
     h, _ = model.features(tokens_BxL, deterministic=dropout_key is None, dropout_key=dropout_key)
-    return h, model.head_matrix()
+    return h, model.head_matrix().astype(h.dtype)  # a bf16 head matmul under compute_dtype=bfloat16
+
+
+def identity(cfg: ModelConfig) -> dict:
+    """The model settings for run-directory hashes; compute_dtype enters only when not float32, so the
+    hashes of runs made before the field existed stay valid."""
+    out = dataclasses.asdict(cfg)
+    if cfg.compute_dtype == "float32":
+        out.pop("compute_dtype")
+    return out
 
 
 def param_count(params: Params) -> int:

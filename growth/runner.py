@@ -20,6 +20,7 @@ import numpy as np
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import lease, metric_registry, pool, pretrain, results, train, widen
+from growth import mesh as mesh_lib
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
 from growth.metric_registry import Context, Stage
@@ -114,6 +115,11 @@ def run_cell(
     groups = pool.group_pool(grown)
     for g in groups:
         g.state = g.state.replace(dropout_key=jnp.broadcast_to(dropout_key, (len(g.names), *dropout_key.shape)))
+    mesh = mesh_lib.make(cfg.mesh)  # None on one device: the plain path
+    mesh_lib.check_batch(mesh, cfg.runner.batch_size, "runner.batch_size")
+    small = mesh_lib.put_state(mesh, small, cfg.mesh.fsdp)
+    for g in groups:
+        g.state = mesh_lib.put_state(mesh, g.state, cfg.mesh.fsdp)
     small_step = pool.small_step(cfg, rate)
     steps = [pool.pool_step(cfg, g, rate) for g in groups]
     params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
@@ -130,7 +136,9 @@ def run_cell(
         for lag in lags:
             losses = []
             for j in range(done, lag):
-                batch = jnp.asarray(data_lib.batch_at(data, batch_seed, cfg.growth_step + j, cfg.runner.batch_size))
+                batch = mesh_lib.put_batch(
+                    mesh, data_lib.batch_at(data, batch_seed, cfg.growth_step + j, cfg.runner.batch_size)
+                )
                 small, _ = small_step(small, batch)
                 out = [step(g.state, batch) for step, g in zip(steps, groups, strict=True)]
                 for g, (state, _) in zip(groups, out, strict=True):

@@ -164,7 +164,6 @@ def run_cell(
     finally:
         bar.close()
         tracker.finish()
-
     kept = [n for n in names if n != REFERENCE or REFERENCE in cfg.pool]
     rows += [Row(name, 0, "growth_tokens", float(g.growth_tokens)) for name, g in grown.items()]
     for name in kept:

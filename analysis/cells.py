@@ -8,42 +8,36 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from growth import metric_registry
+from growth.metric_registry import Stage
+from growth.widen import registry
+
 ROW = ["experiment", "seed", "growth_step"]
 CELL = [*ROW, "regime"]
 CAND = [*CELL, "candidate"]
 
-CANDIDATE_ORDER = (
-    "exact_copy",
-    "perturbative",
-    "asymmetric_reset",
-    "structured_non_clone",
-    "scratch_wide",
-    "continue_small",
-)
 # Both regimes always get a table: a regime nobody ran must still show up as "not run".
 REGIME_ORDER = ("deterministic", "stochastic")
-PROBE_METRICS = ("probe_kl", "probe_rms", "probe_escape")
-CONTINUATION_METRICS = ("auc", "final_loss", "wall_time")
 
-# summary column -> (metric in results.jsonl, the stage-lag column it is read at)
-SOURCES = {
-    "token_kl": ("token_kl", "zero_lag"),
-    "loss_gap": ("loss_gap", "zero_lag"),
-    "max_logit_diff": ("max_logit_diff", "zero_lag"),
-    "probe_kl": ("probe_kl", "probe_lag"),
-    "probe_rms": ("probe_rms", "probe_lag"),
-    "probe_escape": ("probe_escape", "probe_lag"),
-    "probe_eval_loss": ("eval_loss", "probe_lag"),
-    "auc": ("auc", "continuation_lag"),
-    "final_loss": ("final_loss", "continuation_lag"),
-}
+
+def probe_metrics() -> tuple[str, ...]:
+    """The metrics that mark a cell's probe lag (growth/metric_registry.py)."""
+    return tuple(m.name for m in metric_registry.of_stage(Stage.probe))
+
+
+def continuation_metrics() -> tuple[str, ...]:
+    """The metrics that mark a cell's continuation lag."""
+    return tuple(m.name for m in metric_registry.of_stage(Stage.continuation))
+
+
+def sources() -> dict[str, tuple[str, str]]:
+    """summary column -> (metric in results.jsonl, the stage-lag column it is read at); wall_time is per cell."""
+    return {c.name: (c.metric, c.lag_column) for c in metric_registry.columns().values() if c.metric != "wall_time"}
 
 
 def ordered_candidates(names: Iterable[str]) -> list[str]:
-    """Known candidates in SPEC order, then any others alphabetically; `_pool` style names dropped."""
-    names = {n for n in names if not n.startswith("_")}
-    known = [c for c in CANDIDATE_ORDER if c in names]
-    return known + sorted(names - set(known))
+    """Registered candidates in registry order, then any others alphabetically; `_pool` style names dropped."""
+    return registry.ordered(names)
 
 
 def ordered_regimes(names: Iterable[str]) -> list[str]:
@@ -82,7 +76,7 @@ def stage_lags(frame: pd.DataFrame) -> pd.DataFrame:
     """Per cell: zero_lag (0), probe_lag (where probe_* live) and continuation_lag (where auc lives)."""
     cells = cell_universe(frame)[CELL].drop_duplicates().reset_index(drop=True)
     cells["zero_lag"] = 0.0
-    for column, metrics in (("probe_lag", PROBE_METRICS), ("continuation_lag", CONTINUATION_METRICS)):
+    for column, metrics in (("probe_lag", probe_metrics()), ("continuation_lag", continuation_metrics())):
         rows = frame[frame["metric"].isin(metrics)]
         per_cell = rows.groupby(CELL)["lag"].agg(_mode).rename(column).to_frame()
         # A cell where no candidate reached the stage still gets the experiment's lag, for labels.
@@ -95,6 +89,7 @@ def stage_lags(frame: pd.DataFrame) -> pd.DataFrame:
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, candidate): each metric at its stage lag (mean, std, n over replicates), divergence, runs."""
     lags = stage_lags(frame)
+    columns = sources()
     out = cell_universe(frame).merge(lags, on=CELL, how="left")
     runs = frame.groupby(CAND)["run"].nunique().rename("n_runs").to_frame()
     out = _merge_stats(out, runs, CAND)
@@ -106,7 +101,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     out = _merge_stats(out, div, CAND)
     # Every (summary column, metric, stage lag) at once: one merge, one filter, one groupby.
     wanted = pd.DataFrame(
-        [(name, metric, lag_column) for name, (metric, lag_column) in SOURCES.items()],
+        [(name, metric, lag_column) for name, (metric, lag_column) in columns.items()],
         columns=["name", "metric", "lag_column"],
     )
     rows = frame.merge(wanted, on="metric").merge(lags, on=CELL)
@@ -120,11 +115,11 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     suffix = {"mean": "", "std": "_std", "size": "_n"}
     stats.columns = [f"{name}{suffix[stat]}" for stat, name in stats.columns]
     out = _merge_stats(out, stats, CAND)
-    for name in SOURCES:  # a metric nobody wrote still gets its columns
+    for name in columns:  # a metric nobody wrote still gets its columns
         for column in (name, f"{name}_std", f"{name}_n"):
             if column not in out.columns:
                 out[column] = np.nan
-    counts = ["n_runs", "n_diverged", *(f"{name}_n" for name in SOURCES)]
+    counts = ["n_runs", "n_diverged", *(f"{name}_n" for name in columns)]
     out[counts] = out[counts].fillna(0).astype(int)
     out["diverged_lag"] = out["diverged_lag"].astype(float)
     return out.reset_index(drop=True)

@@ -25,7 +25,10 @@ COLUMNS = (
     "lr_correction",
     "clip_mode",
     "policy",
+    "k",
+    "lr_policy",
     "seq_losses",
+    "cost",
     "versions",
     "source",
 )
@@ -33,9 +36,17 @@ COLUMNS = (
 DEFAULT_LR_CORRECTION, DEFAULT_CLIP_MODE = "none", "global"
 
 
-def policy_name(lr_correction: str, clip_mode: str) -> str:
-    """The label of a learning-rate policy, e.g. 'none/global' or 'fan_in/clone_consistent'."""
-    return f"{lr_correction}/{clip_mode}"
+DEFAULT_K = 2  # growth factor of rows written before cells recorded it
+
+
+def policy_name(lr_correction: str, clip_mode: str, k: int = DEFAULT_K) -> str:
+    """The label of a comparison group, e.g. 'none/global', 'fan_in/clone_consistent', 'none/global/k3'.
+
+    The growth factor joins the label when it is not 2, so rows of different k are never averaged as
+    replicates of one cell (the `k` and `lr_policy` columns carry the parts separately).
+    """
+    base = f"{lr_correction}/{clip_mode}"
+    return base if k == DEFAULT_K else f"{base}/k{k}"
 
 
 class NoResultsError(FileNotFoundError):
@@ -99,6 +110,7 @@ def _read_counted(path: Path) -> tuple[list[dict], int]:
             run = f"{config_hash}|r={replicate}" + ("" if cont_seed is None else f"|cs={cont_seed}")
             lr_correction = str(row.get("lr_correction") or DEFAULT_LR_CORRECTION)
             clip_mode = str(row.get("clip_mode") or DEFAULT_CLIP_MODE)
+            k = int(row.get("k") or DEFAULT_K)
             rows.append(
                 {
                     "experiment": str(row["experiment"]),
@@ -114,8 +126,11 @@ def _read_counted(path: Path) -> tuple[list[dict], int]:
                     "run": run,
                     "lr_correction": lr_correction,
                     "clip_mode": clip_mode,
-                    "policy": policy_name(lr_correction, clip_mode),
+                    "policy": policy_name(lr_correction, clip_mode, k),
+                    "k": k,
+                    "lr_policy": policy_name(lr_correction, clip_mode),
                     "seq_losses": str(row.get("seq_losses") or ""),
+                    "cost": json.dumps(row.get("cost") or {}, sort_keys=True),  # growth.cost, on `_pool` rows
                     "versions": json.dumps(row.get("versions") or {}, sort_keys=True),
                     "source": str(path),
                 }

@@ -13,27 +13,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.cells import CANDIDATE_ORDER, CELL, ROW, ordered_candidates, ordered_regimes
+from analysis.cells import CELL, ROW, ordered_candidates, ordered_regimes
 from analysis.rankings import DIVERGED, NOT_APPLICABLE, OK, STAGES, RankIndex, lag_text
+from growth import metric_registry
 from growth.files import atomic_write
+from growth.metric_registry import Stage
+from growth.widen import registry
 
 DPI = 110
 REGIME_MARKERS = {"deterministic": "o", "stochastic": "^"}
 KL_FLOOR = 1e-12  # token KL of a preserving candidate is float noise; below this it is drawn at the floor
-PROBE_PANELS = (
-    ("probe_kl", "probe KL to continue_small"),
-    ("probe_rms", "probe RMS logit change"),
-    ("probe_escape", "probe escape fraction"),
-    ("probe_eval_loss", "eval loss at probe lag"),
-)
 
 
 def candidate_color(name: str) -> str:
     """A fixed colour per candidate, the same in every figure."""
-    palette = [f"C{i}" for i in range(10)]
-    if name in CANDIDATE_ORDER:
-        return palette[CANDIDATE_ORDER.index(name)]
-    return palette[(len(CANDIDATE_ORDER) + sum(map(ord, name))) % 10]
+    return registry.color(name)
 
 
 def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
@@ -278,7 +272,10 @@ def _scatter_panels(
 
 def plot_probe_vs_auc(summary: pd.DataFrame, path: Path) -> Path | None:
     """Each probe-lag signal against the 128-step AUC; None when no cell has both."""
-    return _scatter_panels(summary, PROBE_PANELS, path, "Probe signals vs continuation utility", {})
+    panels = [(m.name, m.label) for m in metric_registry.of_stage(Stage.probe)] + [
+        ("probe_eval_loss", "eval loss at probe lag")
+    ]
+    return _scatter_panels(summary, tuple(panels), path, "Probe signals vs continuation utility", {})
 
 
 def plot_preservation_vs_auc(summary: pd.DataFrame, path: Path) -> Path | None:

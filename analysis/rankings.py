@@ -11,12 +11,10 @@ import pandas as pd
 
 from analysis.cells import CELL, ordered_candidates, ordered_regimes
 from analysis.stats import clearly_above_zero, clearly_below_zero
+from growth import metric_registry
+from growth.widen import registry
 
 OK, DIVERGED, NOT_RUN, NOT_APPLICABLE = "ok", "diverged", "not run", "n/a"
-# Float32 evaluation noise: a function-preserving candidate reads ~1e-12 KL and ~1e-7 loss gap, not 0.
-# Below these, zero-step signals count as exactly 0 so that preserving candidates tie instead of being
-# ordered by rounding error.
-ZERO_TOL = {"token_kl": 1e-6, "loss_gap": 1e-5}
 
 
 @dataclass(frozen=True)
@@ -36,13 +34,16 @@ STAGES = (
     Stage("continuation", "continuation_lag", "auc", None, "eval-loss AUC at the continuation lag"),
 )
 # The schema says these metrics are never written for these candidates: show "n/a", not "not run".
-NOT_WRITTEN = {("zero_step", "continue_small")}
+NOT_WRITTEN = {("zero_step", registry.reference())}
 
 
 def clip_zero(value: float, metric: str) -> float:
-    """|v| for the loss gap; 0 below the metric's noise tolerance (for ranking only, not display)."""
-    out = abs(value) if metric == "loss_gap" else value
-    return 0.0 if abs(value) < ZERO_TOL.get(metric, 0.0) else out
+    """|v| for an absolute metric (the loss gap); 0 below the metric's noise floor (for ranking only).
+
+    Float32 evaluation noise: a function-preserving candidate reads ~1e-12 KL and ~1e-7 loss gap, not 0;
+    below the registry's noise floors, zero-step signals count as exactly 0 so that preserving candidates
+    tie instead of being ordered by rounding error."""
+    return metric_registry.ranked_value(metric, value)
 
 
 def stage_status(row: Mapping[str, Any], stage: Stage) -> str:

@@ -4,45 +4,30 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
 from analysis.cells import CELL, ordered_regimes
-from analysis.rankings import ZERO_TOL
+from growth import metric_registry
+from growth.metric_registry import Direction, Signal
 
-LOWER, HIGHER = "lower is better", "higher is better"
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A cheap signal: the summary column it reads and the direction that predicts a better candidate."""
-
-    name: str
-    column: str
-    direction: str
-    primary: bool = True  # False: a reversed-direction view, reported but kept out of claim 5's contest
+LOWER, HIGHER = Direction.lower_better, Direction.higher_better
 
 
-SIGNALS = (
-    Signal("token_kl", "token_kl", LOWER),
-    Signal("abs_loss_gap", "loss_gap", LOWER),
-    Signal("probe_kl", "probe_kl", LOWER),
-    Signal("probe_rms", "probe_rms", LOWER),
-    Signal("probe_rms_high", "probe_rms", HIGHER, primary=False),
-    Signal("probe_escape", "probe_escape", HIGHER),
-    Signal("probe_eval_loss", "probe_eval_loss", LOWER),
-)
-SIGNAL_BY_NAME = {s.name: s for s in SIGNALS}
+def signals() -> list[Signal]:
+    """Every registered selector signal (growth/metric_registry.py), in registration order."""
+    return list(metric_registry.SIGNALS.values())
 
 
 def predicted_cost(values: np.ndarray, signal: Signal) -> np.ndarray:
     """The signal turned into a 'lower = predicted better' score (zero-step noise floor applied)."""
     values = np.asarray(values, dtype=float)
-    cost = np.abs(values) if signal.column == "loss_gap" else values.copy()
-    cost[np.abs(values) < ZERO_TOL.get(signal.column, 0.0)] = 0.0
+    metric = metric_registry.metric_of(signal.column)
+    absolute = metric is not None and metric.absolute and metric.name == signal.column
+    cost = np.abs(values) if absolute else values.copy()
+    cost[np.abs(values) < metric_registry.noise_floor(signal.column)] = 0.0
     return -cost if signal.direction == HIGHER else cost
 
 
@@ -63,7 +48,7 @@ def cell_agreement(summary: pd.DataFrame, target: str = "auc") -> pd.DataFrame:
     for key, cell in summary.groupby(CELL, sort=False):
         goal = cell[target].to_numpy(float)
         candidates = cell["candidate"].to_numpy()
-        for signal in SIGNALS:
+        for signal in signals():
             cost = predicted_cost(cell[signal.column].to_numpy(float), signal)
             both = np.isfinite(cost) & np.isfinite(goal)
             if both.sum() < 2:
@@ -136,7 +121,7 @@ def selector_table(agreement: pd.DataFrame, draws: TauDraws | None = None) -> pd
     """Per signal, per regime and overall: mean/min tau over cells (mean with a CI), cell count, winner-pick hits."""
     records = []
     regimes = [r for r in ordered_regimes(agreement["regime"].unique())]
-    for signal in SIGNALS:
+    for signal in signals():
         rows = agreement[agreement["signal"] == signal.name]
         for scope in [*regimes, "overall"]:
             part = rows if scope == "overall" else rows[rows["regime"] == scope]

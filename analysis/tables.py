@@ -11,8 +11,8 @@ import pandas as pd
 
 from analysis.cells import ordered_candidates, ordered_regimes
 from analysis.rankings import DIVERGED, NOT_APPLICABLE, NOT_RUN, OK, STAGES, RankIndex
+from growth import metric_registry
 
-SCIENTIFIC = {"token_kl", "loss_gap", "max_logit_diff", "probe_kl"}
 STAGE_SHORT = {"zero_step": "L0", "probe": "probe", "continuation": "cont"}
 TEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -29,14 +29,8 @@ TEX_SPECIAL = {
 
 
 def fmt_number(metric: str, value: float) -> str:
-    """One number in the style of its metric."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    if metric == "loss_gap":
-        return f"{value:+.2e}"
-    if metric in SCIENTIFIC:
-        return f"{value:.2e}"
-    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    """One number in the style of its metric (growth/metric_registry.py)."""
+    return metric_registry.fmt(metric, value)
 
 
 def fmt_stat(metric: str, mean: float, std: float, n: float) -> str:

@@ -36,6 +36,31 @@ def markdown(r: dict) -> str:
     ]
     if r.get("note"):
         lines += ["", f"**Note:** {r['note']}"]
+    if "gpu" in r:
+        g = r["gpu"]
+        mfu = f"{g['mfu']:.1%}" if g.get("mfu") is not None else "n/a (" + g.get("mfu_note", "") + ")"
+        lines += [
+            "",
+            f"## experiment=paper_gpu train step ({g['device_kind']} x {g['devices']}, {g['compute_dtype']}){_when(g)}",
+            "",
+            f"tokens/s {_s(g['tokens_per_s'])}; model {g['model_tflops']:,.3f} TFLOP/s; MFU {mfu}.",
+        ]
+    if "data" in r:
+        d = r["data"]
+        lines += [
+            "",
+            f"## Data path (growth.data.load; load {_load(d)})",
+            "",
+            "| path | corpus MB | stories | train tokens | seconds | tokens/s | peak RSS GB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label in ("new", "old"):
+            x = d[label]
+            lines.append(
+                f"| {label} | {x['bytes'] / 2**20:,.0f} | {x['stories']:,} | {x['train_tokens_packed']:,} |"
+                f" {x['seconds']:,.1f} | {x['tokens_per_s']:,.0f} | {x['peak_rss_gb']:.2f} |"
+            )
+        lines += ["", f"Ratio of tokens/s, new over old: **{d['tokens_per_s_ratio']:.2f}x**."]
     if "limit" in r:
         L = r["limit"]
         lines += ["", f"## 1. Matmul limit ({L['dtype']}){_when(L)}", "", "| size | GFLOP/s |", "|---:|---:|"]

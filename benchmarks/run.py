@@ -10,6 +10,10 @@ Writes `benchmarks/results/<machine>.json` and `<machine>.md` (docs/performance.
   e2e    wall time of whole experiment grids (growth.grid.reproduce) and the share spent compiling;
          paper_cpu_presets is paper_cpu and paper_cpu_fanin into one out_dir (pretraining shared)
   replicas  a cell's replicate continuations stacked in one pool step against one process per core
+  data   growth.data.load on a generated >= 400 MB corpus (peak RSS, tokens/s) and the old in-memory
+         path on ~40 MB in the same run (benchmarks/data_part.py)
+  gpu    tokens/s and MFU of experiment=paper_gpu's train step on every device (benchmarks/gpu_part.py;
+         --tiny runs it on a CPU)
 
 Every figure is the median of --reps repetitions after a warm-up, with min/max and quartiles. Parts
 run in one process; a run of some parts updates those parts of an existing results file.
@@ -36,7 +40,9 @@ from benchmarks.common import (
     spread,
 )
 
-PARTS = ("limit", "step", "pool", "peer", "e2e", "replicas")
+PARTS = ("limit", "step", "pool", "peer", "e2e", "replicas", "data", "gpu")
+# Parts run only when named in --parts (minutes of tokenizing, and a GB of temporary disk).
+OPT_IN = ("data", "gpu")
 TARGETS = {  # name: (description, threshold); docs/performance.md says why each one
     "wide_step_fraction_of_limit": ("wide train step >= 40% of the matmul limit", 0.40),
     "pool_speedup": ("stacked pool >= 1.5x one-by-one", 1.5),
@@ -45,6 +51,8 @@ TARGETS = {  # name: (description, threshold); docs/performance.md says why each
     "peer_ratio_compiled_wide": ("wide: ours >= 0.8x the best-practice peer under torch.compile", 0.8),
     "paper_cpu_wall_s": ("experiment=paper_cpu < 30 min", 1800.0),
     "paper_cpu_presets_wall_s": ("paper_cpu + paper_cpu_fanin (shared pretraining) <= 90 min", 5400.0),
+    "data_peak_rss_gb": ("tokenizing a >= 400 MB corpus peaks at <= 3 GB resident", 3.0),
+    "data_tokens_per_s_ratio": ("the streamed data path >= 2x the tokens/s of the old in-memory path", 2.0),
 }
 # Always written, with value null and met false until a run measures them (issue 12).
 REQUIRED_TARGETS = ("peer_ratio_hf_small", "peer_ratio_hf_wide", "peer_ratio_compiled_wide", "paper_cpu_presets_wall_s")
@@ -52,7 +60,11 @@ REQUIRED_TARGETS = ("peer_ratio_hf_small", "peer_ratio_hf_wide", "peer_ratio_com
 
 def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument(
+        "--parts",
+        default=",".join(x for x in PARTS if x not in OPT_IN),
+        help=f"comma-separated subset of {','.join(PARTS)}",
+    )
     ap.add_argument(
         "--e2e",
         help="experiments timed by the e2e part (default smoke,paper_cpu_presets; smoke with --tiny); a+b runs a and b into one out_dir",
@@ -77,6 +89,11 @@ def parse(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--peer-threads", help="peer: torch thread counts to time, e.g. 2,1 (default: the core count)")
     ap.add_argument("--replicates", type=int, default=3, help="replicas part: replicates per cell (default 3)")
+    ap.add_argument("--data-mb", type=float, help="data part: corpus MB of the new path (default 400; 4 with --tiny)")
+    ap.add_argument(
+        "--data-old-mb", type=float, help="data part: corpus MB of the old path (default 40; 2 with --tiny)"
+    )
+    ap.add_argument("--peak-tflops", type=float, help="gpu part: dense bf16 peak per device (default: by device kind)")
     ap.add_argument("--machine", help="results file name (default: <hostname>-<preset>)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results directory")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. 'machine busy')")
@@ -168,6 +185,20 @@ def main(argv=None) -> dict:
 
         log(f"replicas: {args.replicates} replicates x {p.pool_k} candidates, stacked against one process per core")
         results["replicas"] = stamp(compare(cfg, p, args.replicates, p.steps_per_rep, p.reps, args.tiny))
+    if "data" in parts:
+        from benchmarks import data_part
+
+        new_mb = args.data_mb or (4 if args.tiny else 400)
+        old_mb = args.data_old_mb or (2 if args.tiny else 40)
+        results["data"] = data_part.run(new_mb, old_mb, log=log) | {
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_avg": os.getloadavg(),
+        }
+    if "gpu" in parts:
+        from benchmarks import gpu_part
+
+        log("gpu: experiment=paper_gpu train step on every device")
+        results["gpu"] = stamp(gpu_part.measure(args.tiny, p.reps, p.steps_per_rep, args.peak_tflops, args.override))
     results["machine"]["load_avg_end"] = os.getloadavg()
     results["targets"] = targets(results)
 
@@ -270,10 +301,19 @@ def targets(results: dict) -> dict:
         got["paper_cpu_wall_s"] = results["e2e"]["paper_cpu"]["wall_s"]
     if "paper_cpu_presets" in results.get("e2e", {}):
         got["paper_cpu_presets_wall_s"] = results["e2e"]["paper_cpu_presets"]["wall_s"]
+    if "new" in results.get("data", {}):
+        got["data_peak_rss_gb"] = results["data"]["new"]["peak_rss_gb"]
+        got["data_tokens_per_s_ratio"] = results["data"]["tokens_per_s_ratio"]
     out = {}
     for k, value in got.items():
         text, threshold = TARGETS[k]
-        met = value < threshold if k.endswith("_wall_s") else value >= threshold
+        met = (
+            value < threshold
+            if k.endswith("_wall_s")
+            else value <= threshold
+            if k.endswith("_gb")
+            else value >= threshold
+        )
         out[k] = {"target": text, "threshold": threshold, "value": value, "met": bool(met)}
     for k in REQUIRED_TARGETS:
         if k not in out:

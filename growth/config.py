@@ -15,6 +15,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
+from growth import validate
+from growth.errors import ConfigValueError
+
+__all__ = ["ConfigValueError"]  # defined in growth/errors.py, imported from here everywhere
+
 # String choices are Enums: OmegaConf rejects an unknown value when the config is composed, naming
 # the field and the valid values. StrEnum members compare equal to their strings and hash (in
 # config_hash) as their strings, so run directories do not depend on this typing.
@@ -87,6 +92,11 @@ class Regime(StrEnum):
     stochastic = "stochastic"
 
 
+class ComputeDtype(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class PoolStep(StrEnum):
     map = "map"
     vmap = "vmap"
@@ -94,22 +104,28 @@ class PoolStep(StrEnum):
 
 @dataclass
 class DataConfig:
+    # where the text comes from: the embedded procedural corpus, local files or the hub
     source: DataSource = DataSource.synthetic
     train_path: str | None = None  # local: .txt (<|endoftext|> or blank-line layout), .jsonl, .parquet
-    valid_path: str | None = None
+    valid_path: str | None = None  # local: held-out file, same formats as train_path
     hub_name: str = "roneneldan/TinyStories"  # tinystories: the hub dataset
     hub_timeout_s: float = 10.0  # tinystories: how long to wait for the hub before failing
     max_train_docs: int | None = None  # cap on training documents (hub data is large)
-    max_valid_docs: int | None = 2000
+    max_valid_docs: int | None = 2000  # cap on held-out documents
     lowercase: bool = False  # the shared TinyStories sample is lowercased; match it for hub data
     synthetic_train_docs: int = 6000  # synthetic: number of generated stories
-    synthetic_valid_docs: int = 400
-    synthetic_seed: int = 1234
+    synthetic_valid_docs: int = 400  # synthetic: number of generated held-out stories
+    synthetic_seed: int = 1234  # synthetic: seed of the generator
     vocab_size: int = 4096  # byte-level BPE vocabulary, trained on the training text
-    min_frequency: int = 2
+    min_frequency: int = 2  # BPE: minimum count of a merged pair
     context: int = 128  # tokens a model sees; sequences are context + 1 long
     eval_sequences: int = 64  # fixed held-out evaluation set size (sequences)
-    cache_dir: str = ".cache"  # tokenizer, token arrays and the datasets cache
+    cache_dir: str = ".cache"  # tokenizer, token files and the datasets cache
+    # Characters of training text (from the start of the stream) the BPE is trained on: bounds the
+    # tokenizer's memory on a large corpus (100M characters: ~5% of the full TinyStories).
+    tokenizer_sample_chars: int = 100_000_000
+    encode_chunk_docs: int = 8192  # documents encoded at once into the token file (bounds memory)
+    progress: bool = True  # tokenization progress bar (documents, tokens/s), quiet when stderr is no terminal
     # A saved tokenizer (tokenizer.json, or a directory with it or vocab.json + merges.txt) to use instead
     # of training a BPE; growing an imported checkpoint sets it from the base run (hf_import.with_base_run).
     tokenizer_path: str | None = None
@@ -118,19 +134,25 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     vocab_size: int = 4096  # must equal data.vocab_size (checked at build time)
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 4
-    mlp_ratio: int = 4
-    context: int = 128
-    norm: Norm = Norm.layernorm
-    norm_eps: float = 1e-5
-    tie_embeddings: bool = False
+    d_model: int = 64  # residual width of the small model
+    n_heads: int = 4  # attention heads (head_dim = d_model / n_heads)
+    n_layers: int = 4  # transformer blocks
+    mlp_ratio: int = 4  # MLP hidden width / d_model
+    context: int = 128  # positions the model sees (must equal data.context)
+    norm: Norm = Norm.layernorm  # pre-norm type of every block and the final norm
+    norm_eps: float = 1e-5  # epsilon of the norms
+    tie_embeddings: bool = False  # share the token embedding with the unembedding
     # Tied unembedding multiplier: width growth of a tied model divides it by k (docs/strategies.md).
     logit_scale: float = 1.0
-    dropout: float = 0.0
-    init_std: float = 0.02
-    dtype: str = "float32"
+    dropout: float = 0.0  # dropout on attention probabilities and residual branches (the regime sets it in growth)
+    init_std: float = 0.02  # std of the normal init of kernels and embeddings
+    dtype: str = "float32"  # parameter dtype
+    # Dtype of the matmuls and activations; parameters and Adam's moments stay float32 (master
+    # weights). bfloat16: mixed precision (docs/scaling.md gives its preservation tolerance).
+    compute_dtype: ComputeDtype = ComputeDtype.float32
+    # msg (growth/widen/msg.py): the model holds per-unit masks (new residual dims, heads, MLP units)
+    # that ramp in the train step; norms use mask-weighted statistics. Small and ordinary models: false.
+    growth_masks: bool = False
     # Options an imported checkpoint needs (growth.interop.hf_import); the defaults are the SPEC model.
     activation: Activation = Activation.gelu_tanh  # gelu_tanh (jax.nn.gelu, = HF gelu_new) | gelu (exact erf)
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
@@ -146,46 +168,47 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-3
-    warmup_steps: int = 100
-    decay: Decay = Decay.cosine
+    lr: float = 3e-3  # peak learning rate
+    warmup_steps: int = 100  # linear warmup steps
+    decay: Decay = Decay.cosine  # schedule after warmup
     decay_steps: int = 2000  # cosine horizon (in schedule steps)
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     b1: float = 0.9
     b2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.1
+    eps: float = 1e-8  # Adam epsilon
+    weight_decay: float = 0.1  # decoupled weight decay (AdamW)
     clip_norm: float = 1.0  # gradient-norm clip; 0 disables
     clip_mode: ClipMode = ClipMode["global"]  # which norm a grown model is clipped by (docs/strategies.md)
 
 
 @dataclass
 class PretrainConfig:
-    steps: int = 2000
-    batch_size: int = 16
+    steps: int = 2000  # pretraining steps of the small model
+    batch_size: int = 16  # sequences per pretraining step
+    # steps whose full state is saved for growth
     checkpoint_steps: list[int] = field(default_factory=lambda: [1000, 2000])
     save_every: int = 250  # extra checkpoints so a killed run loses little
-    eval_every: int = 100
+    eval_every: int = 100  # held-out evaluation period (steps)
     eval_chunk: int = 32  # held-out sequences per compiled evaluation call
-    log_every: int = 50
+    log_every: int = 50  # training-loss log period (steps)
 
 
 @dataclass
 class WandbConfig:
-    mode: WandbMode = WandbMode.offline
-    project: str = "width-growth"
-    entity: str | None = None
+    mode: WandbMode = WandbMode.offline  # wandb mode; offline writes local runs only
+    project: str = "width-growth"  # wandb project
+    entity: str | None = None  # wandb entity (team); None = the default
 
 
 @dataclass
 class LoggerConfig:
-    wandb: WandbConfig = field(default_factory=WandbConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)  # wandb settings
     progress: bool = True  # progress bars (they stay quiet when stderr is not a terminal)
 
 
 @dataclass
 class PerturbativeConfig:
-    noise: Noise = Noise.antithetic
+    noise: Noise = Noise.antithetic  # antithetic: zero-sum over copies (function kept); iid: independent noise
     snr: float = 10.0  # per-tensor signal-to-noise ratio: noise std = rms(weight) / snr
 
 
@@ -200,6 +223,36 @@ class StructuredConfig:
 
 
 @dataclass
+class Net2NetConfig:
+    noise: float = 0.0  # std of noise on the added units' incoming weights, relative to rms(W'); 0 = preserving
+
+
+@dataclass
+class ZeroPadConfig:
+    init_scale: float = 0.0  # new entries = init_scale * a fresh wide init; 0 = exact zeros
+
+
+@dataclass
+class ShrinkPerturbConfig:
+    shrink: float = 0.8  # lambda: W' = lambda * zero_pad(W) + sigma * W_init (docs/decisions.md: sweep)
+    perturb: float = 0.2  # sigma, the weight of the fresh wide init (docs/decisions.md: sweep)
+
+
+@dataclass
+class MsgConfig:
+    ramp_steps: int = 8  # steps over which the new units' masks rise linearly from 0 to 1
+
+
+@dataclass
+class LigoConfig:
+    # operator-training steps, on the pretraining batches of the steps just before the growth step
+    # (pretrain.batch_size sequences each); charged as growth_tokens
+    steps: int = 16
+    lr: float = 1e-3  # Adam learning rate of the expansion matrices
+    init_noise: float = 0.01  # std of the noise added to exact_copy's maps at init
+
+
+@dataclass
 class DepthConfig:
     n_new: int = 1  # blocks to add (depth-growth candidates deepen_identity / deepen_copy)
     # Where each new block goes, as an index into the small model's blocks: p puts it before small
@@ -211,20 +264,30 @@ class DepthConfig:
 @dataclass
 class GrowthConfig:
     k: int = 2  # width factor: d_model, heads and MLP width are multiplied by k
-    schedule: Schedule = Schedule["continue"]
+    schedule: Schedule = Schedule["continue"]  # schedule after growth: continue / rewarm / restart
     rewarm_steps: int = 16  # schedule=rewarm: linear re-warmup length
-    lr_correction: LrCorrection = LrCorrection.none  # fan_in: Adam direction of cloned fan-in tensors / c_in
+    # fan_in: every wide model scales the Adam direction of each tensor reading a widened space by
+    # 1 / its input-width ratio, and the clone-consistent clip weights follow the same ratios
+    lr_correction: LrCorrection = LrCorrection.none
+    # options of the perturbative candidate
     perturbative: PerturbativeConfig = field(default_factory=PerturbativeConfig)
+    # options of the asymmetric_reset candidate
     asymmetric_reset: AsymmetricResetConfig = field(default_factory=AsymmetricResetConfig)
+    # options of the structured_non_clone candidate
     structured: StructuredConfig = field(default_factory=StructuredConfig)
-    depth: DepthConfig = field(default_factory=DepthConfig)
+    net2net: Net2NetConfig = field(default_factory=Net2NetConfig)  # options of the net2net candidate
+    zero_pad: ZeroPadConfig = field(default_factory=ZeroPadConfig)  # options of the zero_pad candidate
+    shrink_perturb: ShrinkPerturbConfig = field(default_factory=ShrinkPerturbConfig)  # options of shrink_perturb
+    msg: MsgConfig = field(default_factory=MsgConfig)  # options of the msg candidate
+    ligo: LigoConfig = field(default_factory=LigoConfig)  # options of the ligo candidate
+    depth: DepthConfig = field(default_factory=DepthConfig)  # options of the depth-growth candidates
 
 
 @dataclass
 class RunnerConfig:
-    eval_every: int = 8
-    batch_size: int = 16
-    stochastic_dropout: float = 0.1
+    eval_every: int = 8  # continuation eval period (steps after growth)
+    batch_size: int = 16  # sequences per continuation step
+    stochastic_dropout: float = 0.1  # dropout of the stochastic regime
     shuffle_stochastic: bool = False  # stochastic regime: draw a different (still matched) batch order
     eval_chunk: int = 8  # held-out sequences per compiled evaluation call (8: fastest on CPU, docs/performance.md)
     # How one compiled program trains and evaluates the stacked candidates: "map" loops over them inside
@@ -232,6 +295,16 @@ class RunnerConfig:
     # on a GPU).
     pool_step: PoolStep = PoolStep.map
     base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
+
+
+@dataclass
+class MeshConfig:
+    # Devices on the data-parallel axis (growth.mesh): 1 = one device (the plain path), 0 = all devices
+    # of the job; the training and evaluation batches must divide by it.
+    devices: int = 1
+    fsdp: bool = False  # split parameters and Adam's moments over the axis too, instead of replicating them
+    # Call jax.distributed.initialize() when the job runs several processes (SLURM tasks, JAX_* vars).
+    distributed: bool = True
 
 
 @dataclass
@@ -244,44 +317,54 @@ class WorkersConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """The budget axis and the shared scratch run (SPEC section 5b, docs/analysis.md "Budgets")."""
+
+    # Extra evaluation lags, log-spaced between 1 and continuation_lag (rounded, deduplicated), on top of
+    # every runner.eval_every steps: long continuations cost few evaluations. 0 = off.
+    log_eval_lags: int = 0
+    # Steps of the scratch_wide run of its own (growth.scratch), computed once per (seed, k, regime,
+    # replicate, policy) and shared by every grid cell; 0 = no such run (the pool's scratch_wide only).
+    scratch_steps: int = 0
+    scratch_log_eval_lags: int = 32  # log-spaced evaluation lags of that run (lag 0 and its last step always)
+
+
+@dataclass
 class GridCell:
-    seed: int | None = None
-    growth_step: int | None = None
-    pool: list[str] | None = None
-    replicates: int | None = None
-    lr_correction: LrCorrection | None = None
-    clip_mode: ClipMode | None = None
+    seed: int | None = None  # this cell's seed; None = the top-level seed
+    growth_step: int | None = None  # this cell's growth step; None = the top-level one
+    k: int | None = None  # this cell's growth factor; None = growth.k
+    pool: list[str] | None = None  # this cell's pool; None = the top-level pool
+    replicates: int | None = None  # this cell's replicates; None = the top-level count
+    lr_correction: LrCorrection | None = None  # this cell's lr_correction; None = growth.lr_correction
+    clip_mode: ClipMode | None = None  # this cell's clip_mode; None = optim.clip_mode
 
 
 @dataclass
 class Config:
     name: str = "default"  # experiment name; part of the run directory
-    seed: int = 0
-    out_dir: str = "runs"
+    seed: int = 0  # pretraining seed (data order, init, dropout)
+    out_dir: str = "runs"  # root of every run directory
     growth_step: int = 1000  # pretraining step the wide candidates are grown from
-    pool: list[str] = field(
-        default_factory=lambda: [
-            "exact_copy",
-            "perturbative",
-            "asymmetric_reset",
-            "structured_non_clone",
-            "scratch_wide",
-            "continue_small",
-        ]
-    )
+    # Candidates to grow (names of growth/widen/registry.py); empty = the registry's default pool, filled in
+    # by growth.pool.with_default_pool before anything is hashed or built.
+    pool: list[str] = field(default_factory=list)
+    # continuation regimes run per cell
     regimes: list[Regime] = field(default_factory=lambda: [Regime.deterministic, Regime.stochastic])
     probe_lag: int = 16  # lag of the cheap probe
     continuation_lag: int = 128  # lag of the continuation that ranks candidates
     # Replicates per cell: replicate r changes the continuation's batch order and dropout keys, matched
     # across the candidates; the pretrained small model (the seed) stays the same.
     replicates: int = 1
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    growth: GrowthConfig = field(default_factory=GrowthConfig)
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # corpus, tokenizer, eval set
+    model: ModelConfig = field(default_factory=ModelConfig)  # the small model
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer of pretraining and continuation
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the small model's pretraining
+    growth: GrowthConfig = field(default_factory=GrowthConfig)  # how candidates are grown
+    runner: RunnerConfig = field(default_factory=RunnerConfig)  # the continuation after growth
+    budget: BudgetConfig = field(default_factory=BudgetConfig)  # budget axis: log-spaced lags, the scratch run
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # logging and progress
+    mesh: MeshConfig = field(default_factory=MeshConfig)  # devices of a data-parallel run (docs/scaling.md)
     workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)
@@ -290,10 +373,6 @@ class Config:
 def register_configs() -> None:
     """Register the schema so every YAML file is validated against these dataclasses."""
     ConfigStore.instance().store(name="config_schema", node=Config)
-
-
-class ConfigValueError(ValueError):
-    """A config value the schema rejects; the message names the key and the valid values."""
 
 
 def check_choice(key: str, value: Any, choices: type[StrEnum]) -> None:
@@ -311,8 +390,6 @@ def to_config(cfg: DictConfig | Config) -> Config:
     except ValidationError as e:
         raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
     out: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    from growth import validate  # here, not at the top: validate imports this module
-
     validate.check_values(out)  # every numeric field's range, before any compute
     return out
 

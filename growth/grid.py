@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from growth import lease, results, runner
+from growth import lease, pool, results, runner, scratch
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def cells(cfg: Config) -> list[Config]:
     """One config per grid cell; a cell's unset fields take the top-level value (no grid: the top level)."""
+    cfg = pool.with_default_pool(cfg)
     if not cfg.grid:
         return [cfg]
     out = []
@@ -24,6 +25,7 @@ def cells(cfg: Config) -> list[Config]:
             if cell.lr_correction is None
             else dataclasses.replace(cfg.growth, lr_correction=cell.lr_correction)
         )
+        growth = growth if cell.k is None else dataclasses.replace(growth, k=cell.k)
         optim = cfg.optim if cell.clip_mode is None else dataclasses.replace(cfg.optim, clip_mode=cell.clip_mode)
         out.append(
             dataclasses.replace(
@@ -54,6 +56,9 @@ def reproduce(cfg: Config) -> Path:
                 cell.optim.clip_mode,
             )  # fmt: skip
             held += runner.run_pass(cell)
+            held += scratch.run_pass(
+                cell
+            )  # the shared scratch_wide budget (once per seed, k, regime, replicate, policy)
         return held
 
     lease.drain(one_pass, cfg.workers.poll_s)

@@ -7,23 +7,35 @@ import jax.numpy as jnp
 from flax import nnx
 
 from growth.config import ModelConfig
+from growth.model_checks import ConfigError
+
+__all__ = ["ConfigError"]  # re-exported: the llama family raises it too
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the value and the fix."""
+def compute_dtype(cfg: ModelConfig):
+    """The dtype layers compute in: None (float32, from the float32 parameters) or bfloat16."""
+    return jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
 
 
 def norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
     if cfg.norm == "layernorm":
-        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
-    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, rngs=rngs)
+        return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
+    return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
 
 
 def dense(
     din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None, bias: bool = True
 ) -> nnx.Linear:
     init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
-    return nnx.Linear(din, dout, use_bias=bias, kernel_init=init, bias_init=jax.nn.initializers.zeros, rngs=rngs)
+    return nnx.Linear(
+        din,
+        dout,
+        use_bias=bias,
+        kernel_init=init,
+        bias_init=jax.nn.initializers.zeros,
+        dtype=compute_dtype(cfg),
+        rngs=rngs,
+    )
 
 
 # Dropout draws 16-bit uniforms, two from each 32-bit random word: one threefry draw per element

@@ -24,37 +24,10 @@ from flax import nnx
 
 from growth.config import ModelConfig
 from growth.layers import CausalLM, ConfigError, Dropout, dense
+from growth.model_checks import hidden, kv_heads
+from growth.model_checks import validate_llama as validate
 
-
-def kv_heads(cfg: ModelConfig) -> int:
-    """Key/value heads: model.n_kv_heads, or n_heads when unset."""
-    return cfg.n_heads if cfg.n_kv_heads is None else cfg.n_kv_heads
-
-
-def hidden(cfg: ModelConfig) -> int:
-    """SwiGLU hidden width: model.mlp_hidden, or mlp_ratio * d_model when unset."""
-    return cfg.mlp_ratio * cfg.d_model if cfg.mlp_hidden is None else cfg.mlp_hidden
-
-
-def validate(cfg: ModelConfig) -> None:
-    """Raise ConfigError for llama fields that cannot build a model."""
-    kv = kv_heads(cfg)
-    if kv <= 0 or cfg.n_heads % kv:
-        divisors = [d for d in range(1, cfg.n_heads + 1) if cfg.n_heads % d == 0]
-        raise ConfigError(
-            f"model.n_kv_heads={cfg.n_kv_heads} must divide model.n_heads={cfg.n_heads}; use one of {divisors}"
-            " (1 = multi-query)"
-        )
-    if cfg.norm != "rmsnorm":
-        raise ConfigError(f"model.norm={cfg.norm}: the llama family uses RMSNorm; set model.norm=rmsnorm")
-    if (cfg.d_model // cfg.n_heads) % 2:
-        raise ConfigError(
-            f"head_dim={cfg.d_model // cfg.n_heads} (model.d_model / model.n_heads) must be even for RoPE pairs"
-        )
-    if hidden(cfg) <= 0 or not cfg.rope_theta > 0:
-        raise ConfigError(f"model.mlp_hidden={cfg.mlp_hidden} and model.rope_theta={cfg.rope_theta} must be positive")
-    if cfg.attention_layers or cfg.window_size:
-        raise ConfigError("model.attention_layers / model.window_size: the llama family has no sliding windows")
+__all__ = ["hidden", "kv_heads", "validate"]  # re-exported: the llama helpers live beside the config checks
 
 
 def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:

@@ -10,12 +10,15 @@ Parameters are plain nested dicts so growth operators and checkpoints work on or
 RMSNorm layers have `scale` only. The llama family (model.family=llama) lives in growth/llama.py. Heads are contiguous slices of q/k/v outputs: head h owns
 columns h*head_dim .. (h+1)*head_dim.
 
+`growth_masks` (msg) adds mask_resid, mask_ramp, blocks/{i}/attn/mask_heads, blocks/{i}/mlp/mask_hidden.
+
 Options for imported checkpoints (docs/surgery.md): `activation`, unscaled attention
 (`attn_scale: false`) and sliding-window blocks (`attention_layers`, `window_size`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -23,47 +26,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth import llama
-from growth.config import Activation, AttentionKind, Family, ModelConfig, Norm, check_choice
-from growth.layers import DROPOUT_BITS, CausalLM, ConfigError, Dropout, dense, norm
+from growth import llama, masks
+from growth.config import Family, ModelConfig
+from growth.layers import DROPOUT_BITS, CausalLM, Dropout, compute_dtype, dense, norm
+from growth.model_checks import ConfigError as ConfigError  # re-exported: raised by every config check
+from growth.model_checks import block_windows, validate_model_config
 
-__all__ = ["DROPOUT_BITS", "ConfigError", "Dropout"]  # re-exported: callers name them model_lib.*
+__all__ = ["DROPOUT_BITS", "Dropout", "compute_dtype"]  # re-exported: callers name them model_lib.*
 
 Params = dict[str, Any]
-
-
-def validate_model_config(cfg: ModelConfig) -> None:
-    """Raise ConfigError for shapes that cannot build a model."""
-    if cfg.d_model <= 0 or cfg.n_heads <= 0 or cfg.n_layers <= 0:
-        raise ConfigError(
-            f"model.d_model={cfg.d_model}, model.n_heads={cfg.n_heads}, model.n_layers={cfg.n_layers}:"
-            " all must be positive integers"
-        )
-    if cfg.d_model % cfg.n_heads != 0:
-        raise ConfigError(
-            f"model.n_heads={cfg.n_heads} does not divide model.d_model={cfg.d_model}; choose a head"
-            f" count that divides it (e.g. model.n_heads={_divisor_near(cfg.d_model, cfg.n_heads)})"
-        )
-    try:
-        check_choice("model.family", cfg.family, Family)
-        check_choice("model.norm", cfg.norm, Norm)
-        check_choice("model.activation", cfg.activation, Activation)
-        for kind in cfg.attention_layers:
-            check_choice("model.attention_layers[]", kind, AttentionKind)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
-    layers = [str(x) for x in cfg.attention_layers]
-    if layers and len(layers) != cfg.n_layers:
-        raise ConfigError(
-            f"model.attention_layers={layers} must be empty or name 'global' or 'local' for each of the"
-            f" model.n_layers={cfg.n_layers} blocks"
-        )
-    if "local" in layers and cfg.window_size <= 0:
-        raise ConfigError(f"model.window_size={cfg.window_size}: local blocks need a positive window")
-    if cfg.family == Family.llama:
-        llama.validate(cfg)
 
 
 ACTIVATIONS = {
@@ -71,15 +42,6 @@ ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact erf form (HF gelu)
     "relu": jax.nn.relu,
 }
-
-
-def block_windows(cfg: ModelConfig) -> list[int]:
-    """Attention window of each block: 0 for global (causal) attention."""
-    return [cfg.window_size if t == "local" else 0 for t in cfg.attention_layers] or [0] * cfg.n_layers
-
-
-def _divisor_near(n: int, target: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 
 class Attention(nnx.Module):
@@ -94,6 +56,8 @@ class Attention(nnx.Module):
         self.v = dense(d, d, cfg, rngs)
         self.o = dense(d, d, cfg, rngs, std=out_std)
         self.drop = Dropout(cfg.dropout)
+        if cfg.growth_masks:
+            self.mask_heads = nnx.Param(jnp.ones((cfg.n_heads,), jnp.float32))
 
     def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
         B, L, D = x_BxLxD.shape
@@ -103,7 +67,7 @@ class Attention(nnx.Module):
             return t.reshape(B, L, self.n_heads, hd)
 
         q, k, v = heads(self.q(x_BxLxD)), heads(self.k(x_BxLxD)), heads(self.v(x_BxLxD))
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k)
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32)  # softmax in float32 under bf16
         if self.scaled:
             s_BxHxLxL = s_BxHxLxL / math.sqrt(hd)
         causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
@@ -112,8 +76,10 @@ class Attention(nnx.Module):
             causal_LxL = causal_LxL & (pos[:, None] - pos[None, :] < self.window)
         s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
-        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs)
+        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
         o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        if hasattr(self, "mask_heads"):
+            o_BxLxHxd = o_BxLxHxd * masks.read(self.mask_heads[...])[:, None]
         return self.o(o_BxLxHxd.reshape(B, L, D))
 
 
@@ -123,9 +89,14 @@ class MLP(nnx.Module):
         self.fc = dense(d, f, cfg, rngs)
         self.proj = dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
         self.activation = cfg.activation
+        if cfg.growth_masks:
+            self.mask_hidden = nnx.Param(jnp.ones((f,), jnp.float32))
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        return self.proj(ACTIVATIONS[self.activation](self.fc(x_BxLxD)))
+        h = ACTIVATIONS[self.activation](self.fc(x_BxLxD))
+        if hasattr(self, "mask_hidden"):
+            h = h * masks.read(self.mask_hidden[...])
+        return self.proj(h)
 
 
 class Block(nnx.Module):
@@ -136,11 +107,13 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None):
+        """`m_D`: the residual mask of a growth-masked model (None otherwise)."""
         k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
-        h = self.attn(self.ln1(x), deterministic=deterministic, rngs=k_attn)
+        out = (lambda h: h) if m_D is None else (lambda h: h * m_D)
+        h = out(self.attn(masks.apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
         x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
-        h = self.mlp(self.ln2(x))
+        h = out(self.mlp(masks.apply_norm(self.ln2, x, m_D)))
         return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
@@ -149,13 +122,19 @@ class GPT(CausalLM):
         validate_model_config(cfg)
         self.cfg = cfg
         emb_init = jax.nn.initializers.normal(cfg.init_std)
-        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
-        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        dt = compute_dtype(cfg)
+        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
+        self.pos_embed = nnx.Embed(cfg.context, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs, w) for w in block_windows(cfg)])
         self.ln_f = norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
+            self.lm_head = nnx.Linear(
+                cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, dtype=dt, rngs=rngs
+            )
         self.drop = Dropout(cfg.dropout)
+        if cfg.growth_masks:
+            self.mask_resid = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32))
+            self.mask_ramp = nnx.Param(jnp.ones((), jnp.float32))
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
         """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
@@ -166,11 +145,13 @@ class GPT(CausalLM):
         keys = [None] * (len(self.blocks) + 1)
         if not deterministic and dropout_key is not None:
             keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        m_D = masks.read(self.mask_resid[...]) if self.cfg.growth_masks else None
         x = self.tok_embed(tokens_BxL) + self.pos_embed(jnp.arange(L))[None]
+        x = x if m_D is None else x * m_D
         x = self.drop(x, deterministic=deterministic, rngs=keys[0])
         for block, key in zip(self.blocks, keys[1:], strict=True):
-            x = block(x, deterministic=deterministic, rngs=key)
-        return self.ln_f(x), x
+            x = block(x, deterministic=deterministic, rngs=key, m_D=m_D)
+        return masks.apply_norm(self.ln_f, x, m_D), x
 
 
 def module(cfg: ModelConfig, rngs: nnx.Rngs) -> CausalLM:
@@ -217,7 +198,16 @@ def apply_features(
     caller (growth.train's loss never forms all of them at once)."""
     model = nnx.merge(graphdef, params)
     h, _ = model.features(tokens_BxL, deterministic=dropout_key is None, dropout_key=dropout_key)
-    return h, model.head_matrix()
+    return h, model.head_matrix().astype(h.dtype)  # a bf16 head matmul under compute_dtype=bfloat16
+
+
+def identity(cfg: ModelConfig) -> dict:
+    """The model settings for run-directory hashes; compute_dtype enters only when not float32, so the
+    hashes of runs made before the field existed stay valid."""
+    out = dataclasses.asdict(cfg)
+    if cfg.compute_dtype == "float32":
+        out.pop("compute_dtype")
+    return out
 
 
 def param_count(params: Params) -> int:

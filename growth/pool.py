@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import metrics, optimizer, train, widen
+from growth import data as data_lib
+from growth import metric_registry, metrics, optimizer, train, widen
 from growth import model as model_lib
 from growth.config import Config, ModelConfig, PoolStep, config_hash
 
-REFERENCE = "continue_small"
+REFERENCE = widen.registry.reference()  # the small model continued: it runs beside the stacked pool
 
 
 class PoolError(ValueError):
@@ -47,20 +48,50 @@ def _stable_key(root: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(root, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
-def check_pool(pool: list[str]) -> None:
-    if not pool:
-        raise PoolError("pool is empty; name at least one candidate, e.g. pool=[exact_copy]")
-    unknown = [n for n in pool if n != REFERENCE and n not in widen.CANDIDATES]
+def with_default_pool(cfg: Config) -> Config:
+    """`cfg` with the registry's default pool where it names none."""
+    return cfg if cfg.pool else dataclasses.replace(cfg, pool=widen.registry.default_pool())
+
+
+def check_pool(cfg: Config) -> None:
+    """Every pool name is registered and its options are valid (run once per cell, before anything is built)."""
+    unknown = [n for n in cfg.pool if widen.registry.get(n) is None]
     if unknown:
-        raise PoolError(f"pool has unknown candidates {unknown}; valid: {sorted(set(widen.CANDIDATES) | {REFERENCE})}")
+        raise PoolError(f"pool has unknown candidates {unknown}; valid: {', '.join(widen.registry.names())}")
+    for name in cfg.pool:
+        widen.check_options(name, cfg.growth)
 
 
-def build_pool(cfg: Config, small_state: train.TrainState) -> dict[str, widen.Grown]:
-    """Every wide candidate of the pool (the small reference continues beside them, unstacked)."""
-    check_pool(cfg.pool)
+def growth_batches(cfg: Config, data: data_lib.TokenData | None) -> np.ndarray | None:
+    """The pretraining batches of the `growth.ligo.steps` steps just before the growth step (cycled when
+    fewer were taken): what a candidate that trains before its continuation (ligo) may use. None
+    unless the pool has an entry with `pregrowth_batches`."""
+    needing = widen.registry.needing_batches(cfg.pool)
+    if not needing:
+        return None
+    if data is None:
+        raise PoolError(f"pool {needing} trains on pretraining batches; pass data")
+    g, n = cfg.growth_step, int(cfg.growth.ligo.steps)
+    if g < 1:
+        raise PoolError(
+            f"ligo trains its growth operator on the pretraining batches before growth_step={g}, and there are"
+            " none; grow from a later step (growth_step >= 1) or drop ligo from the pool"
+        )
+    steps = [g - n + j for j in range(n)] if g >= n else [j % g for j in range(n)]
+    return np.stack([data_lib.batch_at(data, cfg.seed, t, cfg.pretrain.batch_size) for t in steps])
+
+
+def build_pool(
+    cfg: Config, small_state: train.TrainState, data: data_lib.TokenData | None = None
+) -> dict[str, widen.Grown]:
+    """Every wide candidate of the pool (the small reference continues beside them, unstacked).
+
+    `data` supplies the pre-growth batches of the candidates that train before continuing (ligo).
+    """
     root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), train.GROWTH_ROLE)
+    batches = growth_batches(cfg, data)
     return {
-        name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name))
+        name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name), batches)
         for name in cfg.pool
         if name != REFERENCE
     }
@@ -171,7 +202,8 @@ def stacked_eval(model_cfg: ModelConfig, how: PoolStep) -> Callable[[Any, np.nda
 
 
 def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig, how: PoolStep) -> Callable:
-    """Per candidate on one held-out chunk: per-sequence loss and sums of KL, logit change, escape."""
+    """Per candidate on one held-out chunk: per-sequence loss and every registered metric part."""
+    parts = metric_registry.compared_parts()
 
     def build():
         graphdef_wide, graphdef_small = _graphdef(wide_cfg), _graphdef(small_cfg)
@@ -185,21 +217,18 @@ def compare(wide_cfg: ModelConfig, small_cfg: ModelConfig, how: PoolStep) -> Cal
                 params, ref_params, projector = candidate
                 logits, residual = model_lib.apply(graphdef_wide, params, inputs, return_residual=True)
                 ref_logits = model_lib.apply(graphdef_wide, ref_params, inputs)
-                outside, total = metrics.escape_parts(residual, projector)
-                return {
-                    "seq_loss": train.sequence_cross_entropy(logits, targets),
-                    "kl": metrics.token_kl(small_logits, logits).sum(),
-                    "max_diff": jnp.abs(logits - small_logits).max(),
-                    "change": jnp.sum((logits - ref_logits).astype(jnp.float32) ** 2),
-                    "outside": outside,
-                    "total": total,
-                }
+                outputs = metric_registry.Outputs(logits, small_logits, ref_logits, residual, projector, targets)
+                out = {"seq_loss": train.sequence_cross_entropy(logits, targets)}
+                for part in parts:
+                    out |= part.fn(outputs)
+                return out
 
             return train.over_candidates(one, how)((params_C, ref_params_C, projectors_C), small_logits)
 
         return program
 
-    key = ProgramKey("compare", config_hash(wide_cfg), variant=f"{config_hash(small_cfg)}-{how}")
+    names = ",".join(p.name for p in parts)  # a newly registered part compiles a new program
+    key = ProgramKey("compare", config_hash(wide_cfg), variant=f"{config_hash(small_cfg)}-{how}-{names}")
     return PROGRAMS.get(key, build)
 
 
@@ -211,7 +240,7 @@ class Measured:
     """One evaluation of a group: per-sequence losses, plus the comparison sums when asked."""
 
     seq_loss: np.ndarray  # (C, N)
-    sums: dict[str, np.ndarray]  # kl, change, outside, total: (C,) sums; max_diff: (C,) max; empty if not compared
+    sums: dict[str, np.ndarray]  # every part's quantities (C,), summed or maxed over chunks; empty if not compared
 
 
 def measure(
@@ -227,6 +256,7 @@ def measure(
     """Evaluate a group on the whole held-out set; `full` adds the lag-0 / probe comparisons."""
     seq_parts: list[np.ndarray] = []
     sums: dict[str, np.ndarray] = {}
+    by_max = {q for p in metric_registry.compared_parts() if p.combine == "max" for q in _quantities(p)}
     program: Callable[..., Any] = (
         compare(group.model_cfg, small_cfg, how) if full else stacked_eval(group.model_cfg, how)
     )
@@ -238,8 +268,15 @@ def measure(
         seq_parts.append(np.asarray(out.pop("seq_loss")))
         for k, v in out.items():
             v = np.asarray(v, np.float64)
-            sums[k] = v if k not in sums else (np.maximum(sums[k], v) if k == "max_diff" else sums[k] + v)
+            sums[k] = v if k not in sums else (np.maximum(sums[k], v) if k in by_max else sums[k] + v)
     return Measured(seq_loss=np.concatenate(seq_parts, axis=1), sums=sums)
+
+
+def _quantities(part: metric_registry.Part) -> list[str]:
+    """The names a part returns (traced once, abstractly, on tiny inputs)."""
+    z = jnp.zeros((1, 1, 2), jnp.float32)
+    outputs = metric_registry.Outputs(z, z, z, z, jnp.eye(2), jnp.zeros((1, 1), jnp.int32))
+    return list(jax.eval_shape(lambda: part.fn(outputs)))
 
 
 def measure_small(small_cfg: ModelConfig, params: Any, eval_BxT1: np.ndarray, chunk: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from growth import checkpoint, files, train
 from growth import data as data_lib
+from growth import mesh as mesh_lib
 from growth import model as model_lib
 from growth.config import Config, as_dict, config_hash
 from growth.files import truncate_jsonl
@@ -46,8 +47,8 @@ def trajectory_identity(cfg: Config) -> dict:
     """The config parts that determine the pretraining trajectory."""
     return {
         "seed": cfg.seed,
-        "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
-        "model": dataclasses.asdict(cfg.model),
+        "data": data_lib.identity(cfg.data),
+        "model": model_lib.identity(cfg.model),
         # clip_mode only matters once a model is grown: a never-grown model's weights are all 1.
         "optim": {k: v for k, v in dataclasses.asdict(cfg.optim).items() if k != "clip_mode"},
         "batch_size": cfg.pretrain.batch_size,
@@ -129,6 +130,9 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
         break
     truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("step", 0) <= start)
     end = targets[-1]
+    mesh = mesh_lib.make(cfg.mesh)  # None on one device: the plain path
+    mesh_lib.check_batch(mesh, pcfg.batch_size, "pretrain.batch_size")
+    state = mesh_lib.put_state(mesh, state, cfg.mesh.fsdp)
 
     tracker = Tracker(
         out, cfg.logger.wandb, as_dict(cfg), name=out.name, group=f"{cfg.name}/pretrain", run_id=f"pre-{out.name}"
@@ -143,7 +147,9 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
     pending = None
     try:
         for t in range(start, end):
-            state, metrics = step_fn(state, data_lib.batch_at(data, cfg.seed, t, pcfg.batch_size))
+            state, metrics = step_fn(
+                state, mesh_lib.put_batch(mesh, data_lib.batch_at(data, cfg.seed, t, pcfg.batch_size))
+            )
             # Read step t-1's metrics only now: step t is already dispatched, so the loop never waits.
             if pending is not None:
                 _check(cfg, *pending)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from growth import files
+from growth import cost, files, metric_registry
 from growth.config import Config, Regime, config_hash
 from growth.pretrain import trajectory_identity
 
@@ -62,15 +62,19 @@ def results_path(cfg: Config) -> Path:
 
 def grow_identity(cfg: Config) -> dict:
     """What fixes a cell's numbers, besides its CellKey (replicates only says how many keys exist)."""
-    return trajectory_identity(cfg) | {
-        "optim": dataclasses.asdict(cfg.optim),
-        "growth": dataclasses.asdict(cfg.growth),
-        "runner": dataclasses.asdict(cfg.runner),
-        "pool": list(cfg.pool),
-        "lags": [cfg.probe_lag, cfg.continuation_lag],
-        "growth_step": cfg.growth_step,
-        "eval_sequences": cfg.data.eval_sequences,
-    }
+    return (
+        trajectory_identity(cfg)
+        | {
+            "optim": dataclasses.asdict(cfg.optim),
+            "growth": dataclasses.asdict(cfg.growth),
+            "runner": dataclasses.asdict(cfg.runner),
+            "pool": list(cfg.pool),
+            "lags": [cfg.probe_lag, cfg.continuation_lag],
+            "growth_step": cfg.growth_step,
+            "eval_sequences": cfg.data.eval_sequences,
+        }
+        | ({"log_eval_lags": cfg.budget.log_eval_lags} if cfg.budget.log_eval_lags else {})
+    )  # old hashes kept
 
 
 def cell_hash(cfg: Config) -> str:
@@ -87,19 +91,43 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def finished_cells(path: Path, chash: str) -> set[CellKey]:
-    """Cells already written by a run of this config (rows without `replicate` are replicate 0).
+@dataclass(frozen=True)
+class Measured:
+    """What a finished cell measured: recorded in its wall_time row (None fields: it predates the record)."""
+
+    candidates: frozenset[str] | None
+    metrics: frozenset[str] | None
+
+    def lacks(self, candidates: list[str], metrics: list[str]) -> list[str]:
+        """The asked-for candidates and metrics this cell did not measure (empty when it predates the record)."""
+        if self.candidates is None or self.metrics is None:
+            return []
+        return sorted(set(candidates) - self.candidates) + sorted(set(metrics) - self.metrics)
+
+
+def finished_cells(path: Path, chash: str) -> dict[CellKey, Measured]:
+    """Cells already written by a run of this config, and what each measured (no `replicate`: replicate 0).
 
     A cell is finished when its wall-time row is there and, for rows that record it, every row of the
     same write was read back (a row lost to a torn line leaves the cell unfinished, so it is redone)."""
     rows = [r for r in files.read_jsonl(path) if r.get("config_hash") == chash]
     per_write = Counter(r.get("write_id") for r in rows if r.get("write_id"))
-    return {
-        CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
-        for r in rows
-        if r.get("metric") == "wall_time"
-        and (r.get("n_rows") is None or per_write[r.get("write_id")] >= int(r["n_rows"]))
-    }
+    out = {}
+    for r in rows:
+        if r.get("metric") != "wall_time":
+            continue
+        if r.get("n_rows") is not None and per_write[r.get("write_id")] < int(r["n_rows"]):
+            continue
+        key = CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
+        rec = r.get("measured") or {}
+        cands, mets = rec.get("candidates"), rec.get("metrics")
+        out[key] = Measured(None if cands is None else frozenset(cands), None if mets is None else frozenset(mets))
+    return out
+
+
+def asked_metrics() -> list[str]:
+    """The metrics a cell run now writes (growth/metric_registry.py)."""
+    return sorted(metric_registry.METRICS)
 
 
 def seq_losses_path(cfg: Config, key: CellKey, chash: str) -> Path:
@@ -135,6 +163,7 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         "replicate": key.replicate,
         "lr_correction": str(cfg.growth.lr_correction),
         "clip_mode": str(cfg.optim.clip_mode),
+        "k": cfg.growth.k,
         "config_hash": chash,
         "versions": versions(),
         "write_id": uuid.uuid4().hex,
@@ -144,6 +173,8 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         common
         | _fields(Row(POOL_ROW, cfg.continuation_lag, "wall_time", wall_time_s))
         | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent)), "n_rows": len(rows) + 1}
+        | {"measured": {"candidates": sorted(cfg.pool), "metrics": asked_metrics()}}
+        | {"cost": cost.cost_fields(cfg)}  # tokens and FLOPs of the speedup (growth.cost)
     )
     files.append_jsonl(results_path(cfg), out)
 

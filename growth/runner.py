@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -19,9 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import data as data_lib
-from growth import lease, pool, pretrain, results, train, widen
+from growth import lags as lags_lib
+from growth import lease, metric_registry, pool, pretrain, results, train, widen
+from growth import mesh as mesh_lib
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
+from growth.metric_registry import Context, Stage
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
 from growth.tracking import Tracker, progress
@@ -39,7 +41,8 @@ class RunnerError(ValueError):
 
 def eval_lags(cfg: Config) -> list[int]:
     every = set(range(0, cfg.continuation_lag + 1, cfg.runner.eval_every))
-    return sorted(every | {0, cfg.probe_lag, cfg.continuation_lag})
+    log = set(lags_lib.log_spaced(cfg.continuation_lag, cfg.budget.log_eval_lags))  # budget axis, SPEC 5b
+    return sorted(every | log | {0, cfg.probe_lag, cfg.continuation_lag})
 
 
 def continuation_streams(cfg: Config, key: CellKey) -> tuple[int, jax.Array]:
@@ -72,21 +75,18 @@ def evaluate(
     seqs, rows = {REFERENCE: small_seq}, []
     n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
     full = lag in (0, cfg.probe_lag)
+    mean = small_seq.mean()  # float32, as the loss gap has always been computed
     for group, p0 in zip(groups, params0, strict=True):
         m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step)
         for i, name in enumerate(group.names):
             seqs[name] = m.seq_loss[i]
-            if lag == 0:
-                rows += [
-                    Row(name, 0, "loss_gap", float(m.seq_loss[i].mean() - small_seq.mean())),
-                    Row(name, 0, "token_kl", m.sums["kl"][i] / n_tok),
-                    Row(name, 0, "max_logit_diff", m.sums["max_diff"][i]),
-                ]
-            if lag == cfg.probe_lag:
-                rms = math.sqrt(m.sums["change"][i] / (n_tok * group.model_cfg.vocab_size))
-                rows += [Row(name, lag, "probe_kl", m.sums["kl"][i] / n_tok), Row(name, lag, "probe_rms", rms)]
-                if group.has_subspace[i]:
-                    rows.append(Row(name, lag, "probe_escape", m.sums["outside"][i] / m.sums["total"][i]))
+            stages = [st for st, at in ((Stage.zero, 0), (Stage.probe, cfg.probe_lag)) if lag == at]
+            ctx = Context(n_tok, group.model_cfg.vocab_size, group.has_subspace[i], m.seq_loss[i].mean(), mean)
+            sums = {k: v[i] for k, v in m.sums.items()}
+            for metric in metric_registry.of_stage(*stages):
+                value = metric.value(sums, ctx) if metric.value is not None else None
+                if value is not None:
+                    rows.append(Row(name, lag, metric.name, value))
     return seqs, rows
 
 
@@ -115,6 +115,11 @@ def run_cell(
     groups = pool.group_pool(grown)
     for g in groups:
         g.state = g.state.replace(dropout_key=jnp.broadcast_to(dropout_key, (len(g.names), *dropout_key.shape)))
+    mesh = mesh_lib.make(cfg.mesh)  # None on one device: the plain path
+    mesh_lib.check_batch(mesh, cfg.runner.batch_size, "runner.batch_size")
+    small = mesh_lib.put_state(mesh, small, cfg.mesh.fsdp)
+    for g in groups:
+        g.state = mesh_lib.put_state(mesh, g.state, cfg.mesh.fsdp)
     small_step = pool.small_step(cfg, rate)
     steps = [pool.pool_step(cfg, g, rate) for g in groups]
     params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
@@ -131,7 +136,9 @@ def run_cell(
         for lag in lags:
             losses = []
             for j in range(done, lag):
-                batch = jnp.asarray(data_lib.batch_at(data, batch_seed, cfg.growth_step + j, cfg.runner.batch_size))
+                batch = mesh_lib.put_batch(
+                    mesh, data_lib.batch_at(data, batch_seed, cfg.growth_step + j, cfg.runner.batch_size)
+                )
                 small, _ = small_step(small, batch)
                 out = [step(g.state, batch) for step, g in zip(steps, groups, strict=True)]
                 for g, (state, _) in zip(groups, out, strict=True):
@@ -157,8 +164,8 @@ def run_cell(
     finally:
         bar.close()
         tracker.finish()
-
     kept = [n for n in names if n != REFERENCE or REFERENCE in cfg.pool]
+    rows += [Row(name, 0, "growth_tokens", float(g.growth_tokens)) for name, g in grown.items()]
     for name in kept:
         curve = {lag: float(v.mean()) for lag, v in seq[name].items()}
         rows += curve_rows(name, curve, lags, diverged.get(name))
@@ -202,7 +209,7 @@ def base_state(cfg: Config, data: data_lib.TokenData) -> train.TrainState:
 
 
 def validate(cfg: Config) -> None:
-    pool.check_pool(cfg.pool)
+    pool.check_pool(cfg)
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
         raise RunnerError(f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}")
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):
@@ -213,9 +220,32 @@ def validate(cfg: Config) -> None:
     check_bpe_vocab(cfg)
 
 
+def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False) -> list[CellKey]:
+    """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
+
+    A cell written before cells recorded what they measured is kept, with one line saying so.
+    """
+    done = results.finished_cells(path, results.cell_hash(cfg))
+    todo = []
+    for key in keys:
+        if key not in done:
+            todo.append(key)
+            continue
+        if done[key].candidates is None:
+            if not quiet:
+                log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
+            continue
+        lacking = done[key].lacks(cfg.pool, results.asked_metrics())
+        if lacking:
+            if not quiet:
+                log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
+            todo.append(key)
+    return todo
+
+
 def prepare(cfg: Config) -> Config:
     """The validated config of one (seed, growth step), before any compute."""
-    cfg = to_config(cfg)  # validates every choice and value, also for configs built in code
+    cfg = pool.with_default_pool(to_config(cfg))  # validates every choice and value, also for configs built in code
     validate(cfg)
     if cfg.runner.base_dir:
         cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
@@ -234,9 +264,8 @@ def run_pass(cfg: Config) -> int:
     live workers still hold."""
     path = results.results_path(cfg)
     chash = results.cell_hash(cfg)
-    done = results.finished_cells(path, chash)
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
-    todo = [k for k in keys if k not in done]
+    todo = unfinished(cfg, path, keys)
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return 0
@@ -244,10 +273,10 @@ def run_pass(cfg: Config) -> int:
     held = 0
     for key in todo:
         claimed = lease.claim(
-            path.parent, f"{key.stem}-{chash}", cfg.workers, functools.partial(_finished, path, chash, key)
+            path.parent, f"{key.stem}-{chash}", cfg.workers, functools.partial(_finished, cfg, path, key)
         )
         if claimed is None:
-            held += not _finished(path, chash, key)
+            held += not _finished(cfg, path, key)
             continue
         try:
             if setup is None:
@@ -255,7 +284,7 @@ def run_pass(cfg: Config) -> int:
                 pretrain.check_vocab(cfg, data)
                 data_lib.check_batch_size(data, cfg.runner.batch_size)
                 small_state = base_state(cfg, data)
-                setup = (data, small_state, pool.build_pool(cfg, small_state))
+                setup = (data, small_state, pool.build_pool(cfg, small_state, data))
             t0 = time.perf_counter()
             rows, seq = run_cell(cfg, key, *setup)
             wall = time.perf_counter() - t0
@@ -266,5 +295,6 @@ def run_pass(cfg: Config) -> int:
     return held
 
 
-def _finished(path: Path, chash: str, key: CellKey) -> bool:
-    return key in results.finished_cells(path, chash)
+def _finished(cfg: Config, path: Path, key: CellKey) -> bool:
+    """Finished and measured everything asked for (a worker that holds it may just have written it)."""
+    return not unfinished(cfg, path, [key], quiet=True)

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
-from growth import checkpoint, optimizer
+from growth import checkpoint, masks, optimizer
 from growth import model as model_lib
 from growth.config import Config, OptimConfig, PoolStep
 
@@ -189,7 +189,7 @@ def make_train_step(
         key = jax.random.fold_in(state.dropout_key, state.step)
         value, grads = jax.value_and_grad(loss, argnums=1)(graphdef, state.params, batch_BxT1, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = masks.ramp(optax.apply_updates(state.params, updates))  # msg's masks; else a no-op
         metrics = {
             "loss": value,
             "lr": optimizer.schedule_lr(schedule, state.opt_state[optimizer.SCHEDULE]),

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from growth.config import ConfigValueError
+from growth.errors import ConfigValueError
 
 if TYPE_CHECKING:
     from growth.config import Config

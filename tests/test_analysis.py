@@ -11,15 +11,16 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from analysis.cells import CANDIDATE_ORDER, summarize
+from analysis.cells import summarize
 from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, evaluate_claims
 from analysis.load import NoResultsError, load_results
 from analysis.rankings import rank_all
 from analysis.report import main, write_report
 from analysis.selectors import cell_agreement, selector_table
+from growth.widen import registry
 
 PROBE_LAG, CONT_LAG = 16, 128
-E, P, A, S, W, C = CANDIDATE_ORDER
+E, P, A, S, W, C = registry.default_pool()
 
 
 def cand_rows(

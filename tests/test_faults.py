@@ -150,14 +150,14 @@ def _cell_rows(write_id: str, n_rows: int, present: int) -> list[dict]:
 def test_a_cell_with_a_lost_row_is_not_finished(tmp_path):
     path = tmp_path / "results.jsonl"
     files.append_jsonl(path, _cell_rows("w1", n_rows=5, present=4))  # one row lost
-    assert results.finished_cells(path, "h") == set()
+    assert results.finished_cells(path, "h") == {}
     files.append_jsonl(path, _cell_rows("w2", n_rows=5, present=5))  # the redo
-    assert results.finished_cells(path, "h") == {CellKey(0, 10, "deterministic", 0)}
+    assert results.finished_cells(path, "h").keys() == {CellKey(0, 10, "deterministic", 0)}
 
 
 def test_report_header_states_the_unparseable_count(tmp_path):
     from analysis.load import load_results
-    from analysis.report import _provenance
+    from analysis.render import _provenance
 
     src = REPO / "docs" / "results" / "paper_cpu" / "results.jsonl"
     path = tmp_path / "paper_cpu" / "results.jsonl"

@@ -145,7 +145,8 @@ def test_nan_candidate_is_recorded_as_diverged(base, tmp_path, monkeypatch):
         opt[optimizer.DIRECTION] = direction._replace(scale=jax.tree.map(lambda s: s * jnp.nan, direction.scale))
         return dataclasses.replace(grown, state=grown.state.replace(opt_state=opt))
 
-    monkeypatch.setitem(widen.CANDIDATES, "broken", broken)
+    monkeypatch.setattr(widen.registry, "_ENTRIES", dict(widen.registry._ENTRIES))  # dropped after the test
+    widen.register(widen.Candidate("broken", broken, 999, "k", False, "exact_copy with NaN updates"))
     cfg = _with(dataclasses.replace(base, pool=["exact_copy", "broken"], regimes=["deterministic"]), tmp_path)
     rows = read_jsonl(runner.run(cfg))
     div = [r for r in rows if r["candidate"] == "broken" and r["metric"] == "diverged"]

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from analysis.cells import CANDIDATE_ORDER
 from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
 from analysis.load import load_results
 from analysis.report import analyse_policy, main, write_report
@@ -26,8 +25,9 @@ from analysis.stats import (
     read_seq_losses,
     weighted_means,
 )
+from growth.widen import registry
 
-E, P, A, S, W, C = CANDIDATE_ORDER
+E, P, A, S, W, C = registry.default_pool()
 LAGS = np.array([0, 8, 16, 24, 32], dtype=np.int64)
 PROBE_LAG, CONT_LAG = 16, 32
 RESAMPLES = 500  # enough for stable percentiles, fast on a shared CPU

@@ -12,6 +12,7 @@ from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.interop import surgery
 from growth.model import ConfigError
+from growth.widen import depth as depth_growth
 
 # ---------------------------------------------------------------- partial init
 
@@ -171,20 +172,20 @@ def trained(built):
 
 
 def test_depth_plan_positions():
-    plan = surgery.depth_plan(3, surgery.DepthConfig(n_new=3, positions=[3, 0, 2]))
+    plan = depth_growth.depth_plan(3, depth_growth.DepthConfig(n_new=3, positions=[3, 0, 2]))
     assert plan == [("new", 0), ("old", 0), ("old", 1), ("new", 2), ("old", 2), ("new", 3)]
-    appended = surgery.depth_plan(2, surgery.DepthConfig(n_new=2))
+    appended = depth_growth.depth_plan(2, depth_growth.DepthConfig(n_new=2))
     assert appended == [("old", 0), ("old", 1), ("new", 2), ("new", 2)]
     with pytest.raises(ConfigError, match="one position per new block"):
-        surgery.depth_plan(2, surgery.DepthConfig(n_new=2, positions=[1]))
+        depth_growth.depth_plan(2, depth_growth.DepthConfig(n_new=2, positions=[1]))
     with pytest.raises(ConfigError, match="0..2"):
-        surgery.depth_plan(2, surgery.DepthConfig(n_new=1, positions=[5]))
+        depth_growth.depth_plan(2, depth_growth.DepthConfig(n_new=1, positions=[5]))
 
 
 def test_deepen_identity_preserves_function_and_carries_state(trained):
     graphdef, small, batch = trained
-    depth = surgery.DepthConfig(n_new=2, positions=[0, 1])  # new blocks 0 and 2; old 0 -> 1, old 1 -> 3
-    grown, cfg = surgery.deepen_identity(small, CFG, depth, OPTIM, jax.random.PRNGKey(3))
+    depth = depth_growth.DepthConfig(n_new=2, positions=[0, 1])  # new blocks 0 and 2; old 0 -> 1, old 1 -> 3
+    grown, cfg = depth_growth.deepen_identity(small, CFG, depth, OPTIM, jax.random.PRNGKey(3))
     assert cfg.n_layers == 4 and dataclasses.replace(cfg, n_layers=2) == CFG
     big_graphdef, _ = model_lib.abstract(cfg)
     tokens = batch[:, :-1]
@@ -225,8 +226,8 @@ def test_deepen_identity_preserves_function_and_carries_state(trained):
 def test_deepen_copy_places_neighbour_copy(trained):
     _, small, _ = trained
     spec = GrowthConfig()
-    spec.depth = surgery.DepthConfig(n_new=2, positions=[2, 0])  # a spec with a `depth` field
-    grown, cfg = surgery.deepen_copy(small, CFG, spec, OPTIM, jax.random.PRNGKey(3))
+    spec.depth = depth_growth.DepthConfig(n_new=2, positions=[2, 0])  # a spec with a `depth` field
+    grown, cfg = depth_growth.deepen_copy(small, CFG, spec, OPTIM, jax.random.PRNGKey(3))
     assert cfg.n_layers == 4  # plan: new(copy of 0), old 0, old 1, new(copy of 1)
     for j, src in ((0, 0), (1, 0), (2, 1), (3, 1)):
         jax.tree.map(np.testing.assert_array_equal, grown.params["blocks"][j], small.params["blocks"][src])
@@ -240,10 +241,10 @@ def test_deepen_copy_places_neighbour_copy(trained):
 def test_deepen_fresh_and_local_layers(trained):
     _, small, _ = trained
     cfg = dataclasses.replace(CFG, attention_layers=["global", "local"], window_size=4)
-    grown, new_cfg = surgery.deepen(
-        small, cfg, surgery.DepthConfig(n_new=1, positions=[2], init="fresh"), OPTIM, jax.random.PRNGKey(3)
+    grown, new_cfg = depth_growth.deepen(
+        small, cfg, depth_growth.DepthConfig(n_new=1, positions=[2], init="fresh"), OPTIM, jax.random.PRNGKey(3)
     )
     assert new_cfg.attention_layers == ["global", "local", "local"]
     assert float(jnp.abs(grown.params["blocks"][2]["mlp"]["proj"]["kernel"]).max()) > 0
     with pytest.raises(ConfigError, match="depth"):
-        surgery.deepen_identity(small, CFG, object(), OPTIM, jax.random.PRNGKey(0))
+        depth_growth.deepen_identity(small, CFG, object(), OPTIM, jax.random.PRNGKey(0))

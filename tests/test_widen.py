@@ -13,7 +13,7 @@ import pytest
 from growth import model as model_lib
 from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import CANDIDATES, GrowthError, UnknownCandidate, grow, wide_config
+from growth.widen import GrowthError, UnknownCandidate, grow, registry, wide_config
 from growth.widen.core import flatten
 
 PRESERVING = ["exact_copy", "perturbative", "asymmetric_reset", "structured_non_clone"]
@@ -380,7 +380,7 @@ def test_bad_specs_raise_clear_errors():
         grow("exact_copy", tied, dataclasses.replace(tied_cfg, tie_embeddings=False), GrowthConfig(), OPTIM, key)
     with pytest.raises(GrowthError, match="structured_non_clone does not support tied embeddings"):
         grow("structured_non_clone", tied, tied_cfg, GrowthConfig(), OPTIM, key)
-    assert {*PRESERVING, "scratch_wide", "continue_small"} <= set(CANDIDATES)
+    assert {*PRESERVING, "scratch_wide", "continue_small"} <= set(registry.names())
 
 
 # ---------------------------------------------------------------- configs
@@ -393,11 +393,12 @@ def test_growth_variants_compose(variant):
     from hydra import compose, initialize_config_dir
 
     from growth.config import register_configs, to_config
-    from growth.widen.core import check_spec
+    from growth.widen import check_options
 
     register_configs()
     with initialize_config_dir(str(Path(__file__).parents[1] / "configs"), version_base=None):
         cfg = to_config(compose("config", overrides=[f"growth={variant}"]))
     assert isinstance(cfg.growth, GrowthConfig)
     assert (cfg.growth == GrowthConfig()) == (variant == "default")
-    check_spec(cfg.growth)
+    for name in registry.names():
+        check_options(name, cfg.growth)

@@ -1,12 +1,11 @@
 """The width-growth candidates: pure functions (small state, configs, spec, key) -> Grown.
 
-Each has the signature `(small, small_cfg, spec, optim_cfg, key) -> Grown`; `grow` checks the spec
-and the state once, then dispatches by name through CANDIDATES.
+Each has the signature `(small, small_cfg, spec, optim_cfg, key) -> Grown` and one entry in the
+candidate registry (growth/widen/registry.py), at the bottom of this file; `grow` checks the spec and
+the state once, then dispatches by name through the registry.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -14,45 +13,55 @@ import numpy as np
 
 from growth import model as model_lib
 from growth import optimizer, train
-from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.interop import surgery
-from growth.widen import core, structured
-from growth.widen.core import RESID, Grown, GrowthError, Term, UnknownCandidate
-
-Candidate = Callable[[train.TrainState, ModelConfig, GrowthConfig, OptimConfig, jax.Array], Grown]
+from growth.config import (
+    AsymmetricResetConfig,
+    DepthConfig,
+    GrowthConfig,
+    ModelConfig,
+    Noise,
+    OptimConfig,
+    PerturbativeConfig,
+    StructuredConfig,
+    check_choice,
+)
+from growth.widen import (
+    assemble,
+    core,
+    depth,
+    registry,
+    structured,
+    trees,
+    wide_state,
+)
+from growth.widen.core import RESID, Grown, GrowthError, UnknownCandidate
+from growth.widen.registry import Candidate, register
 
 
 def _small_numpy(small: train.TrainState):
     adam = small.opt_state[optimizer.ADAM]
-    return core.to_numpy(small.params), core.to_numpy(adam.mu), core.to_numpy(adam.nu)
+    return trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
 
 
-def _clone(small: train.TrainState, small_cfg: ModelConfig, k: int):
-    """exact_copy's params and moments (float64 by path) and its space maps."""
-    params, mu, nu = _small_numpy(small)
-    maps, fac = core.clone_maps(small_cfg, k), core.factors(small_cfg, k)
-    w_params = {p: core.map_param(p, w, maps, fac) for p, w in params.items()}
-    w_moments = {p: core.map_moments(p, [Term(mu[p], nu[p])], maps, fac) for p in params}
-    return w_params, {p: m for p, (m, _) in w_moments.items()}, {p: v for p, (_, v) in w_moments.items()}, maps
+_clone = assemble.clone_state  # exact_copy's params, moments and space maps
 
 
 def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset_mask=None, rewarm=0) -> Grown:
     cfg = core.wide_config(small_cfg, spec)
     template = small.params
     # The small tree has the wide tree's keys; unflatten_like only borrows its structure.
-    p = core.unflatten_like(template, params)
-    state = core.carried(
+    p = trees.unflatten_like(template, params)
+    state = wide_state.carried(
         small,
         p,
-        core.wide_opt_state(
+        wide_state.wide_opt_state(
             small,
             p,
-            core.unflatten_like(template, mu),
-            core.unflatten_like(template, nu),
+            trees.unflatten_like(template, mu),
+            trees.unflatten_like(template, nu),
             optimizer.make_optimizer(optim_cfg),
             spec,
-            core.direction_scale(small, spec, core.factors(small_cfg, k)),
-            core.clip_weight(small, optim_cfg, core.factors(small_cfg, k)),
+            wide_state.direction_scale(small, spec, core.factors(small_cfg, k)),
+            wide_state.clip_weight(small, optim_cfg, core.factors(small_cfg, k)),
             reset_mask,
             rewarm,
         ),
@@ -80,12 +89,12 @@ def perturbative(
     """
     k = core.check_k(spec.k)
     params, mu, nu, maps = _clone(small, small_cfg, k)
-    rng = core.numpy_rng(key)
+    rng = trees.numpy_rng(key)
     fac = core.factors(small_cfg, k)
     for path in sorted(p for p in params if core.c_in(p, fac) > 1):
         w = params[path]  # axis 0 is the input axis of every kernel, widened by k
         noise = rng.standard_normal((k, w.shape[0] // k) + w.shape[1:])
-        if spec.perturbative.noise == "antithetic":
+        if spec.perturbative.noise == Noise.antithetic:
             noise = (noise - noise.mean(0)) * np.sqrt(k / (k - 1))  # zero-sum over copies, unit variance
         rms = np.sqrt(np.mean(w * w))
         params[path] = w + noise.reshape(w.shape) * rms / spec.perturbative.snr
@@ -121,11 +130,23 @@ def structured_non_clone(
 def scratch_wide(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
-    """Fresh init of the wide model, zero moments, every counter 0; step and dropout key carried."""
+    """Fresh init of the wide model, zero moments, every counter 0; step and dropout key carried.
+
+    The learning-rate policy applies to it as to every wide model (assemble.width_policy): under
+    lr_correction=fan_in each tensor reading a widened space has its Adam direction scaled by 1 / k.
+    """
     cfg = core.wide_config(small_cfg, spec)
     _, params = model_lib.build(cfg, key)
     tx = optimizer.make_optimizer(optim_cfg)
-    state = core.carried(small, params, tx.init(params))
+    opt = tx.init(params)
+    k = core.check_k(spec.k)
+    scale, weight = assemble.width_policy(sorted(trees.flatten(params)), spec, optim_cfg, k, None)
+    per_tensor = lambda values: jax.tree_util.tree_map_with_path(
+        lambda p, _: jnp.asarray(values[trees.path_str(p)], jnp.float32), params
+    )
+    opt[optimizer.DIRECTION] = opt[optimizer.DIRECTION]._replace(scale=per_tensor(scale))
+    opt[optimizer.CLIP] = optimizer.ClipState(weight=per_tensor(weight))
+    state = wide_state.carried(small, params, opt)
     return Grown(state=state, model_cfg=cfg, embed_map=None)
 
 
@@ -142,7 +163,7 @@ def deepen_identity(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
     """Depth growth (docs/surgery.md): new identity blocks, width unchanged, no inherited-subspace map."""
-    state, cfg = surgery.deepen_identity(small, small_cfg, spec, optim_cfg, key)
+    state, cfg = depth.deepen_identity(small, small_cfg, spec, optim_cfg, key)
     return Grown(state=state, model_cfg=cfg, embed_map=None)
 
 
@@ -150,20 +171,80 @@ def deepen_copy(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
     """Depth growth (docs/surgery.md): each new block copies its neighbour, width unchanged."""
-    state, cfg = surgery.deepen_copy(small, small_cfg, spec, optim_cfg, key)
+    state, cfg = depth.deepen_copy(small, small_cfg, spec, optim_cfg, key)
     return Grown(state=state, model_cfg=cfg, embed_map=None)
 
 
-CANDIDATES: dict[str, Candidate] = {
-    "exact_copy": exact_copy,
-    "perturbative": perturbative,
-    "asymmetric_reset": asymmetric_reset,
-    "structured_non_clone": structured_non_clone,
-    "scratch_wide": scratch_wide,
-    "continue_small": continue_small,
-    "deepen_identity": deepen_identity,
-    "deepen_copy": deepen_copy,
-}
+def _check_perturbative(spec: GrowthConfig) -> None:
+    try:
+        check_choice("growth.perturbative.noise", spec.perturbative.noise, Noise)
+    except ValueError as e:
+        raise GrowthError(str(e)) from None
+    if not spec.perturbative.snr > 0:
+        raise GrowthError(f"growth.perturbative.snr={spec.perturbative.snr} must be > 0 (e.g. 10.0)")
+
+
+def _check_asymmetric_reset(spec: GrowthConfig) -> None:
+    if int(spec.asymmetric_reset.rewarm_steps) < 0:
+        raise GrowthError(f"growth.asymmetric_reset.rewarm_steps={spec.asymmetric_reset.rewarm_steps} must be >= 0")
+
+
+def _check_structured(spec: GrowthConfig) -> None:
+    if not spec.structured.mlp_split_scale >= 0:
+        raise GrowthError(f"growth.structured.mlp_split_scale={spec.structured.mlp_split_scale} must be >= 0")
+
+
+# ---------------------------------------------------------------- the built-in entries (SPEC section 3)
+
+# fmt: off
+# One `register` per candidate; its fields are documented in growth/widen/registry.py (Candidate).
+register(Candidate(
+    name="exact_copy", build=exact_copy, order=10, color="C0", preserving=True,
+    description="symmetric clone of weights and Adam moments, counters carried",
+))
+register(Candidate(
+    name="perturbative", build=perturbative, order=20, color="C1", preserving=True,
+    description="exact_copy plus noise on every kernel (antithetic by default: still preserving)",
+    options=PerturbativeConfig, options_field="perturbative", check=_check_perturbative,
+))
+register(Candidate(
+    name="asymmetric_reset", build=asymmetric_reset, order=30, color="C2", preserving=True,
+    description="exact_copy weights; the added copies of every unit start with zero Adam moments",
+    options=AsymmetricResetConfig, options_field="asymmetric_reset", check=_check_asymmetric_reset,
+))
+register(Candidate(
+    name="structured_non_clone", build=structured_non_clone, order=40, color="C3", preserving=True,
+    description="function-preserving but not a clone: rotated residual stream and heads, split MLP rows",
+    options=StructuredConfig, options_field="structured", check=_check_structured,
+))
+register(Candidate(
+    name="scratch_wide", build=scratch_wide, order=50, color="C4", preserving=False,
+    description="baseline: a fresh wide model, zero moments, fresh schedule",
+))
+register(Candidate(
+    name="continue_small", build=continue_small, order=60, color="C5", preserving=True,
+    description="baseline: the small model continued unchanged (the reference of every comparison)",
+    reference=True, widens=False,
+))
+register(Candidate(
+    name="deepen_identity", build=deepen_identity, order=100, color="C6", preserving=True,
+    description="depth growth: new blocks with zero output projections, width unchanged (docs/surgery.md)",
+    options=DepthConfig, options_field="depth", in_default_pool=False, widens=False,
+))
+register(Candidate(
+    name="deepen_copy", build=deepen_copy, order=110, color="C7", preserving=False,
+    description="depth growth: each new block copies its neighbour, width unchanged (docs/surgery.md)",
+    options=DepthConfig, options_field="depth", in_default_pool=False, widens=False,
+))
+# fmt: on
+
+
+def check_options(name: str, spec: GrowthConfig) -> None:
+    """The growth options every candidate reads, and `name`'s own (its registry entry's check)."""
+    core.check_spec(spec)
+    entry = registry.get(name)
+    if entry is not None and entry.check is not None:
+        entry.check(spec)
 
 
 def grow(
@@ -173,13 +254,20 @@ def grow(
     spec: GrowthConfig,
     optim_cfg: OptimConfig,
     key: jax.Array,
+    batches: np.ndarray | None = None,
 ) -> Grown:
-    """The full wide train state of candidate `name` grown from `small`."""
-    if name not in CANDIDATES:
-        raise UnknownCandidate(f"unknown growth candidate {name!r}; valid names: {', '.join(CANDIDATES)}")
-    core.check_spec(spec)
+    """The full wide train state of candidate `name` grown from `small`.
+
+    `batches` (n, B, T + 1): pretraining batches from before the growth step, for the entries with
+    `pregrowth_batches` (ligo); the others never read them.
+    """
+    entry = registry.get(name)
+    if entry is None:
+        raise UnknownCandidate(f"unknown growth candidate {name!r}; valid names: {', '.join(registry.names())}")
+    check_options(name, spec)
     core.check_state(small, small_cfg)
-    out = CANDIDATES[name](small, small_cfg, spec, optim_cfg, key)
+    extra = {"batches": batches} if entry.pregrowth_batches else {}
+    out = entry.build(small, small_cfg, spec, optim_cfg, key, **extra)
     if not isinstance(out, Grown):
         raise GrowthError(f"candidate {name!r} returned {type(out).__name__}, not a Grown")
     return out

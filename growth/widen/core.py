@@ -17,23 +17,22 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from growth import family as family_lib
 from growth import model as model_lib
 from growth import optimizer, train
 from growth.config import (
-    ClipMode,
     GrowthConfig,
     LrCorrection,
     ModelConfig,
-    Noise,
-    OptimConfig,
     Schedule,
     check_choice,
 )
 from growth.model import ConfigError
+from growth.widen.trees import flatten, numpy_rng, path_str, to_numpy, unflatten_like
+
+__all__ = ["flatten", "numpy_rng", "path_str", "to_numpy", "unflatten_like"]  # the tree helpers, by their old home
 
 RESID = family_lib.RESID
 # The growth factor of every space: one int (every space widens by k) or per space (a multi-query
@@ -54,6 +53,8 @@ class Grown:
     state: train.TrainState  # full wide train state (params, opt_state, step, dropout_key)
     model_cfg: ModelConfig  # the wide config (continue_small: the small one)
     embed_map: jax.Array | None  # (d_small, d_wide): wide_residual = small_residual @ E; None for scratch
+    growth_tokens: int = 0  # tokens the candidate trained on before its continuation (ligo's operator)
+    growth_losses: tuple[float, ...] = ()  # its training loss at each of those steps (ligo)
 
 
 # ---------------------------------------------------------------- spec and config checks
@@ -69,28 +70,21 @@ def check_k(k: Any) -> int:
 
 
 def check_spec(spec: GrowthConfig) -> int:
-    """Validate every option a candidate reads; return k."""
+    """Validate the options every candidate reads; return k. A candidate's own options are checked by
+    its registry entry (`check`, growth/widen/candidates.py)."""
     k = check_k(spec.k)
     try:
         check_choice("growth.schedule", spec.schedule, Schedule)
         check_choice("growth.lr_correction", spec.lr_correction, LrCorrection)
-        check_choice("growth.perturbative.noise", spec.perturbative.noise, Noise)
     except ValueError as e:
         raise GrowthError(str(e)) from None
-    if spec.schedule == "rewarm" and int(spec.rewarm_steps) < 1:
+    if spec.schedule == Schedule["rewarm"] and int(spec.rewarm_steps) < 1:
         raise GrowthError(f"growth.rewarm_steps={spec.rewarm_steps} must be >= 1 with growth.schedule=rewarm")
-    if not spec.perturbative.snr > 0:
-        raise GrowthError(f"growth.perturbative.snr={spec.perturbative.snr} must be > 0 (e.g. 10.0)")
-    if int(spec.asymmetric_reset.rewarm_steps) < 0:
-        raise GrowthError(f"growth.asymmetric_reset.rewarm_steps={spec.asymmetric_reset.rewarm_steps} must be >= 0")
-    if not spec.structured.mlp_split_scale >= 0:
-        raise GrowthError(f"growth.structured.mlp_split_scale={spec.structured.mlp_split_scale} must be >= 0")
     return k
 
 
 def wide_config(small_cfg: ModelConfig, spec: GrowthConfig) -> ModelConfig:
-    """d_model and n_heads (llama: kv heads but one, MLP hidden) times k, head_dim fixed; a tied model's
-    logit_scale is divided by k."""
+    """d_model, n_heads (llama: MLP hidden, kv heads but one) times k; tied: logit_scale / k."""
     k = check_k(spec.k)
     model_lib.validate_model_config(small_cfg)
     logit_scale = small_cfg.logit_scale / k if small_cfg.tie_embeddings else small_cfg.logit_scale
@@ -139,35 +133,6 @@ def check_state(small: train.TrainState, small_cfg: ModelConfig) -> None:
                     f"the small state's Adam {name} for {path} does not match its parameter shape"
                     f" {tuple(s.shape)}; the optimizer state belongs to another model{hint}"
                 )
-
-
-# ---------------------------------------------------------------- trees
-
-
-def path_str(path: Sequence[Any]) -> str:
-    return "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
-
-
-def flatten(tree: Any) -> dict[str, Any]:
-    """{"blocks/0/attn/q/kernel": leaf, ...}."""
-    return {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def unflatten_like(template: Any, flat: dict[str, Any], dtype=jnp.float32) -> Any:
-    """A tree shaped like `template` whose leaves come from `flat` (new device buffers)."""
-    return jax.tree_util.tree_map_with_path(lambda p, _: jnp.asarray(flat[path_str(p)], dtype), template)
-
-
-def to_numpy(tree: Any) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, np.float64) for k, v in flatten(tree).items()}
-
-
-def numpy_rng(key: jax.Array) -> np.random.Generator:
-    """A float64 numpy generator determined by a JAX key (raw uint32 or typed): construction draws
-    many differently shaped arrays, which jax.random would compile one by one."""
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return np.random.default_rng([int(x) for x in np.asarray(key, np.uint32).ravel()])
 
 
 # ---------------------------------------------------------------- layout
@@ -333,84 +298,3 @@ def _compose(pre: np.ndarray | None, m: AxisMap | None) -> AxisMap | None:
     if pre is None:
         return m
     return pre if m is None else pre @ dense(m)
-
-
-# ---------------------------------------------------------------- the wide train state
-
-
-def wide_opt_state(
-    small: train.TrainState,
-    params: Any,
-    mu: Any,
-    nu: Any,
-    tx,
-    spec: GrowthConfig,
-    scale: dict[str, float],
-    clip_weight: dict[str, float],
-    reset_mask: dict[str, np.ndarray] | None = None,
-    reset_rewarm_steps: int = 0,
-) -> Any:
-    """The make_optimizer chain's state for the wide params, every counter moved on purpose.
-
-    Clip: per-tensor weights given. Adam: count carried, mu/nu given. Direction: per-tensor scale,
-    reset mask, its count 0. Schedule:
-    continue keeps the count, rewarm keeps it and ramps over spec.rewarm_steps, restart sets it to 0;
-    since_growth = 0 in all three. Built from the abstract init, so no template value is ever read.
-    """
-    abstract = jax.eval_shape(tx.init, params)
-    small_adam, small_sched = small.opt_state[optimizer.ADAM], small.opt_state[optimizer.SCHEDULE]
-    i32 = lambda v: jnp.asarray(np.asarray(v), jnp.int32)
-    per_tensor = lambda values: jax.tree_util.tree_map_with_path(
-        lambda p, _: jnp.asarray(values[path_str(p)], jnp.float32), params
-    )
-    clip = optimizer.ClipState(weight=per_tensor(clip_weight))
-    adam = abstract[optimizer.ADAM]._replace(count=i32(small_adam.count), mu=mu, nu=nu)
-    mask = reset_mask or {}
-    direction = optimizer.DirectionState(
-        scale=per_tensor(scale),
-        reset_mask=jax.tree_util.tree_map_with_path(
-            lambda p, x: jnp.asarray(mask.get(path_str(p), np.zeros(x.shape)), jnp.float32), params
-        ),
-        reset_rewarm_steps=i32(reset_rewarm_steps),
-        count=i32(0),
-    )
-    schedule = optimizer.GrowthScheduleState(
-        count=i32(0 if spec.schedule == "restart" else small_sched.count),
-        since_growth=i32(0),
-        rewarm_steps=i32(spec.rewarm_steps if spec.schedule == "rewarm" else 0),
-    )
-    opt = type(abstract)(abstract)
-    opt[optimizer.CLIP], opt[optimizer.ADAM] = clip, adam
-    opt[optimizer.DIRECTION], opt[optimizer.SCHEDULE] = direction, schedule
-    for (p, got), want in zip(jax.tree_util.tree_flatten_with_path(opt)[0], jax.tree.leaves(abstract), strict=True):
-        if isinstance(got, jax.ShapeDtypeStruct) or got.shape != want.shape or got.dtype != want.dtype:
-            raise AssertionError(f"wide optimizer state entry {path_str(p)} was not built from the small state")
-    return opt
-
-
-def direction_scale(small: train.TrainState, spec: GrowthConfig, k: Factors) -> dict[str, float]:
-    """Per-tensor Adam-direction scale: the small run's, times 1 / c_in under lr_correction=fan_in."""
-    small_scale = flatten(small.opt_state[optimizer.DIRECTION].scale)
-    fan_in = spec.lr_correction == LrCorrection.fan_in
-    return {path: float(s) / (c_in(path, k) if fan_in else 1) for path, s in small_scale.items()}
-
-
-def clip_weight(small: train.TrainState, optim_cfg: OptimConfig, k: Factors) -> dict[str, float]:
-    """Per-tensor weight in the clip's norm: the small run's, times c_out / c_in under clone_consistent.
-
-    A clone's gradient has the small one's squared norm times c_in / c_out per tensor, so these
-    weights give back the norm the small model sees on the same batch.
-    """
-    small_weight = flatten(small.opt_state[optimizer.CLIP].weight)
-    consistent = optim_cfg.clip_mode == ClipMode["clone_consistent"]
-    return {path: float(w) * (c_out(path, k) / c_in(path, k) if consistent else 1) for path, w in small_weight.items()}
-
-
-def carried(small: train.TrainState, params: Any, opt_state: Any) -> train.TrainState:
-    """Wide state carrying the small run's step and dropout key (copied, so either may be donated)."""
-    return train.TrainState(
-        params=params,
-        opt_state=opt_state,
-        step=jnp.array(np.asarray(small.step)),
-        dropout_key=jnp.array(np.asarray(small.dropout_key)),
-    )

@@ -1,0 +1,105 @@
+"""Figures of the budget, speedup and growth-factor axes (PNG, Agg), one per (group) or (policy, regime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.plots import _new_figure, _save, _slug, candidate_color
+
+
+def _lag_axis(ax, lags: np.ndarray) -> None:
+    positive = lags[lags > 0]
+    if len(positive) and positive.max() / positive.min() > 20:
+        ax.set_xscale("symlog", linthresh=max(1.0, float(positive.min())))
+    ax.set_xlabel("budget: steps after growth (lag)")
+
+
+def plot_reference_diff(table: pd.DataFrame, path: Path) -> Path | None:
+    """Paired difference of each candidate's eval loss to the reference vs budget, with 95% CI bands."""
+    reference = table["reference"].iloc[0]
+    others = [c for c in table["candidate"].unique() if c != reference]
+    if reference not in set(table["candidate"]) or not others:
+        return None
+    fig = _new_figure(7, 4)
+    ax = fig.add_subplot()
+    for name in others:
+        part = table[table["candidate"] == name].sort_values("lag")
+        color = candidate_color(name)
+        ax.plot(part["lag"], part["diff_to_reference"], color=color, label=name, marker=".")
+        ax.fill_between(part["lag"], part["ref_ci_low"], part["ref_ci_high"], color=color, alpha=0.15, lw=0)
+    ax.axhline(0, color="0.3", lw=0.8, ls="--")
+    _lag_axis(ax, table["lag"].to_numpy(float))
+    ax.set_ylabel(f"eval loss - {reference} (< 0: better)")
+    head = table.iloc[0]
+    ax.set_title(f"{head['policy']} {head['regime']} g{head['growth_step']}: paired difference to {reference}")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def winner_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Candidates x lags: True where the candidate is a winner (the leader or tied with it) at that budget."""
+    return (
+        table.pivot_table(index="candidate", columns="lag", values="winner", aggfunc="max").fillna(False).astype(bool)
+    )
+
+
+def plot_winners(table: pd.DataFrame, winners: pd.DataFrame, path: Path) -> Path:
+    """The winner at each budget: a filled square per (candidate, lag) won; dashed lines where it changes."""
+    matrix = winner_matrix(table)
+    fig = _new_figure(max(5, 0.35 * matrix.shape[1] + 3), 0.4 * matrix.shape[0] + 1.5)
+    ax = fig.add_subplot()
+    for y, name in enumerate(matrix.index):
+        xs = [x for x, lag in enumerate(matrix.columns) if matrix.loc[name, lag]]
+        ax.scatter(xs, [y] * len(xs), marker="s", s=60, color=candidate_color(name))
+    for x, lag in enumerate(matrix.columns):
+        row = winners[winners["lag"] == lag]
+        if len(row) and bool(row["changes"].iloc[0]):
+            ax.axvline(x - 0.5, color="0.4", ls="--", lw=0.8)
+    ax.set_yticks(range(matrix.shape[0]), list(matrix.index), fontsize=8)
+    ax.set_xticks(range(matrix.shape[1]), [str(v) for v in matrix.columns], fontsize=7, rotation=90)
+    ax.set_xlabel("budget: steps after growth (lag); dashed = the winners change")
+    head = table.iloc[0]
+    ax.set_title(f"{head['policy']} {head['regime']} g{head['growth_step']}: winner at each budget (ties included)")
+    return _save(fig, path)
+
+
+def plot_speedup_vs_k(table: pd.DataFrame, path: Path) -> Path | None:
+    """FLOP speedup against scratch vs growth factor per candidate, with CIs; 1 = break-even."""
+    if table.empty or table["k"].nunique() < 1:
+        return None
+    fig = _new_figure(6, 4)
+    ax = fig.add_subplot()
+    for name, part in table.groupby("candidate"):
+        part = part.sort_values("k")
+        ok = part["status"] == "ok"
+        color = candidate_color(str(name))
+        y = part["speedup_flops"].to_numpy(float)
+        low = np.clip(part["flops_ci_low"].to_numpy(float), 1e-3, 1e3)
+        high = np.clip(part["flops_ci_high"].to_numpy(float), 1e-3, 1e3)
+        ax.errorbar(part["k"][ok], y[ok], yerr=[y[ok] - low[ok], high[ok] - y[ok]], color=color, marker="o",
+                    capsize=3, label=str(name))  # fmt: skip
+        ax.scatter(part["k"][~ok], [0.1] * int((~ok).sum()), marker="x", color=color)
+    ax.axhline(1, color="0.3", ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("growth factor k")
+    ax.set_ylabel("FLOP speedup vs scratch (pretraining charged)")
+    head = table.iloc[0]
+    ax.set_title(f"{head['lr_policy']} {head['regime']} g{head['growth_step']}, rung {head['rung']}: speedup vs k"
+                 " (x at 0.1: not reached)", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def budget_figures(table: pd.DataFrame, winners: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Both budget figures of every group in the tables."""
+    paths = []
+    keys = ["experiment", "policy", "growth_step", "regime"]
+    for key, part in table.groupby(keys, sort=True):
+        stem = _slug("_".join(str(v) for v in key))
+        mine = winners.merge(pd.DataFrame([dict(zip(keys, key, strict=True))]), on=keys)
+        diff = plot_reference_diff(part, out_dir / f"budget_diff_{stem}.png")
+        paths += [p for p in (diff, plot_winners(part, mine, out_dir / f"budget_winner_{stem}.png")) if p]
+    return paths

@@ -1,0 +1,193 @@
+"""The study report (SPEC section 6b): budget axis, speedup against scratch, growth factor, both papers' claims.
+
+```
+python -m analysis.study RESULTS_DIR [RESULTS_DIR ...] [--out DIR] [--resamples 1000] [--seed 0] [--targets 6]
+```
+Writes `study.md` and its CSVs and figures to FIRST_RESULTS_DIR/study (or --out), and the paper-grid
+report (analysis.report: rankings and the claims of arXiv 2604.04281) to its `paper/` subdirectory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import budget, budget_plots, claims_growth, growth_factor, speedup
+from analysis.curves import group_curves, scratch_curves
+from analysis.load import NoResultsError, load_results
+from analysis.report import write_csv, write_report
+from analysis.tables import markdown_table, round_frame
+from growth.files import atomic_write_text
+
+
+@dataclass
+class StudySettings:
+    """Every choice of the study analysis (docs/analysis.md "The study report")."""
+
+    n_resamples: int = 1000  # hierarchical bootstrap draws per group
+    seed: int = 0  # bootstrap seed: the report is deterministic
+    n_targets: int = 6  # rungs of the speedup ladder
+    k_rung: int = 3  # ladder rung (from the top) the growth-factor axis and claim C compare at
+    reference: str = budget.REFERENCE  # candidate the budget figures' paired differences are taken to
+    margin: float = 0.02  # nats: "match" in claims A and B means within this of the better side
+    paper_report: bool = True  # also write analysis.report's paper-grid report to paper/
+
+
+def _fmt(value: float, low: float, high: float, digits: int = 3) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
+def _winners_md(winners: pd.DataFrame) -> str:
+    """Per (regime, policy, growth step): the winners at each budget where they change, and at the last."""
+    lines = []
+    for key, part in winners.groupby(["regime", "policy", "growth_step"], sort=True):
+        part = part.sort_values("lag")
+        keep = part[part["changes"] | (part["lag"] == part["lag"].min()) | (part["lag"] == part["lag"].max())]
+        table = keep[["lag", "winners", "per_seed_winners", "n_seeds"]]
+        lines.append(f"**{key[0]}, {key[1]}, growth step {key[2]}**\n\n{markdown_table(table)}\n")
+    return "\n".join(lines) or "*No groups.*\n"
+
+
+def _speedup_md(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "*No speedup ladder: no group has a scratch curve that gets below the warm starts' lag-0 loss.*\n"
+    t = table.copy()
+    t["tokens"] = [_fmt(r.speedup_tokens, r.tokens_ci_low, r.tokens_ci_high) for r in t.itertuples()]
+    t["flops"] = [_fmt(r.speedup_flops, r.flops_ci_low, r.flops_ci_high) for r in t.itertuples()]
+    t.loc[t["status"] != "ok", ["tokens", "flops"]] = "not reached"
+    cols = ["regime", "policy", "candidate", "rung", "target_loss", "tokens", "flops", "verdict", "per_seed_verdicts"]
+    return markdown_table(round_frame(t[cols], 4)) + "\n"
+
+
+def _claims_md(frame: pd.DataFrame) -> str:
+    t = frame.copy()
+    t["effect [95% CI]"] = [_fmt(r.effect, r.ci_low, r.ci_high, 4) for r in t.itertuples()]
+    return markdown_table(t[["claim_id", "claim", "verdict", "effect [95% CI]", "cells"]]) + "\n"
+
+
+def _wall_md(frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> str:
+    rows = frame[frame["metric"] == "wall_time"]
+    parts = rows.groupby(["k", "lr_policy", "regime"])["value"].agg(["sum", "size"]).reset_index()
+    parts["part"] = "grow cells"
+    if not scratch_wall.empty:
+        s = scratch_wall.groupby(["k", "lr_policy", "regime"])["value"].agg(["sum", "size"]).reset_index()
+        parts = pd.concat([parts, s.assign(part="scratch runs")])
+    total = parts["sum"].sum()
+    parts = parts.rename(columns={"sum": "seconds", "size": "runs"})
+    return markdown_table(round_frame(parts, 1)) + f"\nTotal of the parts: {total:,.0f} s (pretraining not included).\n"
+
+
+def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s: StudySettings | None = None) -> Path:
+    """Analyse the results below `dirs` and write the study report; returns its directory."""
+    s = s or StudySettings()
+    roots = [Path(d) for d in dirs]
+    results = load_results(roots)
+    out = Path(out_dir) if out_dir is not None else roots[0] / "study"
+    groups = group_curves(results.frame)
+    scratch = scratch_curves(roots)
+    tables, wins, taus, speeds, figures = [], [], [], [], []
+    for curves in groups:
+        t, w, tau = budget.budget_tables(results.frame, curves, s.n_resamples, s.seed, s.reference)
+        tables.append(t)
+        wins.append(w)
+        taus.append(tau)
+        experiment, policy, _, regime = curves.key
+        res = speedup.group_speedup(
+            curves, scratch.get((experiment, policy, regime)), s.n_targets, s.n_resamples, s.seed
+        )
+        if res is not None:
+            speeds.append(res)
+    table, winners = pd.concat(tables), pd.concat(wins)
+    selectors = pd.concat(taus) if any(len(t) for t in taus) else pd.DataFrame()
+    speed_table = pd.concat([r.table for r in speeds]) if speeds else pd.DataFrame()
+    k_table, bounds = growth_factor.k_axis(speeds, s.k_rung)
+    claims = claims_growth.claims_table(groups, speeds, s.n_resamples, s.seed, s.margin, s.k_rung)
+    figures += budget_plots.budget_figures(table, winners, out / "figures")
+    for key, part in k_table.groupby(["lr_policy", "growth_step", "regime"]) if len(k_table) else []:
+        stem = "_".join(str(v) for v in key).replace("/", "-")
+        path = budget_plots.plot_speedup_vs_k(part, out / "figures" / f"speedup_vs_k_{stem}.png")
+        figures += [path] if path else []
+    for name, frame in {"budget.csv": table, "budget_winners.csv": winners, "budget_selectors.csv": selectors,
+                        "speedup.csv": speed_table, "speedup_vs_k.csv": k_table, "k_bound.csv": bounds,
+                        "claims_2605.13405.csv": claims}.items():  # fmt: skip
+        write_csv(frame, out / name)
+    paper = ""
+    if s.paper_report:
+        paper_dir = write_report(roots, out / "paper", figures=False, n_resamples=s.n_resamples, seed=s.seed)
+        paper_claims = pd.read_csv(paper_dir / "claims.csv")
+        paper_claims["effect [95% CI]"] = [_fmt(r.effect, r.ci_low, r.ci_high, 4) for r in paper_claims.itertuples()]
+        paper = markdown_table(paper_claims[["policy", "claim_id", "claim", "verdict", "effect [95% CI]"]])
+    scratch_wall = _scratch_wall(roots)
+    seeds = sorted(results.frame["seed"].unique())
+    md = [
+        "# Study report\n",
+        f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}); k: {', '.join(map(str, sorted(results.frame['k'].unique())))}; "
+        f"policies: {', '.join(sorted(results.frame['lr_policy'].unique()))}; {len(groups)} groups; "
+        f"{s.n_resamples} hierarchical bootstrap draws (seeds, replicates, sequences; docs/analysis.md).\n",
+        "## Winner per (regime, policy, budget)\n",
+        "Budgets where the winners change, and the first and last; `a=b` = tied. Per-seed winners beside.\n",
+        _winners_md(winners),
+        "## Speedup against scratch_wide\n",
+        _speedup_md(speed_table),
+        "## Growth factor\n",
+        markdown_table(bounds) + "\n" if len(bounds) else "*Needs two values of k with a ladder.*\n",
+        "## Claims of arXiv 2605.13405\n",
+        _claims_md(claims),
+        "## Claims of arXiv 2604.04281 (per cell = per seed; paper/report.md)\n",
+        paper + "\n" if paper else "*Not written.*\n",
+        "## Wall time by part\n",
+        _wall_md(results.frame, scratch_wall),
+        "## Figures\n",
+        *[f"![{p.stem}]({p.relative_to(out).as_posix()})\n" for p in figures],
+    ]
+    atomic_write_text(out / "study.md", "\n".join(md))
+    return out
+
+
+def _scratch_wall(roots: list[Path]) -> pd.DataFrame:
+    import json
+
+    rows = []
+    for root in roots:
+        for store in root.rglob("scratch.jsonl"):
+            for line in store.read_text(encoding="utf-8").splitlines():
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if r.get("metric") == "wall_time":
+                    rows.append({"k": r.get("k", 2), "lr_policy": f"{r['lr_correction']}/{r['clip_mode']}",
+                                 "regime": r["regime"], "value": r["value"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.study", description=__doc__.splitlines()[0])
+    defaults = StudySettings()
+    parser.add_argument("results_dir", nargs="+", help="directories searched recursively for results.jsonl")
+    parser.add_argument("--out", default=None, help="report directory (default: FIRST_RESULTS_DIR/study)")
+    parser.add_argument("--resamples", type=int, default=defaults.n_resamples)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--targets", type=int, default=defaults.n_targets, help="rungs of the speedup ladder")
+    args = parser.parse_args(argv)
+    settings = StudySettings(n_resamples=args.resamples, seed=args.seed, n_targets=args.targets)
+    if not 1 <= settings.k_rung <= settings.n_targets:
+        settings.k_rung = max(1, (settings.n_targets + 1) // 2)
+    try:
+        out = write_study(args.results_dir, args.out, settings)
+    except NoResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(out / "study.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

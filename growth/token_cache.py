@@ -1,0 +1,128 @@
+"""Tokenized corpora on disk: a streaming-hash cache key, ids written in chunks to a memory-mapped token file.
+
+`build(cfg)` makes `cache_dir/tokens/<key>/` once: `tokenizer.json`, `train.bin` and `valid.bin`
+(raw ids, uint16 while the vocabulary fits, else int32) and `meta.json`. Memory stays bounded by one
+chunk of documents and the tokenizer's training sample, whatever the corpus size. The key hashes the
+source files' bytes as they stream (or the hub name / synthetic seed) with every setting that
+changes the ids, so another corpus or setting never reuses a stale cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from growth import corpus, files
+from growth import tokenizer as tok_lib
+from growth.config import DataConfig
+from growth.textcheck import DataError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "bpe-v2"  # bump when the token files' layout or the ids for given text change
+_HASH_BLOCK = 4 << 20
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read 4 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_id(cfg: DataConfig) -> list:
+    """What identifies the text: the files' streamed digests, the hub name, or the synthetic seed and counts."""
+    corpus.check_source(cfg)
+    if cfg.source == "local":
+        train = corpus.resolve_path(cfg.train_path, "train")  # type: ignore[arg-type]
+        valid = corpus.resolve_path(cfg.valid_path, "valid")  # type: ignore[arg-type]
+        return ["local", file_digest(train), file_digest(valid)]
+    if cfg.source == "synthetic":
+        return ["synthetic", cfg.synthetic_seed, cfg.synthetic_train_docs, cfg.synthetic_valid_docs]
+    return ["hub", cfg.hub_name]
+
+
+def cache_key(cfg: DataConfig, tokenizer_fingerprint: str | None = None) -> str:
+    """Hash of the text's identity and every setting that changes the ids (or the given tokenizer)."""
+    limits = [cfg.max_train_docs, cfg.max_valid_docs, cfg.lowercase]
+    if tokenizer_fingerprint is None:
+        settings = [cfg.vocab_size, cfg.min_frequency, cfg.tokenizer_sample_chars, FORMAT]
+    else:
+        settings = ["pretrained", tokenizer_fingerprint, FORMAT]
+    payload = json.dumps([content_id(cfg), limits, settings], default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _bar(cfg: DataConfig, desc: str) -> tqdm:
+    return tqdm(desc=desc, unit=" docs", disable=not (cfg.progress and sys.stderr.isatty()), leave=False)
+
+
+def write_tokens(tok, docs, path: Path, cfg: DataConfig, desc: str) -> dict:
+    """Encode `docs` chunk by chunk straight into the raw token file `path`; returns counts and speed."""
+    n_docs = n_tokens = 0
+    start = time.perf_counter()
+    bar = _bar(cfg, desc)
+    try:
+        with open(path, "wb") as f:
+            for count, ids in tok_lib.encode_chunks(tok, docs, cfg.encode_chunk_docs):
+                f.write(ids.tobytes())
+                n_docs, n_tokens = n_docs + count, n_tokens + len(ids)
+                bar.update(count)
+                bar.set_postfix(tokens_per_s=f"{n_tokens / max(time.perf_counter() - start, 1e-9):.3g}")
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"docs": n_docs, "tokens": n_tokens, "seconds": seconds}
+
+
+def build(cfg: DataConfig, given=None, fingerprint: str | None = None) -> Path:
+    """The cache directory of `cfg`'s tokenized corpus, written (atomically) on first use."""
+    key = cache_key(cfg, fingerprint)
+    root = Path(cfg.cache_dir) / "tokens" / key
+    if (root / "meta.json").exists():
+        return root
+
+    def write(tmp: Path) -> None:
+        start = time.perf_counter()
+        if given is not None:
+            tok = given
+        else:
+            sample = corpus.sample(corpus.documents(cfg, "train"), cfg.tokenizer_sample_chars)
+            tok = tok_lib.train_tokenizer(sample, cfg.vocab_size, cfg.min_frequency)
+        tok.save(str(tmp / "tokenizer.json"))
+        trained_s = time.perf_counter() - start
+        counts = {}
+        for role in ("train", "valid"):
+            counts[role] = write_tokens(tok, corpus.documents(cfg, role), tmp / f"{role}.bin", cfg, f"tokenize {role}")
+            if counts[role]["docs"] == 0:
+                what = "training" if role == "train" else "validation"
+                raise DataError(f"empty {what} corpus {corpus.describe(cfg)}; give at least one document")
+        vocab = tok.get_vocab_size()
+        meta = {"key": key, "format": FORMAT, "vocab_size": vocab, "dtype": tok_lib.token_dtype(vocab).name}
+        meta |= {"tokenizer_s": trained_s, **{role: c for role, c in counts.items()}}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        t = counts["train"]
+        log.info(
+            "tokenized %d documents, %d tokens (%.3g tokens/s)", t["docs"], t["tokens"], t["tokens"] / t["seconds"]
+        )
+
+    files.atomic_write_dir(root, write)
+    return root
+
+
+def token_file(root: Path, role: str) -> np.ndarray:
+    """The ids of `role` ("train" or "valid") in the cache directory `root`, memory-mapped read-only."""
+    meta = json.loads((root / "meta.json").read_text())
+    n = int(meta[role]["tokens"])
+    if n == 0:
+        return np.zeros(0, np.dtype(meta["dtype"]))
+    return np.memmap(root / f"{role}.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(n,))

@@ -17,7 +17,7 @@ def compute_dtype(cfg: ModelConfig):
     return jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
 
 
-def norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.Module:
+def norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSNorm:
     if cfg.norm == "layernorm":
         return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
     return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)

@@ -202,11 +202,15 @@ def apply_features(
 
 
 def identity(cfg: ModelConfig) -> dict:
-    """The model settings for run-directory hashes; compute_dtype enters only when not float32, so the
-    hashes of runs made before the field existed stay valid."""
-    out = dataclasses.asdict(cfg)
+    """The model settings for run-directory hashes; compute_dtype enters only when not float32 (the
+    llama fields of a gpt model only when set), so hashes of runs made before the fields existed stay valid."""
+    out, defaults = dataclasses.asdict(cfg), dataclasses.asdict(ModelConfig())
     if cfg.compute_dtype == "float32":
         out.pop("compute_dtype")
+    if cfg.family == Family.gpt:  # the llama fields enter a gpt hash only when set, for the same reason
+        for name in ("family", "n_kv_heads", "mlp_hidden", "rope_theta", "qkv_bias"):
+            if out[name] == defaults[name]:
+                out.pop(name)
     return out
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs"
 
 
 @dataclass
@@ -31,6 +30,7 @@ class Preset:
     steps_per_rep: int = 10  # training steps in one timed repetition
     pool_k: int = 5  # stacked candidates: the wide candidates of the paper pool
     e2e_overrides: list[str] = field(default_factory=list)  # added to every e2e experiment
+    e2e_under: str | None = None  # an experiment preset composed on top of each e2e experiment (tiny shrinks it)
     peer_compiled: bool = True  # time the best-practice peer under torch.compile too (a minute of compiling)
 
 
@@ -54,19 +54,11 @@ PRESETS = {
     ),
 }
 
-# A preset for tests: the whole suite in a few seconds per part.
+# A preset for tests: the whole suite in a few seconds per part. Parts 2-4 time the tiny experiment preset
+# (configs/experiment/tiny.yaml); the e2e part composes it on top of each timed experiment.
 TINY = Preset(
     name="tiny",
-    overrides=[
-        "experiment=smoke",
-        "data.vocab_size=320",
-        "data.context=16",
-        "model.d_model=16",
-        "model.n_heads=2",
-        "model.n_layers=1",
-        "pretrain.batch_size=4",
-        "runner.batch_size=4",
-    ],
+    overrides=["experiment=tiny"],
     matmul_sizes=[64, 128],
     matmul_dtype="float32",
     matmul_precision="default",
@@ -74,22 +66,12 @@ TINY = Preset(
     steps_per_rep=2,
     pool_k=2,
     peer_compiled=False,
+    e2e_under="tiny",
     e2e_overrides=[
-        "data.synthetic_train_docs=200",
-        "data.synthetic_valid_docs=30",
-        "data.eval_sequences=8",
-        "pretrain.steps=10",
-        "pretrain.checkpoint_steps=[10]",
-        "pretrain.save_every=10",
-        "pretrain.eval_every=10",
-        "pretrain.log_every=5",
         "grid=[{seed:0,growth_step:10}]",
         "pool=[exact_copy,scratch_wide,continue_small]",  # two wide: the pool part's compiled step
         "regimes=[deterministic]",
         "replicates=1",  # smoke has 2; one cell keeps the test short
-        "probe_lag=2",
-        "continuation_lag=4",
-        "runner.eval_every=2",
     ],
 )
 
@@ -104,14 +86,9 @@ def preset(name: str, tiny: bool) -> Preset:
 
 def compose(overrides: list[str]):
     """The typed growth Config that `python -m experiments.reproduce <overrides>` would run."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from growth import presets
 
-    from growth.config import register_configs, to_config
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return to_config(hydra_compose(config_name="config", overrides=list(overrides)))
+    return presets.compose(overrides)
 
 
 # ---------------------------------------------------------------- statistics and timing

@@ -14,7 +14,7 @@ import numpy as np
 
 from growth import synthetic
 from growth.batches import TokenData, pack
-from growth.config import DataConfig
+from growth.config import DataConfig, DataSource
 from growth.corpus import EOT, format_suffix, resolve_path
 from growth.textcheck import read_head
 from growth.tokenizer import train_tokenizer
@@ -56,7 +56,7 @@ def encode(tok, docs: list[str]) -> np.ndarray:
 
 def load(cfg: DataConfig) -> tuple[TokenData, np.ndarray, np.ndarray]:
     """(packed data, train ids, valid ids) built in memory: the tokenizer is trained on all the training text."""
-    if cfg.source == "synthetic":
+    if cfg.source == DataSource.synthetic:
         n = cfg.synthetic_train_docs
         train = synthetic.stories(cfg.synthetic_seed, n)
         valid = synthetic.stories(cfg.synthetic_seed, cfg.synthetic_valid_docs, start=n)

@@ -14,13 +14,15 @@ from growth.files import read_jsonl
 
 
 def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -> list[str]:
-    """`experiment=name` with the preset's model overrides, a fresh out_dir and no wandb or progress bars."""
+    """`experiment=name` (under the preset's e2e_under) with its model overrides, a fresh out_dir, no wandb or bars."""
     model = [o for o in p.overrides if not o.startswith("experiment=")]
+    # A preset on top keeps the timed experiment's name, so the experiments of a group stay apart.
+    chosen = [f"experiment=[{name},{p.e2e_under}]", f"name={name}"] if p.e2e_under else [f"experiment={name}"]
     # The repository's token cache, as a user's second run finds it; tiny runs keep theirs in out_dir.
     cache_dir = os.path.join(out_dir, "cache") if p.e2e_overrides else str(REPO / ".cache")
     cache = [f"data.cache_dir={cache_dir}"]
     return [
-        f"experiment={name}",
+        *chosen,
         *model,
         *p.e2e_overrides,
         *cache,

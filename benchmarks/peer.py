@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from benchmarks.common import Preset
-from growth.config import Config, ModelConfig
+from growth.config import Activation, Config, ModelConfig, Norm
 
 
 def adamw(model, o, **impl):
@@ -31,7 +31,7 @@ def gpt2(model_cfg: ModelConfig):
     """GPT2LMHeadModel with our shapes: untied lm_head without bias, gelu_new, no dropout."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    if model_cfg.norm != "layernorm" or model_cfg.activation != "gelu_tanh":
+    if model_cfg.norm != Norm.layernorm or model_cfg.activation != Activation.gelu_tanh:
         raise ValueError("the GPT-2 peer matches only model.norm=layernorm and model.activation=gelu_tanh")
     hf = GPT2Config(
         vocab_size=model_cfg.vocab_size,
@@ -116,7 +116,7 @@ def best_practice_model(model_cfg: ModelConfig):
     import torch.nn.functional as F
     from torch import nn
 
-    if model_cfg.norm != "layernorm" or model_cfg.activation != "gelu_tanh" or model_cfg.tie_embeddings:
+    if model_cfg.norm != Norm.layernorm or model_cfg.activation != Activation.gelu_tanh or model_cfg.tie_embeddings:
         raise ValueError("the best-practice peer matches layernorm, gelu_tanh and an untied lm_head only")
     d, h, f = model_cfg.d_model, model_cfg.n_heads, model_cfg.mlp_ratio * model_cfg.d_model
     eps = model_cfg.norm_eps

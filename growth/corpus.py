@@ -213,7 +213,7 @@ def check_source(cfg: DataConfig) -> None:
     """Refuse an unknown source or a local source without both files."""
     if cfg.source not in [s.value for s in DataSource]:
         raise DataError(f"data.source={cfg.source!r} is unknown; use one of {', '.join(DataSource)}")
-    if cfg.source == "local" and (not cfg.train_path or not cfg.valid_path):
+    if cfg.source == DataSource.local and (not cfg.train_path or not cfg.valid_path):
         raise DataError(
             "data=local needs both data.train_path=... and data.valid_path=... (got"
             f" train_path={cfg.train_path!r}, valid_path={cfg.valid_path!r})"
@@ -224,11 +224,11 @@ def documents(cfg: DataConfig, role: str) -> Iterator[str]:
     """The training (`role="train"`) or validation documents of the configured source, streamed."""
     check_source(cfg)
     limit = cfg.max_train_docs if role == "train" else cfg.max_valid_docs
-    if cfg.source == "synthetic":
+    if cfg.source == DataSource.synthetic:
         n = cfg.synthetic_train_docs
         start, count = (0, n) if role == "train" else (n, cfg.synthetic_valid_docs)
         return (synthetic.story(cfg.synthetic_seed, i) for i in range(start, start + count))
-    if cfg.source == "local":
+    if cfg.source == DataSource.local:
         return local_documents(cfg.train_path if role == "train" else cfg.valid_path, cfg, limit, role)  # type: ignore[arg-type]
     return hub_documents(cfg, "train" if role == "train" else "validation", limit)
 
@@ -250,8 +250,8 @@ def first(docs: Iterator[str], n: int) -> list[str]:
 
 def describe(cfg: DataConfig) -> str:
     """Where the corpus comes from, for messages: the files, the hub name or the synthetic seed."""
-    if cfg.source == "local":
+    if cfg.source == DataSource.local:
         return f"from {cfg.train_path!r} (validation {cfg.valid_path!r})"
-    if cfg.source == "tinystories":
+    if cfg.source == DataSource.tinystories:
         return f"from the hub dataset {cfg.hub_name!r}"
     return f"from the synthetic corpus (seed {cfg.synthetic_seed})"

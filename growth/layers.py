@@ -6,19 +6,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth.config import ModelConfig
+from growth.config import ComputeDtype, ModelConfig, Norm
 from growth.model_checks import ConfigError
 
-__all__ = ["ConfigError"]  # re-exported: the llama family raises it too
+__all__ = ["ConfigError"]  # re-exported: raised here (dropout_keys) and by the config checks
 
 
 def compute_dtype(cfg: ModelConfig):
     """The dtype layers compute in: None (float32, from the float32 parameters) or bfloat16."""
-    return jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
+    return jnp.bfloat16 if cfg.compute_dtype == ComputeDtype.bfloat16 else None
 
 
 def norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSNorm:
-    if cfg.norm == "layernorm":
+    if cfg.norm == Norm.layernorm:
         return nnx.LayerNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
     return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
 
@@ -71,8 +71,24 @@ class CausalLM(nnx.Module):
     tok_embed: nnx.Embed
     lm_head: nnx.Linear
 
+    blocks: nnx.List
+
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
         raise NotImplementedError
+
+    def dropout_keys(
+        self, tokens_BxL: jax.Array, deterministic: bool, dropout_key: jax.Array | None
+    ) -> tuple[bool, list[jax.Array | None]]:
+        """What both families' `features` start with: the sequence must fit model.context; then whether
+        dropout is off, and one dropout key for the embeddings and one per block (all None when it is)."""
+        L = tokens_BxL.shape[1]
+        if self.cfg.context < L:
+            raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
+        deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
+        keys: list[jax.Array | None] = [None] * (len(self.blocks) + 1)
+        if not deterministic and dropout_key is not None:
+            keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        return deterministic, keys
 
     def __call__(
         self,

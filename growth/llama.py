@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from growth.config import ModelConfig
-from growth.layers import CausalLM, ConfigError, Dropout, dense
+from growth.layers import CausalLM, Dropout, dense
 from growth.model_checks import hidden, kv_heads
 from growth.model_checks import validate_llama as validate
 
@@ -110,13 +110,7 @@ class Llama(CausalLM):
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
         """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
-        L = tokens_BxL.shape[1]
-        if self.cfg.context < L:
-            raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
-        deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
-        keys = [None] * (len(self.blocks) + 1)
-        if not deterministic and dropout_key is not None:
-            keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        deterministic, keys = self.dropout_keys(tokens_BxL, deterministic, dropout_key)
         x = self.drop(self.tok_embed(tokens_BxL), deterministic=deterministic, rngs=keys[0])
         for block, key in zip(self.blocks, keys[1:], strict=True):
             x = block(x, deterministic=deterministic, rngs=key)

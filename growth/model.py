@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from growth import llama, masks
-from growth.config import Family, ModelConfig
+from growth.config import Activation, ComputeDtype, Family, ModelConfig, Norm
 from growth.layers import DROPOUT_BITS, CausalLM, Dropout, compute_dtype, dense, norm
 from growth.model_checks import ConfigError as ConfigError  # re-exported: raised by every config check
 from growth.model_checks import block_windows, validate_model_config
@@ -38,9 +38,9 @@ Params = dict[str, Any]
 
 
 ACTIVATIONS = {
-    "gelu_tanh": jax.nn.gelu,  # tanh approximation (HF gelu_new / gelu_pytorch_tanh)
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact erf form (HF gelu)
-    "relu": jax.nn.relu,
+    Activation.gelu_tanh: jax.nn.gelu,  # tanh approximation (HF gelu_new / gelu_pytorch_tanh)
+    Activation.gelu: lambda x: jax.nn.gelu(x, approximate=False),  # exact erf form (HF gelu)
+    Activation.relu: jax.nn.relu,
 }
 
 
@@ -138,13 +138,8 @@ class GPT(CausalLM):
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
         """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
+        deterministic, keys = self.dropout_keys(tokens_BxL, deterministic, dropout_key)
         L = tokens_BxL.shape[1]
-        if self.cfg.context < L:
-            raise ConfigError(f"sequence length {L} exceeds model.context={self.cfg.context}")
-        deterministic = deterministic or dropout_key is None or self.cfg.dropout == 0.0
-        keys = [None] * (len(self.blocks) + 1)
-        if not deterministic and dropout_key is not None:
-            keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
         m_D = masks.read(self.mask_resid[...]) if self.cfg.growth_masks else None
         x = self.tok_embed(tokens_BxL) + self.pos_embed(jnp.arange(L))[None]
         x = x if m_D is None else x * m_D
@@ -205,7 +200,7 @@ def identity(cfg: ModelConfig) -> dict:
     """The model settings for run-directory hashes; compute_dtype enters only when not float32 (the
     llama fields of a gpt model only when set), so hashes of runs made before the fields existed stay valid."""
     out, defaults = dataclasses.asdict(cfg), dataclasses.asdict(ModelConfig())
-    if cfg.compute_dtype == "float32":
+    if cfg.compute_dtype == ComputeDtype.float32:
         out.pop("compute_dtype")
     if cfg.family == Family.gpt:  # the llama fields enter a gpt hash only when set, for the same reason
         for name in ("family", "n_kv_heads", "mlp_hidden", "rope_theta", "qkv_bias"):
@@ -224,7 +219,7 @@ def count_params(cfg: ModelConfig) -> int:
     if cfg.family == Family.llama:
         return llama.count_params(cfg)
     d, f, v, t = cfg.d_model, cfg.mlp_ratio * cfg.d_model, cfg.vocab_size, cfg.context
-    norm = 2 * d if cfg.norm == "layernorm" else d
+    norm = 2 * d if cfg.norm == Norm.layernorm else d
     block = 2 * norm + 4 * (d * d + d) + (d * f + f) + (f * d + d)
     head = 0 if cfg.tie_embeddings else d * v
     return v * d + t * d + cfg.n_layers * block + norm + head

@@ -37,7 +37,7 @@ def validate_model_config(cfg: ModelConfig) -> None:
             f"model.attention_layers={layers} must be empty or name 'global' or 'local' for each of the"
             f" model.n_layers={cfg.n_layers} blocks"
         )
-    if "local" in layers and cfg.window_size <= 0:
+    if AttentionKind["local"] in layers and cfg.window_size <= 0:
         raise ConfigError(f"model.window_size={cfg.window_size}: local blocks need a positive window")
     if cfg.family == Family.llama:
         validate_llama(cfg)
@@ -62,7 +62,7 @@ def validate_llama(cfg: ModelConfig) -> None:
             f"model.n_kv_heads={cfg.n_kv_heads} must divide model.n_heads={cfg.n_heads}; use one of {divisors}"
             " (1 = multi-query)"
         )
-    if cfg.norm != "rmsnorm":
+    if cfg.norm != Norm.rmsnorm:
         raise ConfigError(f"model.norm={cfg.norm}: the llama family uses RMSNorm; set model.norm=rmsnorm")
     if (cfg.d_model // cfg.n_heads) % 2:
         raise ConfigError(
@@ -76,7 +76,7 @@ def validate_llama(cfg: ModelConfig) -> None:
 
 def block_windows(cfg: ModelConfig) -> list[int]:
     """Attention window of each block: 0 for global (causal) attention."""
-    return [cfg.window_size if t == "local" else 0 for t in cfg.attention_layers] or [0] * cfg.n_layers
+    return [cfg.window_size if t == AttentionKind["local"] else 0 for t in cfg.attention_layers] or [0] * cfg.n_layers
 
 
 def _divisor_near(n: int, target: int) -> int:

@@ -244,10 +244,15 @@ def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False
 
 
 def prepare(cfg: Config) -> Config:
-    """The validated config of one (seed, growth step), before any compute."""
-    cfg = pool.with_default_pool(to_config(cfg))  # validates every choice and value, also for configs built in code
+    """The checked config of one (seed, growth step), before any compute.
+
+    `cfg` is typed already: its entry point ran `to_config` once (experiments/*.py, growth.presets, a test
+    that builds a Config in code), which checked every choice and value.
+    """
+    cfg = pool.with_default_pool(cfg)
     validate(cfg)
     if cfg.runner.base_dir:
+        # The base run's model is read from its saved config (plain strings): typed here, once.
         cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
     return cfg
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from growth import corpus, files
 from growth import tokenizer as tok_lib
-from growth.config import DataConfig
+from growth.config import DataConfig, DataSource
 from growth.textcheck import DataError
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ def file_digest(path: Path) -> str:
 def content_id(cfg: DataConfig) -> list:
     """What identifies the text: the files' streamed digests, the hub name, or the synthetic seed and counts."""
     corpus.check_source(cfg)
-    if cfg.source == "local":
+    if cfg.source == DataSource.local:
         train = corpus.resolve_path(cfg.train_path, "train")  # type: ignore[arg-type]
         valid = corpus.resolve_path(cfg.valid_path, "valid")  # type: ignore[arg-type]
         return ["local", file_digest(train), file_digest(valid)]
-    if cfg.source == "synthetic":
+    if cfg.source == DataSource.synthetic:
         return ["synthetic", cfg.synthetic_seed, cfg.synthetic_train_docs, cfg.synthetic_valid_docs]
     return ["hub", cfg.hub_name]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from growth.config import WandbConfig
+from growth.config import WandbConfig, WandbMode
 from growth.files import append_jsonl
 
 
@@ -18,7 +18,7 @@ class Tracker:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wandb_run = None
-        if cfg.mode != "disabled":
+        if cfg.mode != WandbMode.disabled:
             import wandb
 
             self.wandb_run = wandb.init(

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs and paths. Tests never touch the network."""
+"""Shared fixtures: the tiny preset and paths. Tests never touch the network."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from growth import compile_cache
-from growth.config import Config, DataConfig, ModelConfig, OptimConfig, PretrainConfig
+from growth import compile_cache, presets
+from growth.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 compile_cache.enable(REPO / ".cache" / "jax-tests")
@@ -23,30 +23,26 @@ TRAIN_SAMPLE = TINYSTORIES / "TinyStories-train-sample.txt.xz"
 VALID_SAMPLE = TINYSTORIES / "TinyStories-valid-sample.txt.xz"
 
 
+# The pretraining tests train longer than the tiny preset (2 layers, 30 steps, two growth checkpoints), and
+# evaluate in chunks of 8 (the schema's default); every test that grows from this config sets its own
+# growth_step, lags and runner batch.
+PRETRAIN_LONGER = [
+    "name=test",
+    "model.n_layers=2",
+    "data.synthetic_train_docs=300",
+    "data.synthetic_valid_docs=40",
+    "optim.warmup_steps=5",
+    "optim.decay_steps=60",
+    "pretrain.steps=30",
+    "pretrain.batch_size=8",
+    "pretrain.checkpoint_steps=[10,30]",
+    "runner.eval_chunk=8",
+]
+
+
 def tiny_config(tmp_path: Path) -> Config:
-    """A whole config small enough for a CPU test: synthetic data, 2-layer d=16 model."""
-    cfg = Config(
-        name="test",
-        seed=0,
-        out_dir=str(tmp_path / "runs"),
-        data=DataConfig(
-            source="synthetic",
-            vocab_size=320,
-            context=16,
-            synthetic_train_docs=300,
-            synthetic_valid_docs=40,
-            eval_sequences=8,
-            cache_dir=str(tmp_path / "cache"),
-        ),
-        model=ModelConfig(vocab_size=320, d_model=16, n_heads=2, n_layers=2, context=16),
-        optim=OptimConfig(lr=3e-3, warmup_steps=5, decay_steps=60),
-        pretrain=PretrainConfig(
-            steps=30, batch_size=8, checkpoint_steps=[10, 30], save_every=10, eval_every=10, log_every=5
-        ),
-    )
-    cfg.logger.wandb.mode = "disabled"
-    cfg.logger.progress = False
-    return cfg
+    """The `tiny` experiment preset (configs/experiment/tiny.yaml), pretraining a 2-layer model for 30 steps."""
+    return presets.tiny(tmp_path, PRETRAIN_LONGER)
 
 
 @pytest.fixture

@@ -131,3 +131,19 @@ def test_unknown_candidate_is_one_line_from_the_command_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: pool has unknown candidates ['bogus']; valid:")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_tiny_preset_grows_from_its_own_pretraining_under_the_given_root(tmp_path):
+    """configs/experiment/tiny.yaml: the one tiny config of the tests and `benchmarks.run --tiny`."""
+    from benchmarks.common import TINY
+    from growth import presets, runner
+    from tests.conftest import tiny_config
+
+    cfg = presets.tiny(tmp_path, ["pool=[exact_copy,continue_small]"])
+    runner.validate(cfg)  # a grow from it is accepted before any compute
+    assert cfg.growth_step in cfg.pretrain.checkpoint_steps and cfg.probe_lag <= cfg.continuation_lag
+    assert cfg.data.source == "synthetic" and cfg.logger.wandb.mode == "disabled"  # no files, no network
+    assert Path(cfg.out_dir).parent == tmp_path and Path(cfg.data.cache_dir).parent == tmp_path
+    longer = tiny_config(tmp_path)  # the pretraining tests' variant differs only where its comment says
+    assert longer.model.n_layers == 2 and longer.pretrain.steps == 30 and longer.model.d_model == cfg.model.d_model
+    assert TINY.overrides == ["experiment=tiny"] and TINY.e2e_under == "tiny"

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from growth import checkpoint, optimizer, pool, pretrain, results, runner, train, widen
+from growth import checkpoint, optimizer, pool, presets, pretrain, results, runner, train, widen
 from growth import model as model_lib
-from growth.config import Config, ConfigValueError, RunnerConfig, to_config
+from growth.config import Config, ConfigValueError, to_config
 from growth.files import read_jsonl
 from tests.conftest import REPO
 
@@ -21,31 +21,7 @@ from tests.conftest import REPO
 def base(tmp_path_factory):
     """A tiny pretrained base run shared by the runner tests (pretraining is the slow part)."""
     root = tmp_path_factory.mktemp("base")
-    cfg = Config(
-        name="rt",
-        out_dir=str(root / "runs"),
-        growth_step=10,
-        pool=["exact_copy", "asymmetric_reset", "scratch_wide", "continue_small"],
-        probe_lag=2,
-        continuation_lag=4,
-        runner=RunnerConfig(eval_every=2, batch_size=4, eval_chunk=4),
-    )
-    cfg.data = dataclasses.replace(
-        cfg.data,
-        vocab_size=320,
-        context=16,
-        synthetic_train_docs=200,
-        synthetic_valid_docs=30,
-        eval_sequences=8,
-        cache_dir=str(root / "cache"),
-    )
-    cfg.model = dataclasses.replace(cfg.model, vocab_size=320, d_model=16, n_heads=2, n_layers=1, context=16)
-    cfg.optim = dataclasses.replace(cfg.optim, warmup_steps=2, decay_steps=40)
-    cfg.pretrain = dataclasses.replace(
-        cfg.pretrain, steps=10, batch_size=4, checkpoint_steps=[10], save_every=10, eval_every=10, log_every=5
-    )
-    cfg.logger.wandb.mode = "disabled"
-    cfg.logger.progress = False
+    cfg = presets.tiny(root, ["name=rt", "pool=[exact_copy,asymmetric_reset,scratch_wide,continue_small]"])
     base_dir = pretrain.run(cfg)
     return dataclasses.replace(cfg, runner=dataclasses.replace(cfg.runner, base_dir=str(base_dir)))
 
@@ -174,15 +150,16 @@ def test_missing_or_corrupt_base_checkpoint_is_a_clear_error(base, tmp_path):
 
 
 def test_bad_runner_settings_are_clear_errors(base, tmp_path):
+    """A config built in code is checked where it is typed (to_config, its entry point), the pool by the runner."""
     with pytest.raises(ConfigValueError, match=r"regimes\[0\]: Invalid value 'noisy', expected one of \[deterministic"):
-        runner.run(_with(dataclasses.replace(base, regimes=["noisy"]), tmp_path))
+        to_config(_with(dataclasses.replace(base, regimes=["noisy"]), tmp_path))
     with pytest.raises(pool.PoolError, match="unknown candidates \\['bogus'\\]"):
         runner.run(_with(dataclasses.replace(base, pool=["bogus"]), tmp_path))
     bad_step = dataclasses.replace(base, runner=dataclasses.replace(base.runner, pool_step="pmap"))
     with pytest.raises(ConfigValueError, match="runner.pool_step: Invalid value 'pmap'"):
-        runner.run(_with(bad_step, tmp_path))
+        to_config(_with(bad_step, tmp_path))
     with pytest.raises(ConfigValueError, match="replicates=0 is invalid: it must be an integer >= 1"):
-        runner.run(_with(dataclasses.replace(base, replicates=0), tmp_path))
+        to_config(_with(dataclasses.replace(base, replicates=0), tmp_path))
 
 
 def test_two_job_multirun_through_the_local_launcher(tmp_path):

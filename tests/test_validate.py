@@ -63,7 +63,7 @@ def test_every_preset_passes_the_range_checks():
 def test_a_config_built_in_code_is_checked_too(tiny_cfg):
     bad = dataclasses.replace(tiny_cfg, optim=dataclasses.replace(tiny_cfg.optim, lr=-1.0))
     with pytest.raises(ConfigValueError, match="optim.lr=-1.0 is invalid"):
-        runner.run(bad)
+        to_config(bad)  # where a config built in code is typed, once, before runner.run
 
 
 def test_a_byte_level_vocabulary_below_257_names_data_vocab_size(tmp_path):
@@ -116,3 +116,23 @@ def test_each_bad_value_is_one_line_from_the_command_line(tmp_path, override, me
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), proc.stderr[-2000:]
+
+
+def test_to_config_runs_once_at_the_entry_point_and_never_in_the_runner(monkeypatch, tmp_path):
+    import sys
+
+    from growth import config, grid, presets
+
+    real, calls = config.to_config, []
+
+    def counting(cfg):
+        calls.append(cfg)
+        return real(cfg)
+
+    for module in [m for n, m in sys.modules.items() if n.startswith(("growth", "experiments"))]:
+        if getattr(module, "to_config", None) is real:
+            monkeypatch.setattr(module, "to_config", counting)
+    cfg = presets.tiny(tmp_path, ["grid=[{seed:0},{seed:1}]", "pool=[exact_copy,continue_small]"])
+    assert len(calls) == 1  # the entry point converts once
+    prepared = [runner.prepare(cell) for cell in grid.cells(cfg)]
+    assert len(calls) == 1 and [c.seed for c in prepared] == [0, 1]  # the runner passes the typed Config down

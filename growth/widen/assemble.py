@@ -10,6 +10,7 @@ gradient norm by (output-width ratio) / (input-width ratio).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +76,55 @@ def new_entries(small_shape: tuple[int, ...], wide_shape: tuple[int, ...]) -> np
 def placed_map(d: int, k: int) -> np.ndarray:
     """[I 0] (d, k d): small residual dim a is wide dim a."""
     return np.eye(d, k * d)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placing:
+    """What a placing candidate (zero_pad, shrink_perturb, msg) starts from."""
+
+    cfg: ModelConfig  # the wide config (placed_config)
+    k: int  # the width factor
+    params: dict[str, np.ndarray]  # the small parameters, float64 by path
+    mu: dict[str, np.ndarray]  # the small Adam first moments, float64 by path
+    nu: dict[str, np.ndarray]  # the small Adam second moments, float64 by path
+
+
+def start_placing(
+    name: str,
+    small: train.TrainState,
+    small_cfg: ModelConfig,
+    spec: GrowthConfig,
+    check: Callable[[GrowthConfig], None],
+    growth_masks: bool = False,
+) -> Placing:
+    """The family, the candidate's own options (`check`) and k checked, then the wide config and small state."""
+    require_family(name, small_cfg)
+    check(spec)
+    k = core.check_k(spec.k)
+    adam = small.opt_state[optimizer.ADAM]
+    params, mu, nu = trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
+    return Placing(placed_config(small_cfg, spec, growth_masks), k, params, mu, nu)
+
+
+def place_all(small: dict[str, np.ndarray], templates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each small tensor written into the leading block of its wide template (the template's paths)."""
+    return {p: place(small[p], t) for p, t in templates.items()}
+
+
+def finish_placing(
+    small: train.TrainState,
+    small_cfg: ModelConfig,
+    placing: Placing,
+    spec: GrowthConfig,
+    optim_cfg: OptimConfig,
+    params: dict[str, np.ndarray],
+    mu: dict[str, np.ndarray],
+    nu: dict[str, np.ndarray],
+    reset_adam_count: bool = False,
+) -> Grown:
+    """The wide state of a placing candidate: its embedding map is [I 0] (small dim a is wide dim a)."""
+    embed = placed_map(small_cfg.d_model, placing.k)
+    return build_state(small, placing.cfg, spec, optim_cfg, params, mu, nu, embed, reset_adam_count)
 
 
 def width_policy(

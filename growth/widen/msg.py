@@ -19,9 +19,8 @@ import numpy as np
 
 from growth import masks, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import assemble, core
+from growth.widen import assemble
 from growth.widen.core import Grown, GrowthError
-from growth.widen.zero_pad import placed_state
 
 
 def check(spec: GrowthConfig) -> None:
@@ -48,19 +47,14 @@ def msg(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
     """Small tensors placed in a fresh wide init; new units masked (mask 0 -> 1 over ramp_steps)."""
-    assemble.require_family("msg", small_cfg)
-    check(spec)
-    k = core.check_k(spec.k)
-    cfg = assemble.placed_config(small_cfg, spec, growth_masks=True)
-    params, mu, nu = placed_state(small)
-    init = assemble.fresh(cfg, key)
-    mask_params = initial_masks(small_cfg, assemble.wide_shapes(cfg), int(spec.msg.ramp_steps))
+    start = assemble.start_placing("msg", small, small_cfg, spec, check, growth_masks=True)
+    init = assemble.fresh(start.cfg, key)
+    mask_params = initial_masks(small_cfg, assemble.wide_shapes(start.cfg), int(spec.msg.ramp_steps))
     w_params, w_mu, w_nu = dict(mask_params), {}, {}
     for path, w in init.items():
         zeros = np.zeros(w.shape)
         if path not in mask_params:
-            w_params[path] = assemble.place(params[path], w)
-        w_mu[path] = zeros if path in mask_params else assemble.place(mu[path], zeros)
-        w_nu[path] = zeros if path in mask_params else assemble.place(nu[path], zeros)
-    embed = assemble.placed_map(small_cfg.d_model, k)
-    return assemble.build_state(small, cfg, spec, optim_cfg, w_params, w_mu, w_nu, embed)
+            w_params[path] = assemble.place(start.params[path], w)
+        w_mu[path] = zeros if path in mask_params else assemble.place(start.mu[path], zeros)
+        w_nu[path] = zeros if path in mask_params else assemble.place(start.nu[path], zeros)
+    return assemble.finish_placing(small, small_cfg, start, spec, optim_cfg, w_params, w_mu, w_nu)

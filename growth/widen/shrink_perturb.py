@@ -15,9 +15,8 @@ import numpy as np
 
 from growth import train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import assemble, core
+from growth.widen import assemble
 from growth.widen.core import Grown, GrowthError
-from growth.widen.zero_pad import placed_state
 
 
 def check(spec: GrowthConfig) -> None:
@@ -33,16 +32,12 @@ def shrink_perturb(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
     """W' = shrink * zero_pad(W) + perturb * W_init; moments 0, Adam count 0, schedule carried."""
-    assemble.require_family("shrink_perturb", small_cfg)
-    check(spec)
-    k = core.check_k(spec.k)
-    cfg = assemble.placed_config(small_cfg, spec)
-    params, _, _ = placed_state(small)
-    init = assemble.fresh(cfg, key)
+    start = assemble.start_placing("shrink_perturb", small, small_cfg, spec, check)
+    init = assemble.fresh(start.cfg, key)
     opts = spec.shrink_perturb
-    w_params = {
-        p: opts.shrink * assemble.place(params[p], np.zeros(w.shape)) + opts.perturb * w for p, w in init.items()
-    }
     zeros = {p: np.zeros(w.shape) for p, w in init.items()}
-    embed = assemble.placed_map(small_cfg.d_model, k)
-    return assemble.build_state(small, cfg, spec, optim_cfg, w_params, zeros, dict(zeros), embed, reset_adam_count=True)
+    placed = assemble.place_all(start.params, zeros)
+    w_params = {p: opts.shrink * placed[p] + opts.perturb * w for p, w in init.items()}
+    return assemble.finish_placing(
+        small, small_cfg, start, spec, optim_cfg, w_params, zeros, dict(zeros), reset_adam_count=True
+    )

@@ -12,9 +12,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from growth import optimizer, train
+from growth import train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
-from growth.widen import assemble, core, trees
+from growth.widen import assemble
 from growth.widen.core import Grown, GrowthError
 
 
@@ -23,26 +23,15 @@ def check(spec: GrowthConfig) -> None:
         raise GrowthError(f"growth.zero_pad.init_scale={spec.zero_pad.init_scale} must be >= 0 (0 = exact zeros)")
 
 
-def placed_state(small: train.TrainState) -> tuple[dict, dict, dict]:
-    """(params, mu, nu) of the small state, float64 by path."""
-    adam = small.opt_state[optimizer.ADAM]
-    return trees.to_numpy(small.params), trees.to_numpy(adam.mu), trees.to_numpy(adam.nu)
-
-
 def zero_pad(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
     """W' = [[W, 0], [0, 0]] (or new entries init_scale * fresh init); moments placed, new entries 0."""
-    assemble.require_family("zero_pad", small_cfg)
-    check(spec)
-    k = core.check_k(spec.k)
-    cfg = assemble.placed_config(small_cfg, spec)
-    params, mu, nu = placed_state(small)
+    start = assemble.start_placing("zero_pad", small, small_cfg, spec, check)
     scale = spec.zero_pad.init_scale
+    cfg = start.cfg
     base = assemble.fresh(cfg, key) if scale > 0 else {p: np.zeros(s) for p, s in assemble.wide_shapes(cfg).items()}
-    w_params = {p: assemble.place(params[p], scale * base[p]) for p in base}
     zeros = {p: np.zeros(np.shape(w)) for p, w in base.items()}
-    w_mu = {p: assemble.place(mu[p], zeros[p]) for p in base}
-    w_nu = {p: assemble.place(nu[p], zeros[p]) for p in base}
-    embed = assemble.placed_map(small_cfg.d_model, k)
-    return assemble.build_state(small, cfg, spec, optim_cfg, w_params, w_mu, w_nu, embed)
+    w_params = assemble.place_all(start.params, {p: scale * w for p, w in base.items()})
+    w_mu, w_nu = assemble.place_all(start.mu, zeros), assemble.place_all(start.nu, zeros)
+    return assemble.finish_placing(small, small_cfg, start, spec, optim_cfg, w_params, w_mu, w_nu)

@@ -91,3 +91,21 @@ def test_bad_head_count_is_a_clear_error():
 def test_unknown_norm_is_a_clear_error():
     with pytest.raises(model_lib.ConfigError, match="model.norm='batchnorm'"):
         model_lib.build(_cfg(norm="batchnorm"), jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+def test_both_families_check_the_context_and_split_dropout_keys_in_one_place(family):
+    """layers.CausalLM.dropout_keys: one sequence-length check and one key per block, for every family."""
+    from flax import nnx
+
+    from growth.layers import ConfigError
+
+    extra = dict(family="llama", norm="rmsnorm", n_kv_heads=1) if family == "llama" else {}
+    m = model_lib.module(_cfg(dropout=0.1, **extra), nnx.Rngs(0))
+    tokens = jnp.zeros((2, 13), jnp.int32)  # context is 12
+    with pytest.raises(ConfigError, match="sequence length 13 exceeds model.context=12"):
+        m(tokens)
+    deterministic, keys = m.dropout_keys(tokens[:, :12], False, jax.random.PRNGKey(3))
+    assert not deterministic and len(keys) == 3  # the embeddings' key and one per block
+    assert len({tuple(np.asarray(k).ravel()) for k in keys}) == 3  # distinct
+    assert m.dropout_keys(tokens[:, :12], True, jax.random.PRNGKey(3)) == (True, [None, None, None])

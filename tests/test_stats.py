@@ -340,3 +340,19 @@ def test_differences_at_float_rounding_are_tied_not_ranked(tmp_path: Path) -> No
     assert 0 < d["ci_low"] <= d["ci_high"] < NUMERICAL_TOLERANCE  # excludes 0, but only by rounding
     rows = {c: rank_row(a.ranks, "continuation", "deterministic", c) for c in (E, S, C)}
     assert rows[E]["rank"] == rows[C]["rank"] == 1 and rows[S]["rank"] > 1  # 1e-3 is a real difference
+
+
+def test_every_claim_is_one_record_judged_on_one_path():
+    """analysis.claims.CLAIMS: one ClaimTest per claim of SPEC section 1; no data gives 'not run' on both paths."""
+    from analysis.claim_text import CLAIM_TEXT, Inputs
+    from analysis.claims import CLAIMS
+
+    assert [c.claim_id for c in CLAIMS] == sorted(CLAIM_TEXT)
+    ranks = pd.DataFrame(columns=["experiment", "seed", "growth_step", "regime", "stage", "candidate", "status"])
+    agreement = pd.DataFrame(columns=["experiment", "seed", "growth_step", "regime", "signal", "tau"])
+    pairs = pd.DataFrame(columns=["experiment", "candidate", "other"])
+    inputs = Inputs(ranks, agreement, agreement, pairs, None, None)
+    for test in CLAIMS:
+        claim = test.judge(inputs)
+        assert (claim.claim_id, claim.claim, claim.test) == (test.claim_id, test.text, test.test)
+        assert claim.verdict == claim.point_verdict == NOT_RUN and claim.cells == "" and math.isnan(claim.effect)

@@ -121,7 +121,7 @@ def test_each_bad_value_is_one_line_from_the_command_line(tmp_path, override, me
 def test_to_config_runs_once_at_the_entry_point_and_never_in_the_runner(monkeypatch, tmp_path):
     import sys
 
-    from growth import config, grid, presets
+    from growth import config, grid, pool, presets
 
     real, calls = config.to_config, []
 
@@ -132,7 +132,11 @@ def test_to_config_runs_once_at_the_entry_point_and_never_in_the_runner(monkeypa
     for module in [m for n, m in sys.modules.items() if n.startswith(("growth", "experiments"))]:
         if getattr(module, "to_config", None) is real:
             monkeypatch.setattr(module, "to_config", counting)
+    checked = []
+    real_check = pool.check_pool
+    monkeypatch.setattr(pool, "check_pool", lambda cfg: (checked.append(cfg.seed), real_check(cfg))[1])
     cfg = presets.tiny(tmp_path, ["grid=[{seed:0},{seed:1}]", "pool=[exact_copy,continue_small]"])
     assert len(calls) == 1  # the entry point converts once
     prepared = [runner.prepare(cell) for cell in grid.cells(cfg)]
     assert len(calls) == 1 and [c.seed for c in prepared] == [0, 1]  # the runner passes the typed Config down
+    assert checked == [0, 1]  # the pool is checked once per cell

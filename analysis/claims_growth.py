@@ -20,6 +20,7 @@ Across groups: `holds` iff it holds in every group, `does not hold` iff it fails
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -61,30 +62,53 @@ def _combine(verdicts: list[str]) -> str:
     return HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
 
 
-def _best_vs_best(curves: Curves, side_a: list[str], side_b: list[str], n_resamples: int, seed: int):
+@dataclass(frozen=True)
+class Comparison:
+    """One group's test of a claim: side a's best minus side b's best, its CI and the group's verdict."""
+
+    label: str  # the group (or, for claim C, the group and the two k)
+    effect: float
+    ci_low: float
+    ci_high: float
+    a: str  # side a's best candidate
+    b: str  # side b's best candidate
+    verdict: str
+
+
+def _row(claim: str, comparisons: list[Comparison], worst: Comparison | None, evidence: str) -> dict:
+    """One row of the claims table: the verdict across groups and the least favourable group's effect and CI."""
+    if worst is None:
+        return {"claim_id": claim, "claim": CLAIMS[claim], "verdict": NOT_RUN, "effect": np.nan, "ci_low": np.nan,
+                "ci_high": np.nan, "evidence": evidence, "cells": ""}  # fmt: skip
+    return {"claim_id": claim, "claim": CLAIMS[claim], "verdict": _combine([c.verdict for c in comparisons]),
+            "effect": worst.effect, "ci_low": worst.ci_low, "ci_high": worst.ci_high, "evidence": evidence,
+            "cells": " | ".join(c.label for c in comparisons)}  # fmt: skip
+
+
+def _best_vs_best(curves: Curves, side_a: list[str], side_b: list[str], n_resamples: int, seed: int, margin: float):
     est, boot, n_seeds = final_losses(curves, n_resamples, seed)
     ia = min((curves.candidates.index(n) for n in side_a), key=lambda i: est[i])
     ib = min((curves.candidates.index(n) for n in side_b), key=lambda i: est[i])
     low, high = h.interval(np.array(est[ia] - est[ib]), boot[:, ia] - boot[:, ib], n_seeds)
-    return float(est[ia] - est[ib]), float(low), float(high), curves.candidates[ia], curves.candidates[ib]
+    a, b = curves.candidates[ia], curves.candidates[ib]
+    low, high = float(low), float(high)
+    return Comparison(curves.label(), float(est[ia] - est[ib]), low, high, a, b, _equivalence(low, high, margin))
 
 
 def _group_claim(claim: str, groups: list[Curves], split, n_resamples: int, seed: int, margin: float) -> dict:
-    records = []
+    comparisons = []
     for curves in groups:
         side_a, side_b = split(curves)
         if side_a and side_b:
-            d, low, high, a, b = _best_vs_best(curves, side_a, side_b, n_resamples, seed)
-            records.append((curves.label(), d, low, high, a, b, _equivalence(low, high, margin)))
-    verdict = _combine([r[-1] for r in records])
-    if not records:
-        return {"claim_id": claim, "claim": CLAIMS[claim], "verdict": NOT_RUN, "effect": np.nan, "ci_low": np.nan,
-                "ci_high": np.nan, "evidence": "no group holds a candidate of each side", "cells": ""}  # fmt: skip
-    worst = max(records, key=lambda r: r[3])  # the least favourable upper end
-    per_group = "; ".join(f"{r[0]}: {r[4]} - {r[5]} = {r[1]:+.4f} [{r[2]:+.4f}, {r[3]:+.4f}] {r[6]}" for r in records)
-    return {"claim_id": claim, "claim": CLAIMS[claim], "verdict": verdict, "effect": worst[1], "ci_low": worst[2],
-            "ci_high": worst[3], "evidence": f"margin {margin} nats; {per_group}",
-            "cells": " | ".join(r[0] for r in records)}  # fmt: skip
+            comparisons.append(_best_vs_best(curves, side_a, side_b, n_resamples, seed, margin))
+    if not comparisons:
+        return _row(claim, [], None, "no group holds a candidate of each side")
+    worst = max(comparisons, key=lambda c: c.ci_high)  # the least favourable upper end
+    per_group = "; ".join(
+        f"{c.label}: {c.a} - {c.b} = {c.effect:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}] {c.verdict}"
+        for c in comparisons
+    )
+    return _row(claim, comparisons, worst, f"margin {margin} nats; {per_group}")
 
 
 def _warm(curves: Curves) -> list[str]:
@@ -109,7 +133,7 @@ def claim_c(results: list[GroupSpeedup], rung: int) -> dict:
         if len(res.targets) >= rung:
             experiment, _, growth_step, regime = res.curves.key
             by_axis.setdefault((experiment, res.curves.lr_policy, growth_step, regime), {})[res.curves.k] = res
-    records = []
+    comparisons = []
     for key, per_k in sorted(by_axis.items()):
         if 2 not in per_k or len(per_k) < 2:
             continue
@@ -131,16 +155,16 @@ def claim_c(results: list[GroupSpeedup], rung: int) -> dict:
             low, high = h.interval(np.array(est), d, min(two.n_seeds, other.n_seeds), skip_nan=True)
             verdict = HOLDS if low > 0 else FAILS if high < 0 else INCONCLUSIVE
             label = " ".join(str(v) for v in key)
-            records.append((f"{label} k2 vs k{k}", est, float(low), float(high), verdict,
-                            two.candidates[i2], other.candidates[io]))  # fmt: skip
-    if not records:
-        return {"claim_id": "C", "claim": CLAIMS["C"], "verdict": NOT_RUN, "effect": np.nan, "ci_low": np.nan,
-                "ci_high": np.nan, "evidence": "needs k = 2 and another k with a speedup ladder", "cells": ""}  # fmt: skip
-    worst = min(records, key=lambda r: r[2])
-    evidence = "; ".join(f"{r[0]}: {r[5]} vs {r[6]} = {r[1]:+.3g} [{r[2]:+.3g}, {r[3]:+.3g}] {r[4]}" for r in records)
-    return {"claim_id": "C", "claim": CLAIMS["C"], "verdict": _combine([r[4] for r in records]), "effect": worst[1],
-            "ci_low": worst[2], "ci_high": worst[3], "evidence": f"FLOP speedup at rung {rung}; {evidence}",
-            "cells": " | ".join(r[0] for r in records)}  # fmt: skip
+            comparisons.append(Comparison(f"{label} k2 vs k{k}", est, float(low), float(high),
+                                          two.candidates[i2], other.candidates[io], verdict))  # fmt: skip
+    if not comparisons:
+        return _row("C", [], None, "needs k = 2 and another k with a speedup ladder")
+    worst = min(comparisons, key=lambda c: c.ci_low)
+    evidence = "; ".join(
+        f"{c.label}: {c.a} vs {c.b} = {c.effect:+.3g} [{c.ci_low:+.3g}, {c.ci_high:+.3g}] {c.verdict}"
+        for c in comparisons
+    )
+    return _row("C", comparisons, worst, f"FLOP speedup at rung {rung}; {evidence}")
 
 
 def claims_table(

@@ -244,15 +244,10 @@ def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False
 
 
 def prepare(cfg: Config) -> Config:
-    """The checked config of one (seed, growth step), before any compute.
-
-    `cfg` is typed already: its entry point ran `to_config` once (experiments/*.py, growth.presets, a test
-    that builds a Config in code), which checked every choice and value.
-    """
+    """The checked config of one (seed, growth step), before any compute; `cfg` is typed by its entry point."""
     cfg = pool.with_default_pool(cfg)
     validate(cfg)
-    if cfg.runner.base_dir:
-        # The base run's model is read from its saved config (plain strings): typed here, once.
+    if cfg.runner.base_dir:  # the base run's saved model config (plain strings) is typed here, once
         cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
     return cfg
 

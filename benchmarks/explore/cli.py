@@ -17,7 +17,10 @@ from growth.config import Regime
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.explore", description=explore.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m benchmarks.explore",
+        description=explore.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")

@@ -16,10 +16,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from growth import data as data_lib
+from growth import hosts, lease, metric_registry, pool, pretrain, results, train, widen
 from growth import lags as lags_lib
-from growth import lease, metric_registry, pool, pretrain, results, train, widen
 from growth import mesh as mesh_lib
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
@@ -67,17 +68,23 @@ def first_nonfinite(losses_SxC: np.ndarray, names: list[str], first_step: int) -
 
 
 def evaluate(
-    cfg: Config, lag: int, eval_set: np.ndarray, groups: list[pool.Group], params0: list, small_params
+    cfg: Config,
+    lag: int,
+    eval_set: np.ndarray,
+    groups: list[pool.Group],
+    params0: list,
+    small_params,
+    mesh: Mesh | None = None,
 ) -> tuple[dict[str, np.ndarray], list[Row]]:
     """Per-sequence losses of every model at `lag`, and the lag-0 / probe rows of the wide ones."""
     chunk = cfg.runner.eval_chunk
-    small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk)
+    small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk, mesh)
     seqs, rows = {REFERENCE: small_seq}, []
     n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
     full = lag in (0, cfg.probe_lag)
     mean = small_seq.mean()  # float32, as the loss gap has always been computed
     for group, p0 in zip(groups, params0, strict=True):
-        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step)
+        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step, mesh)
         for i, name in enumerate(group.names):
             seqs[name] = m.seq_loss[i]
             stages = [st for st, at in ((Stage.zero, 0), (Stage.probe, cfg.probe_lag)) if lag == at]
@@ -151,7 +158,7 @@ def run_cell(
                     found = first_nonfinite(losses_SxC, g.names, done)
                     diverged |= {n: s for n, s in found.items() if n not in diverged}
             done = lag
-            seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
+            seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params, mesh)
             for name, values in seqs.items():
                 if name not in diverged and not np.isfinite(values.mean()):
                     diverged[name] = lag
@@ -180,7 +187,8 @@ def run_cell(
 
 def _tracker(cfg: Config, key: CellKey) -> Tracker:
     out = results.results_path(cfg).parent / "grow" / f"{key.stem}-{results.cell_hash(cfg)}"
-    (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone cell starts its log afresh
+    if hosts.is_writer():
+        (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone cell starts its log afresh
     return Tracker(
         out,
         cfg.logger.wandb,
@@ -266,6 +274,7 @@ def run_pass(cfg: Config) -> int:
     chash = results.cell_hash(cfg)
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
     todo = unfinished(cfg, path, keys)
+    todo = [k for k, keep in zip(keys, hosts.agree([k in todo for k in keys]), strict=True) if keep]
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return 0

@@ -16,7 +16,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
 from growth import data as data_lib
 from growth import hosts, lease, metric_registry, pool, pretrain, results, train, widen
@@ -68,16 +67,10 @@ def first_nonfinite(losses_SxC: np.ndarray, names: list[str], first_step: int) -
 
 
 def evaluate(
-    cfg: Config,
-    lag: int,
-    eval_set: np.ndarray,
-    groups: list[pool.Group],
-    params0: list,
-    small_params,
-    mesh: Mesh | None = None,
+    cfg: Config, lag: int, eval_set: np.ndarray, groups: list[pool.Group], params0: list, small_params
 ) -> tuple[dict[str, np.ndarray], list[Row]]:
     """Per-sequence losses of every model at `lag`, and the lag-0 / probe rows of the wide ones."""
-    chunk = cfg.runner.eval_chunk
+    chunk, mesh = cfg.runner.eval_chunk, mesh_lib.make(cfg.mesh)  # chunks split over the mesh's data axis
     small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk, mesh)
     seqs, rows = {REFERENCE: small_seq}, []
     n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
@@ -158,7 +151,7 @@ def run_cell(
                     found = first_nonfinite(losses_SxC, g.names, done)
                     diverged |= {n: s for n, s in found.items() if n not in diverged}
             done = lag
-            seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params, mesh)
+            seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
             for name, values in seqs.items():
                 if name not in diverged and not np.isfinite(values.mean()):
                     diverged[name] = lag

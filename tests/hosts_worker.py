@@ -84,6 +84,11 @@ def light(tmp: Path) -> dict:
 
     m = mesh.make(MeshConfig(devices=0, fsdp=True))
     assert m is not None
+    try:
+        mesh.make(MeshConfig(devices=2))
+        part_mesh = "accepted"
+    except mesh.MeshError as e:
+        part_mesh = str(e)
     tree = {"w": np.arange(32, dtype=np.float32).reshape(8, 4), "b": np.ones(3, np.float32)}
     split = mesh.put_state(m, tree, fsdp=True)
     ckpt = tmp / "two" / "ckpt"
@@ -99,6 +104,7 @@ def light(tmp: Path) -> dict:
         "writer": hosts.is_writer(),
         "agreed": hosts.agree([jax.process_index() + 10, 7]),
         "split_across_processes": not split["w"].is_fully_addressable,
+        "part_mesh": part_mesh,
         "restored": _digest(restored),
         "expected": _digest(tree),
         "writes": sorted(set(writes)),

@@ -64,6 +64,7 @@ def test_two_processes_agree_and_only_process_0_writes(tmp_path):
     assert first["agreed"] == second["agreed"] == [10, 7]  # process 0's values, on both
     assert first["split_across_processes"] and second["split_across_processes"]
     assert first["restored"] == second["restored"] == first["expected"]  # gathered, saved once, read by both
+    assert "set mesh.devices=0" in first["part_mesh"], first["part_mesh"]  # a mesh over some processes' devices
     assert second["writes"] == [], second["writes"]
     written = "\n".join(first["writes"])
     assert "ckpt/1" in written and "log/metrics.jsonl" in written, written
@@ -86,9 +87,21 @@ def test_two_processes_equal_one(tmp_path):
     rows = [json.loads(line) for line in runner.run(cfg).read_text().splitlines()]
     two = train.load_state(Path(first["run_dir"]), hosts_worker.STEPS, cfg)[2]
     one = train.load_state(one_dir, hosts_worker.STEPS, cfg)[2]
-    diffs = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(*map(jax.tree.leaves, (one, two)))]
+    pairs = zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True)
+    diffs = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in pairs]
     assert max(diffs) < 1e-5, max(diffs)  # float reassociation of the gradient sums only
     single = {(r["candidate"], r["lag"], r["metric"]): r["value"] for r in rows if r["metric"] != "wall_time"}
     multi = {(c, lag, m): v for c, lag, m, v in first["cells"][0]}
     assert single.keys() == multi.keys()
     assert max(abs(single[k] - multi[k]) for k in single if single[k] is not None) < 1e-4
+
+
+def test_a_launch_without_its_coordinator_is_one_line(monkeypatch):
+    monkeypatch.setenv(hosts.COUNT, "2")
+    monkeypatch.delenv(hosts.ADDRESS, raising=False)
+    monkeypatch.setenv(hosts.INDEX, "1")
+    with pytest.raises(hosts.HostsError, match="JAX_COORDINATOR_ADDRESS=host:port"):
+        hosts.initialize()
+    monkeypatch.setenv(hosts.COUNT, "1")
+    hosts.initialize()  # one process: nothing to start
+    assert not hosts.several() and hosts.is_writer()

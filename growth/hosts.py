@@ -90,6 +90,11 @@ def agree_one(value: int) -> int:
     return agree([value])[0]
 
 
+def agreed_subset(items: list, chosen: list) -> list:
+    """The `items` that process 0 has in `chosen`, in order, on every process."""
+    return [x for x, keep in zip(items, agree([x in chosen for x in items]), strict=True) if keep]
+
+
 def sync(name: str) -> None:
     """A barrier of every process (a no-op with one)."""
     if several():

@@ -6,14 +6,14 @@ replicated). The compiled steps need no change: `jax.jit` follows the shardings 
 inserts the gradient all-reduce (or the all-gathers under FSDP) itself. With one device (the
 default `mesh.devices: 1`) every hook returns its input: the code path is the single-device one.
 
-Multi-host: `initialize()` calls `jax.distributed.initialize()` when the job runs several processes
-(SLURM tasks, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES set); then the mesh spans every
-process's devices and only process 0 writes files (`is_writer`).
+Multi-host (growth.hosts): `initialize()` calls `jax.distributed.initialize()` when the job runs
+several processes (SLURM tasks, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID);
+then the mesh spans every process's devices, a process's own copy of a state reaches it through the
+host, and only process 0 writes files (`is_writer`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import jax
@@ -22,8 +22,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from growth import hosts
 from growth.config import MeshConfig
-
-log = logging.getLogger(__name__)
 
 AXIS = "data"
 

@@ -180,8 +180,6 @@ def run_cell(
 
 def _tracker(cfg: Config, key: CellKey) -> Tracker:
     out = results.results_path(cfg).parent / "grow" / f"{key.stem}-{results.cell_hash(cfg)}"
-    if hosts.is_writer():
-        (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone cell starts its log afresh
     return Tracker(
         out,
         cfg.logger.wandb,
@@ -189,6 +187,7 @@ def _tracker(cfg: Config, key: CellKey) -> Tracker:
         name=f"{cfg.name}-{key.stem}",
         group=cfg.name,
         run_id=f"grow-{out.name}",
+        fresh=True,  # a redone cell starts its log afresh
     )
 
 
@@ -266,8 +265,7 @@ def run_pass(cfg: Config) -> int:
     path = results.results_path(cfg)
     chash = results.cell_hash(cfg)
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
-    todo = unfinished(cfg, path, keys)
-    todo = [k for k, keep in zip(keys, hosts.agree([k in todo for k in keys]), strict=True) if keep]
+    todo = hosts.agreed_subset(keys, unfinished(cfg, path, keys))  # a multi-process job follows process 0
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return 0

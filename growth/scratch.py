@@ -153,8 +153,7 @@ def run_pass(cfg: Config, data: data_lib.TokenData | None = None) -> int:
     def done(key: CellKey) -> bool:
         return (key.seed, str(key.regime), key.replicate) in finished(cfg)
 
-    todo = hosts.agree([not done(k) for k in keys])  # a multi-process job follows process 0's reading
-    for key in (k for k, go in zip(keys, todo, strict=True) if go):
+    for key in hosts.agreed_subset(keys, [k for k in keys if not done(k)]):  # a multi-process job: process 0 chooses
         claimed = lease.claim(
             store_path(cfg).parent, f"scratch-{key.stem}-k{cfg.growth.k}-{chash}", cfg.workers,
             functools.partial(done, key),

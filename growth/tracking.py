@@ -15,15 +15,19 @@ from growth.files import append_jsonl
 
 
 class Tracker:
-    """Writes metrics to `run_dir/metrics.jsonl` and, unless disabled, to a wandb run."""
+    """Writes metrics to `run_dir/metrics.jsonl` (`fresh`: a new file) and, unless disabled, to a wandb run."""
 
-    def __init__(self, run_dir: Path, cfg: WandbConfig, config: dict, name: str, group: str, run_id: str):
+    def __init__(
+        self, run_dir: Path, cfg: WandbConfig, config: dict, name: str, group: str, run_id: str, fresh: bool = False
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.wandb_run = None
         self.writes = hosts.is_writer()
         if not self.writes:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            self.path.unlink(missing_ok=True)
         if cfg.mode != "disabled":
             import wandb
 

@@ -105,3 +105,21 @@ def test_a_launch_without_its_coordinator_is_one_line(monkeypatch):
     monkeypatch.setenv(hosts.COUNT, "1")
     hosts.initialize()  # one process: nothing to start
     assert not hosts.several() and hosts.is_writer()
+
+
+def test_each_process_keeps_its_own_hydra_log_directory(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from growth.config import register_configs
+
+    register_configs()
+    run_dir = OmegaConf.create({"dir": "hydra/now${process_tag:}"})
+    for name in ("JAX_NUM_PROCESSES", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert run_dir.dir == "hydra/now"  # one process: the directory of every run so far
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert run_dir.dir == "hydra/now-p1"
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "0")
+    assert run_dir.dir == "hydra/now-p0"

@@ -112,8 +112,7 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
     targets = sorted({s for s in pcfg.checkpoint_steps if s <= pcfg.steps} | {pcfg.steps})
     ckpt_dir = out / "checkpoints"
     saved = checkpoint.steps(ckpt_dir)
-    present = sound_steps(cfg, [s for s in targets if s in saved])
-    present = [s for s, ok in zip(targets, hosts.agree([s in present for s in targets]), strict=True) if ok]
+    present = hosts.agreed_subset(targets, sound_steps(cfg, [s for s in targets if s in saved]))  # process 0's
     missing = [s for s in targets if s not in present]
     if not missing:
         return out

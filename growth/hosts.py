@@ -57,7 +57,7 @@ def initialize(distributed: bool = True) -> None:
         if missing or not os.environ[INDEX].isdigit():
             raise HostsError(
                 f"{COUNT}={os.environ[COUNT]} but {', '.join(missing) or INDEX + '=' + os.environ[INDEX]} is"
-                f" not set right; set {ADDRESS}=host:port (process 0's host) and {INDEX}=0..{os.environ[COUNT]}"
+                f" not set right; set {ADDRESS}=host:port (process 0's host) and {INDEX}=0..{int(os.environ[COUNT]) - 1}"
                 " in each process"
             )
         jax.distributed.initialize(os.environ[ADDRESS], int(os.environ[COUNT]), int(os.environ[INDEX]))

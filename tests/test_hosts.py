@@ -55,7 +55,7 @@ def _two_processes(tmp: Path, mode: str, timeout: int) -> list[dict]:
     return outs
 
 
-# ~25 s on the quiet 2-core machine (mostly two interpreter and jax starts).
+# 17-21 s on the 2-core machine under a load of ~9 (mostly two interpreter and jax starts).
 def test_two_processes_agree_and_only_process_0_writes(tmp_path):
     first, second = _two_processes(tmp_path, "light", timeout=300)
     assert [first["process"], second["process"]] == [0, 1] and first["processes"] == 2
@@ -70,7 +70,7 @@ def test_two_processes_agree_and_only_process_0_writes(tmp_path):
     assert "ckpt/1" in written and "log/metrics.jsonl" in written, written
 
 
-@pytest.mark.slow  # ~3 min under load on the 2-core machine: a full pretrain + grow + cell in each process
+@pytest.mark.slow  # 150-235 s under a load of ~9 on the 2-core machine: pretrain + grow + cell in each process
 def test_two_processes_equal_one(tmp_path):
     first, second = _two_processes(tmp_path, "full", timeout=900)
     assert first["writer"] and not second["writer"] and second["writes"] == []

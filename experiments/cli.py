@@ -11,8 +11,10 @@ from growth.checkpoint import CheckpointError
 from growth.config import ConfigValueError
 from growth.data import DataError
 from growth.files import StorageError, storage_error
+from growth.hosts import HostsError
 from growth.interop.hf_import import HFImportError
 from growth.interop.surgery import SurgeryError
+from growth.mesh import MeshError
 from growth.model import ConfigError
 from growth.pool import PoolError
 from growth.pretrain import PretrainDiverged
@@ -29,6 +31,8 @@ USER_ERRORS = (
     SurgeryError,
     StorageError,
     PretrainDiverged,
+    HostsError,
+    MeshError,
 )
 
 

@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import user_errors
-from growth import runner
+from growth import hosts, runner
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
 
@@ -15,7 +15,9 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     enable_compile_cache()
     with user_errors():
-        print(runner.run(to_config(cfg)))
+        config = to_config(cfg)
+        hosts.initialize(config.mesh.distributed)  # before any other JAX call (a multi-process job)
+        print(runner.run(config))
 
 
 if __name__ == "__main__":

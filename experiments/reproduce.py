@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from analysis.report import write_report
 from experiments.cli import user_errors
-from growth import files, grid
+from growth import files, grid, hosts
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
 
@@ -16,7 +16,11 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     enable_compile_cache()
     with user_errors():
-        results_dir = grid.reproduce(to_config(cfg))
+        config = to_config(cfg)
+        hosts.initialize(config.mesh.distributed)  # before any other JAX call (a multi-process job)
+        results_dir = grid.reproduce(config)
+        if not hosts.is_writer():  # a multi-process job: process 0 writes the report
+            return
         with files.locked(results_dir / ".report.lock"):  # many workers finish together: one report at a time
             print(write_report(results_dir))
 

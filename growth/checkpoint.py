@@ -6,6 +6,12 @@ Orbax writes each step to a temporary directory and renames it when complete, so
 leaves the previous checkpoints intact. Each step also holds a checksum manifest of its arrays
 (growth.manifest), saved as one more item of the same commit and checked on every restore: a
 checkpoint whose bytes changed is refused in one line, never restored.
+
+In a multi-process job (growth.hosts) every process gathers the state to the host (a shard held by
+another process comes over the network), process 0 alone writes it with orbax, and the others wait
+at a barrier; each process then restores from the shared files by itself. So each process runs its
+own single-process orbax (`active_processes` = itself), and a checkpoint is the same file whatever
+the mesh or the process count.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from growth import files, manifest, quiet
+from growth import files, hosts, manifest, quiet
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs bookkeeping at INFO and WARNING
 # A failed save (e.g. a full disk) leaves orbax's background event loops logging hundreds of
@@ -42,22 +48,39 @@ class CorruptCheckpoint(CheckpointError):
 def manager(directory: str | Path, read_only: bool = False) -> ocp.CheckpointManager:
     """A synchronous CheckpointManager that keeps every step it saves."""
     directory = Path(directory).absolute()
+    multi: dict[str, Any] = {}
+    if hosts.several():
+        # Each process is its own orbax job: process 0 writes (`save`), every process reads.
+        me = jax.process_index()
+        multi = {"multiprocessing_options": ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})}
+        if not read_only:  # a manager to save with: every process makes it, process 0 writes
+            if hosts.is_writer():
+                with files.writing(directory):
+                    directory.mkdir(parents=True, exist_ok=True)  # orbax cannot create it with active_processes
+            hosts.sync(f"manager {directory}")
+            read_only = not hosts.is_writer()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None,
-        create=not read_only,
+        create=not read_only and not multi,
         read_only=read_only,
         enable_async_checkpointing=False,
         cleanup_tmp_directories=not read_only,
+        **multi,
     )
     with files.writing(directory):
         return ocp.CheckpointManager(directory, options=options)
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state: Any, config: dict) -> None:
-    """Save `state` (any pytree of arrays), its checksum manifest and the JSON-able `config` at `step`."""
-    if step in mgr.all_steps():
+    """Save `state` (any pytree of arrays), its checksum manifest and the JSON-able `config` at `step`.
+
+    In a multi-process job every process calls it (the gather is a collective); process 0 writes."""
+    if hosts.agree_one(step in mgr.all_steps()):
         return
-    tree = serialization.to_state_dict(jax.device_get(state))
+    tree = serialization.to_state_dict(hosts.fetch(state))
+    if not hosts.is_writer():
+        hosts.sync(f"saved {mgr.directory}/{step}")  # wait until process 0 has written it
+        return
     config = config | {"layout_version": LAYOUT_VERSION}
     items = {
         "state": ocp.args.StandardSave(tree),
@@ -72,6 +95,7 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, config: dict) -> Non
         mgr.save(step, args=ocp.args.Composite(**items))
         mgr.wait_until_finished()
     absl.setLevel(level)
+    hosts.sync(f"saved {mgr.directory}/{step}")
 
 
 def steps(directory: str | Path) -> list[int]:

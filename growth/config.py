@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -370,9 +371,19 @@ class Config:
     grid: list[GridCell] = field(default_factory=list)
 
 
+def _process_tag() -> str:
+    """'' for a one-process launch; '-p<N>' for process N of several, so each keeps its own Hydra log."""
+    for count, index in (("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"), ("SLURM_NTASKS", "SLURM_PROCID")):
+        if os.environ.get(count, "").isdigit() and int(os.environ[count]) > 1:
+            return f"-p{os.environ.get(index, '0')}"
+    return ""
+
+
 def register_configs() -> None:
     """Register the schema so every YAML file is validated against these dataclasses."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("process_tag"):
+        OmegaConf.register_new_resolver("process_tag", _process_tag)  # hydra.run.dir (configs/config.yaml)
 
 
 def check_choice(key: str, value: Any, choices: type[StrEnum]) -> None:

@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from growth import files, lease, pool, results, runner, scratch
+from growth import files, hosts, lease, pool, results, runner, scratch
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,9 @@ def reproduce(cfg: Config) -> Path:
     t0 = time.perf_counter()
     prepared = [runner.prepare(cell) for cell in cells(cfg)]  # every cell validated before any compute
     out = results.results_path(cfg).parent
-    out.mkdir(parents=True, exist_ok=True)
-    files.atomic_write_text(out / PLAN, json.dumps(plan(cfg), indent=1) + "\n")
+    if hosts.is_writer():  # a multi-process job: process 0 writes the plan
+        out.mkdir(parents=True, exist_ok=True)
+        files.atomic_write_text(out / PLAN, json.dumps(plan(cfg), indent=1) + "\n")
 
     def one_pass() -> int:
         held = 0

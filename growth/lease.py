@@ -5,6 +5,9 @@ time) under one lock file for the whole directory. While it computes, a thread r
 Its rows are written only while it still holds the lease, under the same lock, and the lease is then
 removed. A lease whose heartbeat is older than `workers.stale_s`, or whose pid is gone on this host,
 belongs to a dead worker and is taken over. Our construction; docs/scaling.md describes it.
+
+A multi-process job (growth.hosts) is one worker: process 0 claims and writes, and the others follow
+its decision (their lease is a follower's, which writes nothing).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from growth import files
+from growth import files, hosts
 from growth.config import WorkersConfig
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class Lease:
     name: str
     owner: dict
     heartbeat_s: float
+    follower: bool = False  # a process of a multi-process job other than process 0: it writes nothing
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -100,6 +104,8 @@ class Lease:
 
     def commit(self, write: Callable[[], None]) -> bool:
         """Run `write` (the cell's rows) if the lease is still ours, then drop it; False if it was lost."""
+        if self.follower:
+            return True
         self._stop_beating()
         with files.locked(self.lock):
             if not self._ours():
@@ -111,6 +117,8 @@ class Lease:
 
     def release(self) -> None:
         """Give the cell up unfinished (this worker failed): another worker may claim it at once."""
+        if self.follower:
+            return
         self._stop_beating()
         with files.locked(self.lock):
             if self._ours():
@@ -118,7 +126,18 @@ class Lease:
 
 
 def claim(directory: Path, name: str, workers: WorkersConfig, finished: Callable[[], bool]) -> Lease | None:
-    """Lease the cell `name` under `directory`, or None if it is finished or a live worker holds it."""
+    """Lease the cell `name` under `directory`, or None if it is finished or a live worker holds it.
+
+    In a multi-process job every process calls it: process 0 claims, the others follow its answer."""
+    if not hosts.several():
+        return _claim(directory, name, workers, finished)
+    held = _claim(directory, name, workers, finished) if hosts.is_writer() else None
+    if not hosts.agree_one(held is not None):
+        return None
+    return held or Lease(directory, name, {}, workers.heartbeat_s, follower=True)
+
+
+def _claim(directory: Path, name: str, workers: WorkersConfig, finished: Callable[[], bool]) -> Lease | None:
     path = directory / "leases" / f"{name}.json"
     with files.locked(directory / "leases" / LOCK_NAME):
         if finished():
@@ -142,7 +161,7 @@ def claim(directory: Path, name: str, workers: WorkersConfig, finished: Callable
 def drain(run_pass: Callable[[], int], poll_s: float) -> None:
     """Call `run_pass` (returns how many cells other workers still hold) until none is left."""
     while True:
-        held = run_pass()
+        held = hosts.agree_one(run_pass())  # a multi-process job goes on as process 0 does
         if not held:
             return
         log.info("%d cell(s) held by other workers; checking again in %.0f s", held, poll_s)

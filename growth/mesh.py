@@ -6,24 +6,22 @@ replicated). The compiled steps need no change: `jax.jit` follows the shardings 
 inserts the gradient all-reduce (or the all-gathers under FSDP) itself. With one device (the
 default `mesh.devices: 1`) every hook returns its input: the code path is the single-device one.
 
-Multi-host: `initialize()` calls `jax.distributed.initialize()` when the job runs several processes
-(SLURM tasks, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES set); then the mesh spans every
-process's devices and only process 0 writes files (`is_writer`).
+Multi-host (growth.hosts): `initialize()` calls `jax.distributed.initialize()` when the job runs
+several processes (SLURM tasks, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID);
+then the mesh spans every process's devices, a process's own copy of a state reaches it through the
+host, and only process 0 writes files (`is_writer`).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from growth import hosts
 from growth.config import MeshConfig
-
-log = logging.getLogger(__name__)
 
 AXIS = "data"
 
@@ -32,29 +30,12 @@ class MeshError(ValueError):
     """A mesh setting that cannot work; the message names it and the fix."""
 
 
-def _process_count_from_env() -> int:
-    for name in ("JAX_NUM_PROCESSES", "SLURM_NTASKS"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 1
-
-
-_initialized = False
-
-
 def initialize(cfg: MeshConfig) -> None:
-    """jax.distributed.initialize() once, when the job has several processes (a no-op otherwise)."""
-    global _initialized
-    if _initialized or not cfg.distributed or _process_count_from_env() <= 1:
-        return
-    jax.distributed.initialize()  # reads the coordinator, process count and id from SLURM or JAX_* vars
-    _initialized = True
-    log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+    """jax.distributed.initialize() once, when the job has several processes (growth.hosts)."""
+    hosts.initialize(cfg.distributed)
 
 
-def is_writer() -> bool:
-    """Whether this process writes results and checkpoint metadata (process 0 only)."""
-    return jax.process_index() == 0
+is_writer = hosts.is_writer  # process 0 writes results and checkpoint metadata
 
 
 def make(cfg: MeshConfig) -> Mesh | None:
@@ -65,6 +46,11 @@ def make(cfg: MeshConfig) -> Mesh | None:
     if n > len(devices) or n < 0:
         raise MeshError(
             f"mesh.devices={cfg.devices} but this job sees {len(devices)} devices; set mesh.devices<={len(devices)} (0: all)"
+        )
+    if hosts.several() and n != len(devices):
+        raise MeshError(
+            f"mesh.devices={cfg.devices} but this job's {jax.process_count()} processes hold {len(devices)}"
+            " devices, and a multi-process mesh spans them all; set mesh.devices=0"
         )
     if n == 1:
         return None
@@ -115,6 +101,8 @@ def put_state(mesh: Mesh | None, tree: Any, fsdp: bool = False) -> Any:
             return x
         if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
             return jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
+        if hosts.several() and getattr(x, "is_fully_addressable", False):
+            x = np.asarray(x)  # a process's own copy onto the global mesh goes through the host
         return jax.device_put(x, NamedSharding(mesh, leaf_spec(tuple(x.shape), mesh.size, fsdp)))
 
     return jax.tree.map(put, tree)

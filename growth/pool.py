@@ -17,9 +17,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from growth import data as data_lib
-from growth import metric_registry, metrics, optimizer, train, widen
+from growth import hosts, metric_registry, metrics, optimizer, train, widen
 from growth import model as model_lib
 from growth.config import Config, ModelConfig, PoolStep, config_hash
 
@@ -252,6 +253,7 @@ def measure(
     chunk: int,
     full: bool,
     how: PoolStep,
+    mesh: Mesh | None = None,
 ) -> Measured:
     """Evaluate a group on the whole held-out set; `full` adds the lag-0 / probe comparisons."""
     seq_parts: list[np.ndarray] = []
@@ -260,11 +262,11 @@ def measure(
     program: Callable[..., Any] = (
         compare(group.model_cfg, small_cfg, how) if full else stacked_eval(group.model_cfg, how)
     )
-    for part in train.chunks(eval_BxT1, chunk):
+    for part in train.chunks(eval_BxT1, chunk, mesh):
         if not full:
-            seq_parts.append(np.asarray(program(group.state.params, part)))
+            seq_parts.append(hosts.fetch(program(group.state.params, part)))
             continue
-        out = jax.device_get(program(group.state.params, params0, small_params, group.projectors, part))
+        out = hosts.fetch(program(group.state.params, params0, small_params, group.projectors, part))
         seq_parts.append(np.asarray(out.pop("seq_loss")))
         for k, v in out.items():
             v = np.asarray(v, np.float64)
@@ -279,7 +281,9 @@ def _quantities(part: metric_registry.Part) -> list[str]:
     return list(jax.eval_shape(lambda: part.fn(outputs)))
 
 
-def measure_small(small_cfg: ModelConfig, params: Any, eval_BxT1: np.ndarray, chunk: int) -> np.ndarray:
+def measure_small(
+    small_cfg: ModelConfig, params: Any, eval_BxT1: np.ndarray, chunk: int, mesh: Mesh | None = None
+) -> np.ndarray:
     """Per-sequence losses (N,) of the small model."""
     program = small_eval(small_cfg)
-    return np.concatenate([np.asarray(program(params, part)) for part in train.chunks(eval_BxT1, chunk)])
+    return np.concatenate([hosts.fetch(program(params, part)) for part in train.chunks(eval_BxT1, chunk, mesh)])

@@ -18,7 +18,7 @@ import math
 import time
 from pathlib import Path
 
-from growth import checkpoint, files, train
+from growth import checkpoint, hosts, train
 from growth import data as data_lib
 from growth import mesh as mesh_lib
 from growth import model as model_lib
@@ -73,6 +73,8 @@ def check_vocab(cfg: Config, data: data_lib.TokenData) -> None:
 
 def _quarantine(out: Path, step: int, error: checkpoint.CheckpointError) -> None:
     """Move a corrupt checkpoint out of the way (kept under `corrupt/` for inspection), so it is redone."""
+    if not hosts.is_writer():
+        return
     dest = out / "corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints" / str(step)).rename(dest)
@@ -101,7 +103,7 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
     def waiting() -> None:
         log.info("another process is pretraining %s; waiting for it", out)
 
-    with files.locked(out / ".pretrain.lock", on_wait=waiting):
+    with hosts.locked(out / ".pretrain.lock", on_wait=waiting):  # a multi-process job: process 0 locks
         return _run_locked(cfg, out, data)
 
 
@@ -110,7 +112,7 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
     targets = sorted({s for s in pcfg.checkpoint_steps if s <= pcfg.steps} | {pcfg.steps})
     ckpt_dir = out / "checkpoints"
     saved = checkpoint.steps(ckpt_dir)
-    present = sound_steps(cfg, [s for s in targets if s in saved])
+    present = hosts.agreed_subset(targets, sound_steps(cfg, [s for s in targets if s in saved]))  # process 0's
     missing = [s for s in targets if s not in present]
     if not missing:
         return out
@@ -128,7 +130,12 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
             continue
         start = step
         break
-    truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("step", 0) <= start)
+    agreed = hosts.agree_one(start)  # a multi-process job resumes from process 0's choice
+    if agreed != start:
+        start = agreed
+        state = train.load_state(out, start, cfg)[2] if start else train.fresh_state(cfg)[2]
+    if hosts.is_writer():
+        truncate_jsonl(out / "metrics.jsonl", lambda r: r.get("step", 0) <= start)
     end = targets[-1]
     mesh = mesh_lib.make(cfg.mesh)  # None on one device: the plain path
     mesh_lib.check_batch(mesh, pcfg.batch_size, "pretrain.batch_size")
@@ -139,7 +146,7 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
     )
     mgr = checkpoint.manager(ckpt_dir)
     step_fn = train.jit_train_step(graphdef, tx, cfg.optim)
-    evaluate = train.make_eval_fn(graphdef, pcfg.eval_chunk)
+    evaluate = train.make_eval_fn(graphdef, pcfg.eval_chunk, mesh)
     save_at = set(targets) | {s for s in range(pcfg.save_every, end + 1, pcfg.save_every)}
     tokens_per_step = pcfg.batch_size * cfg.data.context
     bar = progress(end, f"pretrain seed {cfg.seed}", cfg.logger.progress, initial=start)

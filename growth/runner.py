@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import data as data_lib
+from growth import hosts, lease, metric_registry, pool, pretrain, results, train, widen
 from growth import lags as lags_lib
-from growth import lease, metric_registry, pool, pretrain, results, train, widen
 from growth import mesh as mesh_lib
 from growth.config import Config, Regime, to_config
 from growth.interop import hf_import
@@ -70,14 +70,14 @@ def evaluate(
     cfg: Config, lag: int, eval_set: np.ndarray, groups: list[pool.Group], params0: list, small_params
 ) -> tuple[dict[str, np.ndarray], list[Row]]:
     """Per-sequence losses of every model at `lag`, and the lag-0 / probe rows of the wide ones."""
-    chunk = cfg.runner.eval_chunk
-    small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk)
+    chunk, mesh = cfg.runner.eval_chunk, mesh_lib.make(cfg.mesh)  # chunks split over the mesh's data axis
+    small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk, mesh)
     seqs, rows = {REFERENCE: small_seq}, []
     n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
     full = lag in (0, cfg.probe_lag)
     mean = small_seq.mean()  # float32, as the loss gap has always been computed
     for group, p0 in zip(groups, params0, strict=True):
-        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step)
+        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step, mesh)
         for i, name in enumerate(group.names):
             seqs[name] = m.seq_loss[i]
             stages = [st for st, at in ((Stage.zero, 0), (Stage.probe, cfg.probe_lag)) if lag == at]
@@ -180,7 +180,6 @@ def run_cell(
 
 def _tracker(cfg: Config, key: CellKey) -> Tracker:
     out = results.results_path(cfg).parent / "grow" / f"{key.stem}-{results.cell_hash(cfg)}"
-    (out / "metrics.jsonl").unlink(missing_ok=True)  # a redone cell starts its log afresh
     return Tracker(
         out,
         cfg.logger.wandb,
@@ -188,6 +187,7 @@ def _tracker(cfg: Config, key: CellKey) -> Tracker:
         name=f"{cfg.name}-{key.stem}",
         group=cfg.name,
         run_id=f"grow-{out.name}",
+        fresh=True,  # a redone cell starts its log afresh
     )
 
 
@@ -265,7 +265,7 @@ def run_pass(cfg: Config) -> int:
     path = results.results_path(cfg)
     chash = results.cell_hash(cfg)
     keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
-    todo = unfinished(cfg, path, keys)
+    todo = hosts.agreed_subset(keys, unfinished(cfg, path, keys))  # a multi-process job follows process 0
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return 0

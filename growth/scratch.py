@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import cost, files, lease, optimizer, pool, results, runner, train, widen
+from growth import cost, files, hosts, lease, optimizer, pool, results, runner, train, widen
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import model as model_lib
@@ -153,7 +153,7 @@ def run_pass(cfg: Config, data: data_lib.TokenData | None = None) -> int:
     def done(key: CellKey) -> bool:
         return (key.seed, str(key.regime), key.replicate) in finished(cfg)
 
-    for key in (k for k in keys if not done(k)):
+    for key in hosts.agreed_subset(keys, [k for k in keys if not done(k)]):  # a multi-process job: process 0 chooses
         claimed = lease.claim(
             store_path(cfg).parent, f"scratch-{key.stem}-k{cfg.growth.k}-{chash}", cfg.workers,
             functools.partial(done, key),

@@ -1,4 +1,6 @@
-"""Run logging: `metrics.jsonl` in the run directory, the same metrics to wandb, progress bars."""
+"""Run logging: `metrics.jsonl` in the run directory, the same metrics to wandb, progress bars.
+
+In a multi-process job only process 0 logs (growth.hosts): the others' trackers write nothing."""
 
 from __future__ import annotations
 
@@ -7,17 +9,25 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from growth import hosts
 from growth.config import WandbConfig, WandbMode
 from growth.files import append_jsonl
 
 
 class Tracker:
-    """Writes metrics to `run_dir/metrics.jsonl` and, unless disabled, to a wandb run."""
+    """Writes metrics to `run_dir/metrics.jsonl` (`fresh`: a new file) and, unless disabled, to a wandb run."""
 
-    def __init__(self, run_dir: Path, cfg: WandbConfig, config: dict, name: str, group: str, run_id: str):
+    def __init__(
+        self, run_dir: Path, cfg: WandbConfig, config: dict, name: str, group: str, run_id: str, fresh: bool = False
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wandb_run = None
+        self.writes = hosts.is_writer()
+        if not self.writes:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            self.path.unlink(missing_ok=True)
         if cfg.mode != WandbMode.disabled:
             import wandb
 
@@ -36,6 +46,8 @@ class Tracker:
             )
 
     def log(self, row: dict, step: int) -> None:
+        if not self.writes:
+            return
         append_jsonl(self.path, [row])
         if self.wandb_run is not None:
             self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)

@@ -18,8 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx, struct
+from jax.sharding import Mesh
 
-from growth import checkpoint, masks, optimizer
+from growth import checkpoint, hosts, masks, optimizer
+from growth import mesh as mesh_lib
 from growth import model as model_lib
 from growth.config import Config, OptimConfig, PoolStep
 
@@ -241,18 +243,23 @@ def sequence_losses(graphdef: nnx.GraphDef, params, chunk_BxT1: jax.Array) -> ja
     return sequence_cross_entropy(model_lib.apply(graphdef, params, chunk_BxT1[:, :-1]), chunk_BxT1[:, 1:])
 
 
-def chunks(eval_BxT1: np.ndarray, size: int):
-    """The evaluation set in fixed-size chunks (the last may be shorter), as int32."""
+def chunks(eval_BxT1: np.ndarray, size: int, mesh: Mesh | None = None):
+    """The evaluation set in fixed-size chunks (the last may be shorter), as int32; on a mesh, each
+    chunk is split over its data axis (replicated if the axis does not divide it)."""
     for i in range(0, len(eval_BxT1), size):
-        yield np.asarray(eval_BxT1[i : i + size], np.int32)
+        chunk = np.asarray(eval_BxT1[i : i + size], np.int32)
+        yield chunk if mesh is None else mesh_lib.put_eval_chunk(mesh, chunk)
 
 
-def make_eval_fn(graphdef: nnx.GraphDef, batch_size: int) -> Callable[[Any, np.ndarray], float]:
+def make_eval_fn(
+    graphdef: nnx.GraphDef, batch_size: int, mesh: Mesh | None = None
+) -> Callable[[Any, np.ndarray], float]:
     """`eval(params, eval_set) -> mean token loss`, in fixed chunks so shapes compile once."""
     program = jax.jit(lambda params, chunk: sequence_losses(graphdef, params, chunk))
 
     def evaluate(params, eval_BxT1: np.ndarray) -> float:
-        return float(np.concatenate([np.asarray(program(params, c)) for c in chunks(eval_BxT1, batch_size)]).mean())
+        parts = [hosts.fetch(program(params, c)) for c in chunks(eval_BxT1, batch_size, mesh)]
+        return float(np.concatenate(parts).mean())
 
     return evaluate
 

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import checkpoint, mesh, pretrain, runner, train
+from growth import checkpoint, mesh, pool, pretrain, runner, train
+from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import GrowthConfig, MeshConfig
 from growth.widen import grow
@@ -75,6 +76,22 @@ def main(tmp: Path) -> dict:
     wide = jax.jit(lambda p, t: model_lib.apply(wide_graphdef, p, t))(grown.state.params, tokens)
     out["growth_max_logit_diff"] = float(jnp.abs(small - wide).max())
     out["logit_scale"] = float(jnp.abs(small).max())
+    # Evaluation chunks split over the data axis give the unsplit losses.
+    eval_set = np.asarray(data_lib.load(cfg.data).eval_BxT1)
+    chunk = next(train.chunks(eval_set, 4, m))
+    out["eval_chunk_split"] = not chunk.sharding.is_fully_replicated and len(chunk.sharding.device_set) == 4
+    replicated = mesh.put_state(m, states["one"].params)
+    out["eval_split_diff"] = abs(
+        train.make_eval_fn(small_graphdef, 4, m)(replicated, eval_set)
+        - train.make_eval_fn(small_graphdef, 4)(states["one"].params, eval_set)
+    )
+    out["eval_seq_split_diff"] = float(
+        np.abs(
+            pool.measure_small(cfg.model, replicated, eval_set, 4, m)
+            - pool.measure_small(cfg.model, states["one"].params, eval_set, 4)
+        ).max()
+    )
+    out["eval_sequences"] = len(eval_set)
     try:
         mesh.check_batch(m, 6, "pretrain.batch_size")
     except mesh.MeshError as e:

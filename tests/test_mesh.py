@@ -30,6 +30,8 @@ def test_four_devices_equal_one(tmp_path):
     assert got["sharded_leaves"] > 0 and got["restore_max_diff"] == 0.0, got
     assert got["logit_scale"] > 0.1 and got["growth_max_logit_diff"] < 1e-4, got
     assert "pretrain.batch_size=6 does not divide over the 4 devices" in got["bad_batch_message"]
+    assert got["eval_chunk_split"] and got["eval_sequences"] >= 8, got  # two chunks of 4, one row per device
+    assert got["eval_split_diff"] < 1e-6 and got["eval_seq_split_diff"] < 1e-6, got
 
 
 def test_one_device_is_the_plain_path():

@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile  # one worker per core; a file's tests share a worker (module fixtures)
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -m slow

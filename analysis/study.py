@@ -10,6 +10,7 @@ report (analysis.report: rankings and the claims of arXiv 2604.04281) to its `pa
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import budget, budget_plots, claims_growth, growth_factor, speedup
+from analysis import budget, budget_plots, claims_growth, claims_seeds, growth_factor, speedup
 from analysis.curves import group_curves, scratch_curves
 from analysis.load import NoResultsError, load_results
 from analysis.report import write_csv, write_report
 from analysis.tables import markdown_table, round_frame
+from growth import grid
 from growth.files import atomic_write_text
 
 
@@ -84,6 +86,39 @@ def _wall_md(frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> str:
     return markdown_table(round_frame(parts, 1)) + f"\nTotal of the parts: {total:,.0f} s (pretraining not included).\n"
 
 
+def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> pd.DataFrame:
+    """Per (policy, k, seed, regime): grow cell and scratch run finished, and whether a grid plan expects it."""
+    key = ["lr_policy", "k", "seed", "regime"]
+    planned = [r for root in roots for p in root.rglob(grid.PLAN) for r in json.loads(p.read_text(encoding="utf-8"))]
+    table = frame[frame["metric"] == "wall_time"][key].drop_duplicates().assign(grow_cell="done")
+    if not scratch_wall.empty:
+        table = table.merge(scratch_wall[key].drop_duplicates().assign(scratch_run="done"), on=key, how="outer")
+    if planned:
+        table = table.merge(pd.DataFrame(planned)[key].drop_duplicates().assign(planned="yes"), on=key, how="outer")
+    for column in ("grow_cell", "scratch_run"):
+        table[column] = table[column].fillna("missing") if column in table else "missing"
+    return table.sort_values(key).reset_index(drop=True)
+
+
+def _coverage_md(table: pd.DataFrame) -> str:
+    """Seeds per (policy, k, regime) that finished, and what the plan still lacks."""
+    lines = []
+    for (policy, k, regime), part in table.groupby(["lr_policy", "k", "regime"]):
+        finished = part[(part["grow_cell"] == "done") & (part["scratch_run"] == "done")]["seed"]
+        lacking = {
+            what: ", ".join(str(x) for x in part[part[column] != "done"]["seed"])
+            for what, column in (("grow cell", "grow_cell"), ("scratch run", "scratch_run"))
+        }
+        missing = "; ".join(f"{what}: seed {seeds}" for what, seeds in lacking.items() if seeds)
+        lines.append({"policy": policy, "k": k, "regime": regime, "seeds finished": ", ".join(map(str, finished)) or "none",
+                      "missing": missing or "nothing"})  # fmt: skip
+    n_missing = int(((table["grow_cell"] != "done") | (table["scratch_run"] != "done")).sum())
+    head = f"{n_missing} (seed, k, policy, regime) run(s) missing" + (
+        " against the grid plan (grid_plan.json)" if "planned" in table else " (no grid plan found)"
+    )
+    return head + ".\n\n" + markdown_table(pd.DataFrame(lines)) + "\n"
+
+
 def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s: StudySettings | None = None) -> Path:
     """Analyse the results below `dirs` and write the study report; returns its directory."""
     s = s or StudySettings()
@@ -109,6 +144,7 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
     speed_table = pd.concat([r.table for r in speeds]) if speeds else pd.DataFrame()
     k_table, bounds = growth_factor.k_axis(speeds, s.k_rung)
     claims = claims_growth.claims_table(groups, speeds, s.n_resamples, s.seed, s.margin, s.k_rung)
+    pooled = claims_seeds.pooled_claims(results.frame, groups, s.n_resamples, s.seed)
     figures += budget_plots.budget_figures(table, winners, out / "figures")
     for key, part in k_table.groupby(["lr_policy", "growth_step", "regime"]) if len(k_table) else []:
         stem = "_".join(str(v) for v in key).replace("/", "-")
@@ -116,7 +152,7 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         figures += [path] if path else []
     for name, frame in {"budget.csv": table, "budget_winners.csv": winners, "budget_selectors.csv": selectors,
                         "speedup.csv": speed_table, "speedup_vs_k.csv": k_table, "k_bound.csv": bounds,
-                        "claims_2605.13405.csv": claims}.items():  # fmt: skip
+                        "claims_2605.13405.csv": claims, "claims_2604.04281_pooled.csv": pooled}.items():  # fmt: skip
         write_csv(frame, out / name)
     paper = ""
     if s.paper_report:
@@ -125,12 +161,16 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         paper_claims["effect [95% CI]"] = [_fmt(r.effect, r.ci_low, r.ci_high, 4) for r in paper_claims.itertuples()]
         paper = markdown_table(paper_claims[["policy", "claim_id", "claim", "verdict", "effect [95% CI]"]])
     scratch_wall = _scratch_wall(roots)
+    covered = coverage(roots, results.frame, scratch_wall)
+    write_csv(covered, out / "coverage.csv")
     seeds = sorted(results.frame["seed"].unique())
     md = [
         "# Study report\n",
         f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}); k: {', '.join(map(str, sorted(results.frame['k'].unique())))}; "
         f"policies: {', '.join(sorted(results.frame['lr_policy'].unique()))}; {len(groups)} groups; "
         f"{s.n_resamples} hierarchical bootstrap draws (seeds, replicates, sequences; docs/analysis.md).\n",
+        "## What finished\n",
+        _coverage_md(covered),
         "## Winner per (regime, policy, budget)\n",
         "Budgets where the winners change, and the first and last; `a=b` = tied. Per-seed winners beside.\n",
         _winners_md(winners),
@@ -140,7 +180,9 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         markdown_table(bounds) + "\n" if len(bounds) else "*Needs two values of k with a ladder.*\n",
         "## Claims of arXiv 2605.13405\n",
         _claims_md(claims),
-        "## Claims of arXiv 2604.04281 (per cell = per seed; paper/report.md)\n",
+        "## Claims 1-3 of arXiv 2604.04281 pooled over seeds (hierarchical bootstrap; analysis.claims_seeds)\n",
+        _claims_md(pooled),
+        "## Claims of arXiv 2604.04281 per cell = per seed (paper/report.md)\n",
         paper + "\n" if paper else "*Not written.*\n",
         "## Wall time by part\n",
         _wall_md(results.frame, scratch_wall),
@@ -152,8 +194,6 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
 
 
 def _scratch_wall(roots: list[Path]) -> pd.DataFrame:
-    import json
-
     rows = []
     for root in roots:
         for store in root.rglob("scratch.jsonl"):
@@ -163,7 +203,7 @@ def _scratch_wall(roots: list[Path]) -> pd.DataFrame:
                 except json.JSONDecodeError:
                     continue
                 if r.get("metric") == "wall_time":
-                    rows.append({"k": r.get("k", 2), "lr_policy": f"{r['lr_correction']}/{r['clip_mode']}",
+                    rows.append({"seed": r["seed"], "k": r.get("k", 2), "lr_policy": f"{r['lr_correction']}/{r['clip_mode']}",
                                  "regime": r["regime"], "value": r["value"]})  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
 
-from growth import lease, pool, results, runner, scratch
+from growth import files, lease, pool, results, runner, scratch
 from growth.config import Config
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,33 @@ def cells(cfg: Config) -> list[Config]:
     return out
 
 
+PLAN = "grid_plan.json"  # beside results.jsonl: the cells a grid means to run, so a report can say what is missing
+
+
+def plan(cfg: Config) -> list[dict]:
+    """One record per (grid cell, regime): what the analysis expects to find once the grid has finished."""
+    return [
+        {
+            "seed": c.seed,
+            "k": c.growth.k,
+            "lr_policy": f"{c.growth.lr_correction}/{c.optim.clip_mode}",
+            "growth_step": c.growth_step,
+            "regime": str(regime),
+            "replicates": c.replicates,
+        }
+        for c in cells(cfg)
+        for regime in c.regimes
+    ]
+
+
 def reproduce(cfg: Config) -> Path:
     """Run every cell (finished ones are skipped; with other workers on the same out_dir, each cell is
     computed by one of them and every worker returns once all are finished); return the results directory."""
     t0 = time.perf_counter()
     prepared = [runner.prepare(cell) for cell in cells(cfg)]  # every cell validated before any compute
+    out = results.results_path(cfg).parent
+    out.mkdir(parents=True, exist_ok=True)
+    files.atomic_write_text(out / PLAN, json.dumps(plan(cfg), indent=1) + "\n")
 
     def one_pass() -> int:
         held = 0
@@ -63,4 +86,4 @@ def reproduce(cfg: Config) -> Path:
 
     lease.drain(one_pass, cfg.workers.poll_s)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
-    return results.results_path(cfg).parent
+    return out

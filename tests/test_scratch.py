@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
+import pandas as pd
 import pytest
 
 from analysis.study import StudySettings, write_study
@@ -71,8 +73,14 @@ def test_study_report_from_the_tiny_grid(tiny_grid):
         "Winner per (regime, policy, budget)",
         "Speedup against scratch_wide",
         "Claims of arXiv 2605.13405",
+        "Claims 1-3 of arXiv 2604.04281 pooled over seeds",
     ):
         assert section in text
+    assert "0 (seed, k, policy, regime) run(s) missing against the grid plan" in text
+    plan = json.loads((results.results_path(tiny_grid).parent / grid.PLAN).read_text())
+    assert [(p["growth_step"], p["regime"]) for p in plan] == [(10, "deterministic"), (30, "deterministic")]
+    pooled = pd.read_csv(out / "claims_2604.04281_pooled.csv")
+    assert list(pooled["claim_id"]) == [1, 2, 3] and pooled["verdict"].notna().all()
     assert "not run" in text  # claims A and B: no zero_pad, shrink_perturb, msg or ligo in this pool
     speed = (out / "speedup.csv").read_text()
     assert "exact_copy" in speed and "scratch run" in speed

@@ -1,4 +1,4 @@
-"""Import a local HF GPT-2 / GPT-Neo checkpoint as a step-0 base run the growth runner can widen.
+"""Import a local HF GPT-2 / GPT-Neo / Llama / Qwen2 checkpoint as a step-0 base run the growth runner can widen.
 
 `python -m experiments.import_hf --path DIR --out RUN_DIR [--seed 0]`
 """

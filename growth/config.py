@@ -128,7 +128,7 @@ class DataConfig:
     encode_chunk_docs: int = 8192  # documents encoded at once into the token file (bounds memory)
     progress: bool = True  # tokenization progress bar (documents, tokens/s), quiet when stderr is no terminal
     # A saved tokenizer (tokenizer.json, or a directory with it or vocab.json + merges.txt) to use instead
-    # of training a BPE; growing an imported checkpoint sets it from the base run (hf_import.with_base_run).
+    # of training a BPE; growing an imported checkpoint sets it from the base run (growth.base_run.with_base_run).
     tokenizer_path: str | None = None
 
 

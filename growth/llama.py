@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from growth.config import ModelConfig
-from growth.layers import CausalLM, Dropout, dense
+from growth.layers import CausalLM, Dropout, compute_dtype, dense, norm
 from growth.model_checks import hidden, kv_heads
 from growth.model_checks import validate_llama as validate
 
@@ -39,8 +39,9 @@ def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, ja
 
 
 def rope(x_BxLxNxd: jax.Array, cos_Lxd: jax.Array, sin_Lxd: jax.Array) -> jax.Array:
-    """Rotate-half RoPE: x cos + rotate_half(x) sin, rotate_half(x) = (-x2, x1)."""
+    """Rotate-half RoPE: x cos + rotate_half(x) sin, rotate_half(x) = (-x2, x1), in x's dtype."""
     half = x_BxLxNxd.shape[-1] // 2
+    cos_Lxd, sin_Lxd = cos_Lxd.astype(x_BxLxNxd.dtype), sin_Lxd.astype(x_BxLxNxd.dtype)
     rotated = jnp.concatenate([-x_BxLxNxd[..., half:], x_BxLxNxd[..., :half]], axis=-1)
     return x_BxLxNxd * cos_Lxd[None, :, None] + rotated * sin_Lxd[None, :, None]
 
@@ -63,10 +64,11 @@ class Attention(nnx.Module):
         k = rope(self.k(x_BxLxD).reshape(B, L, self.n_kv, hd), cos, sin)
         v = self.v(x_BxLxD).reshape(B, L, self.n_kv, hd)
         k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)  # query head h reads kv head h // group
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k) / math.sqrt(hd)
+        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32) / math.sqrt(hd)  # softmax in float32
         causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
         s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
-        p_BxHxLxL = self.drop(jax.nn.softmax(s_BxHxLxL, axis=-1), deterministic=deterministic, rngs=rngs)
+        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
+        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
         o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
         return self.o(o_BxLxHxd.reshape(B, L, self.n_heads * hd))
 
@@ -84,9 +86,9 @@ class SwiGLU(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.ln1 = nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, rngs=rngs)
+        self.ln1 = norm(cfg, cfg.d_model, rngs)  # RMSNorm (model_checks.validate_llama), in the compute dtype
         self.attn = Attention(cfg, rngs)
-        self.ln2 = nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, rngs=rngs)
+        self.ln2 = norm(cfg, cfg.d_model, rngs)
         self.mlp = SwiGLU(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
 
@@ -101,11 +103,14 @@ class Llama(CausalLM):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         emb_init = jax.nn.initializers.normal(cfg.init_std)
-        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, rngs=rngs)
+        dt = compute_dtype(cfg)  # None (float32) or bfloat16; parameters stay float32
+        self.tok_embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=emb_init, dtype=dt, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
-        self.ln_f = nnx.RMSNorm(cfg.d_model, epsilon=cfg.norm_eps, rngs=rngs)
+        self.ln_f = norm(cfg, cfg.d_model, rngs)
         if not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, rngs=rngs)
+            self.lm_head = nnx.Linear(
+                cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, dtype=dt, rngs=rngs
+            )
         self.drop = Dropout(cfg.dropout)
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):

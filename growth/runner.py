@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from growth import base_run, hosts, lease, metric_registry, pool, pretrain, results, train, widen
 from growth import data as data_lib
-from growth import hosts, lease, metric_registry, pool, pretrain, results, train, widen
 from growth import lags as lags_lib
 from growth import mesh as mesh_lib
 from growth.config import Config, Regime, to_config
-from growth.interop import hf_import
 from growth.metric_registry import Context, Stage
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
@@ -248,7 +247,7 @@ def prepare(cfg: Config) -> Config:
     cfg = pool.with_default_pool(cfg)
     validate(cfg)
     if cfg.runner.base_dir:  # the base run's saved model config (plain strings) is typed here, once
-        cfg = to_config(hf_import.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
+        cfg = to_config(base_run.with_base_run(cfg))  # model (and an imported run's tokenizer) from the base run
     return cfg
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from growth import checkpoint, optimizer, runner, train, widen
+from growth import base_run, checkpoint, optimizer, runner, train, widen
 from growth import data as data_lib
 from growth import model as model_lib
 from growth.config import DataConfig, GrowthConfig, OptimConfig, to_config
@@ -91,9 +91,9 @@ def test_clear_errors(tmp_path, fake_gpt2):
     (tmp_path / "empty").mkdir()
     with pytest.raises(hf_import.HFImportError, match="no config.json"):
         hf_import.load(tmp_path / "empty")
-    _write(tmp_path / "llama", {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, None)
-    with pytest.raises(hf_import.HFImportError, match="model_type='llama'.*not supported"):
-        hf_import.load(tmp_path / "llama")
+    _write(tmp_path / "bert", {"model_type": "bert", "architectures": ["BertForMaskedLM"]}, None)
+    with pytest.raises(hf_import.HFImportError, match="model_type='bert'.*not supported.*'llama', 'qwen2'"):
+        hf_import.load(tmp_path / "bert")
     _write(tmp_path / "noweights", _gpt2_config(), None)
     with pytest.raises(hf_import.HFImportError, match="no weights.*model.safetensors"):
         hf_import.load(tmp_path / "noweights")
@@ -160,10 +160,17 @@ def test_torch_linear_weight_transposed():
 @pytest.mark.torch
 def test_hf_defaults_match_transformers():
     transformers = pytest.importorskip("transformers")
-    for arch, cls in (("gpt2", transformers.GPT2Config), ("gpt_neo", transformers.GPTNeoConfig)):
+    classes = {"gpt2": transformers.GPT2Config, "gpt_neo": transformers.GPTNeoConfig}
+    classes |= {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}
+    assert set(classes) == set(hf_import.FAMILIES)
+    for arch, cls in classes.items():
         default = cls()
-        for name, value in hf_import.HF_DEFAULTS[arch].items():
-            assert getattr(default, name) == value, (arch, name)
+        declared = getattr(cls, "__dataclass_fields__", {})  # transformers 5's field defaults
+        for name, value in hf_import.FAMILIES[arch].defaults.items():
+            want = getattr(default, name)
+            if want is None and name in declared:  # nulled by __post_init__ (Qwen2's sliding_window when off)
+                want = declared[name].default
+            assert want == value, (arch, name)
 
 
 def _randomise(model, torch, seed: int) -> None:
@@ -283,7 +290,7 @@ def test_grow_imported_gpt_neo_with_its_own_tokenizer(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["import_hf", "--path", str(hf_dir), "--out", str(run_dir)])
     import_hf.main()
     cfg = _compose(_grow_overrides(run_dir, out, "[exact_copy,perturbative,asymmetric_reset,continue_small]"))
-    grown = hf_import.with_base_run(cfg)  # model.* and the tokenizer come from the base run
+    grown = base_run.with_base_run(cfg)  # model.* and the tokenizer come from the base run
     assert grown.model.attention_layers == ["global", "local"] and grown.model.window_size == 6
     assert grown.model.tie_embeddings and not grown.model.attn_scale and grown.model.activation == "gelu_tanh"
     assert grown.data.tokenizer_path == str(run_dir / "tokenizer.json") and grown.data.context == 24
@@ -317,7 +324,7 @@ def test_growing_an_import_without_tokenizer_is_a_clear_error(tmp_path, fake_gpt
     with pytest.raises(data_lib.DataError, match="imported checkpoint without a tokenizer.*data.tokenizer_path="):
         runner.run(cfg)
     with pytest.raises(data_lib.DataError, match="no tokenizer in .*nowhere"):
-        hf_import.with_base_run(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, tokenizer_path="nowhere")))
+        base_run.with_base_run(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, tokenizer_path="nowhere")))
 
 
 def test_structured_non_clone_refuses_a_tied_import(tmp_path, fake_gpt2):
@@ -335,7 +342,7 @@ def test_gpt2_vocab_and_merges_tokenizer_is_read_and_copied(tmp_path, fake_gpt2)
     tok.model.save(str(path))  # GPT-2's slow-tokenizer files: vocab.json + merges.txt
     text = "once upon a time, the cat sat."
     assert hf_import.load_tokenizer(path).encode(text).ids == tok.encode(text).ids
-    assert hf_import.base_tokenizer(path) == path
+    assert base_run.base_tokenizer(path) == path
     assert data_lib.load_pretrained_tokenizer(path).encode(text).ids == tok.encode(text).ids
     with pytest.raises(hf_import.HFImportError, match="has [0-9]+ tokens but the model's vocab_size is 40"):
         hf_import.import_to_run_dir(path, tmp_path / "run")  # not the tokenizer this model was trained with

@@ -9,12 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("growth", "analysis")
-# Issue 20 moves `with_base_run` beside the runner; until it lands, the runner still reads it from
-# growth.interop.hf_import. This is the only allowed edge; delete it when issue 20 is merged.
-ALLOWED_INTEROP = {("growth.runner", "growth.interop.hf_import")}
 MAX_LINES = 300
-# The schema is one file on purpose; data.py and hf_import.py are split by issues 22 and 20.
-LONG_ALLOWED = {"growth/config.py", "growth/data.py", "growth/interop/hf_import.py"}
+# The schema is one file on purpose; data.py is split by issue 22.
+LONG_ALLOWED = {"growth/config.py", "growth/data.py"}
 
 
 def _modules() -> dict[str, Path]:
@@ -106,8 +103,7 @@ def test_growth_does_not_import_analysis_or_interop():
             continue
         bad += [(name, t) for t in targets if t.startswith("analysis")]
         if not name.startswith("growth.interop"):
-            allowed = {p for n, a in ALLOWED_INTEROP if n == name for p in (a, a.rsplit(".", 1)[0])}
-            bad += [(name, t) for t in targets if t.startswith("growth.interop") and t not in allowed]
+            bad += [(name, t) for t in targets if t.startswith("growth.interop")]
     assert not bad, f"imports across rooms: {bad}"
 
 

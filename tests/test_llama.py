@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from growth import llama, optimizer, train
 from growth import model as model_lib
@@ -182,3 +183,25 @@ def test_growth_keeps_the_mlp_hidden_width_ratio():
     assert (wide.d_model, wide.n_heads, wide.n_kv_heads, wide.mlp_hidden) == (48, 12, 6, 72)
     mqa = wide_config(_cfg(n_kv_heads=1), GrowthConfig(k=3))
     assert (mqa.n_heads, mqa.n_kv_heads) == (12, 1)
+
+
+def test_llama_under_bf16_computes_in_bf16_and_exact_copy_preserves():
+    from tests.test_precision import BF16_PRESERVATION_TOL, _logits
+
+    cfg = dataclasses.replace(_cfg(), compute_dtype="bfloat16")
+    graphdef, params = model_lib.build(cfg, jax.random.PRNGKey(0))
+    state, _ = run(cfg, train.init_state(params, optimizer.make_optimizer(OPTIM), jax.random.PRNGKey(1)), 0, 3)
+    adam = state.opt_state[optimizer.ADAM]
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves((state.params, adam.mu, adam.nu)))  # master weights
+    model = nnx.merge(graphdef, state.params)
+    assert model.tok_embed(TOKENS).dtype == jnp.bfloat16  # the token embedding is read in the compute dtype
+    h, head = jax.jit(lambda p, t: model_lib.apply_features(graphdef, p, t))(state.params, TOKENS)
+    assert h.dtype == jnp.bfloat16 and head.dtype == jnp.bfloat16
+    ref = _logits(graphdef, state.params, TOKENS)
+    f32 = _logits(model_lib.abstract(_cfg())[0], state.params, TOKENS)
+    assert float(jnp.abs(f32).max()) > 0.5 and float(jnp.abs(ref - f32).max()) < 0.1  # bf16 rounding only
+    g = grow("exact_copy", state, cfg, GrowthConfig(k=2), OPTIM, jax.random.PRNGKey(3))
+    assert g.model_cfg.compute_dtype == "bfloat16"
+    diff = float(jnp.abs(_logits(model_lib.abstract(g.model_cfg)[0], g.state.params, TOKENS) - ref).max())
+    print(f"llama bf16 exact_copy k=2: max logit diff {diff:.1e}")
+    assert diff <= BF16_PRESERVATION_TOL

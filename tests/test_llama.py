@@ -12,7 +12,7 @@ from flax import nnx
 from growth import llama, optimizer, train
 from growth import model as model_lib
 from growth.config import GrowthConfig, ModelConfig
-from growth.widen import grow, wide_config
+from growth.widen import assemble, core, grow, wide_config
 from growth.widen.core import flatten
 from growth.widen.structured import rope_rotation
 from tests.test_widen import OPTIM, TOKENS, VOCAB, logits, run
@@ -205,3 +205,43 @@ def test_llama_under_bf16_computes_in_bf16_and_exact_copy_preserves():
     diff = float(jnp.abs(_logits(model_lib.abstract(g.model_cfg)[0], g.state.params, TOKENS) - ref).max())
     print(f"llama bf16 exact_copy k=2: max logit diff {diff:.1e}")
     assert diff <= BF16_PRESERVATION_TOL
+
+
+@pytest.mark.parametrize("n_kv,bias", [(2, False), (1, False), (1, True)])  # GQA, MQA, MQA with Qwen2's biases
+def test_width_policy_uses_each_spaces_factor_as_exact_copy_does(n_kv, bias):
+    """scratch_wide and every build_state candidate take their lr scale and clip weight from
+    assemble.width_policy; it must give each tensor exact_copy's values. An MQA model's k / v kernels
+    read the 2x wider stream but write their one kv head: scale 1/2, clip weight c_out / c_in = 1/2
+    (its kv biases: 1); with one int k for every space the kernels got weight 1 and the biases 2."""
+    cfg, k = _cfg(n_kv_heads=n_kv, qkv_bias=bias), 2
+    optim = dataclasses.replace(OPTIM, clip_norm=1.0, clip_mode="clone_consistent")
+    spec = GrowthConfig(k=k, lr_correction="fan_in")
+    _, params = model_lib.build(cfg, jax.random.PRNGKey(0))
+    small = train.init_state(params, optimizer.make_optimizer(optim), jax.random.PRNGKey(1))
+    small = small.replace(  # a base run's own policy (as after an earlier growth) is carried through
+        opt_state=small.opt_state
+        | {
+            optimizer.CLIP: optimizer.ClipState(
+                weight=jax.tree.map(lambda w: w * 3.0, small.opt_state[optimizer.CLIP].weight)
+            )
+        }
+    )
+    policy = lambda g: tuple(
+        flatten(x) for x in (g.state.opt_state[optimizer.DIRECTION].scale, g.state.opt_state[optimizer.CLIP].weight)
+    )
+    ref_scale, ref_weight = policy(grow("exact_copy", small, cfg, spec, optim, jax.random.PRNGKey(2)))
+    scale, weight = assemble.width_policy(sorted(ref_scale), spec, optim, core.factors(cfg, k), small)
+    fresh_scale, fresh_weight = policy(grow("scratch_wide", small, cfg, spec, optim, jax.random.PRNGKey(2)))
+    for path in ref_scale:
+        assert scale[path] == pytest.approx(float(ref_scale[path])), path
+        assert weight[path] == pytest.approx(float(ref_weight[path])), path
+        assert float(fresh_scale[path]) == pytest.approx(float(ref_scale[path])), path  # a fresh run: base 1
+        assert float(fresh_weight[path]) == pytest.approx(float(ref_weight[path]) / 3.0), path
+    kv_weight = 3.0 / k if n_kv == 1 else 3.0  # the documented rule, c_out / c_in, times the base's 3
+    for i in range(cfg.n_layers):
+        for m in "kv":
+            assert weight[f"blocks/{i}/attn/{m}/kernel"] == pytest.approx(kv_weight)
+            assert scale[f"blocks/{i}/attn/{m}/kernel"] == pytest.approx(1 / k)
+            if bias:
+                assert weight[f"blocks/{i}/attn/{m}/bias"] == pytest.approx(3.0 if n_kv == 1 else 3.0 * k)
+        assert weight[f"blocks/{i}/attn/q/kernel"] == pytest.approx(3.0)

@@ -124,13 +124,17 @@ def finish_placing(
 ) -> Grown:
     """The wide state of a placing candidate: its embedding map is [I 0] (small dim a is wide dim a)."""
     embed = placed_map(small_cfg.d_model, placing.k)
-    return build_state(small, placing.cfg, spec, optim_cfg, params, mu, nu, embed, reset_adam_count)
+    return build_state(small, small_cfg, placing.cfg, spec, optim_cfg, params, mu, nu, embed, reset_adam_count)
 
 
 def width_policy(
-    paths: list[str], spec: GrowthConfig, optim_cfg: OptimConfig, k: int, base: train.TrainState | None
+    paths: list[str], spec: GrowthConfig, optim_cfg: OptimConfig, fac: core.Factors, base: train.TrainState | None
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(direction scale, clip weight) of every wide tensor: `base`'s (1 for a fresh run) times the width ratios."""
+    """(direction scale, clip weight) of every wide tensor: `base`'s (1 for a fresh run) times the width ratios.
+
+    `fac` is the growth factor of every space (`core.factors` of the small config): a multi-query
+    model's kv spaces keep factor 1, so its k / v kernels read a k-times wider input but write an
+    unwidened output. The rule is exact_copy's (`wide_state.direction_scale`, `wide_state.clip_weight`)."""
     base_scale = trees.flatten(base.opt_state[optimizer.DIRECTION].scale) if base is not None else {}
     base_weight = trees.flatten(base.opt_state[optimizer.CLIP].weight) if base is not None else {}
     fan_in = spec.lr_correction == LrCorrection.fan_in
@@ -139,14 +143,15 @@ def width_policy(
     for path in paths:
         s, w = float(base_scale.get(path, 1.0)), float(base_weight.get(path, 1.0))
         if not masks.is_mask(path):  # masks get no gradient: their entries do not matter
-            s /= core.c_in(path, k) if fan_in else 1
-            w *= core.c_out(path, k) / core.c_in(path, k) if consistent else 1
+            s /= core.c_in(path, fac) if fan_in else 1
+            w *= core.c_out(path, fac) / core.c_in(path, fac) if consistent else 1
         scale[path], weight[path] = s, w
     return scale, weight
 
 
 def build_state(
     small: train.TrainState,
+    small_cfg: ModelConfig,
     wide_cfg: ModelConfig,
     spec: GrowthConfig,
     optim_cfg: OptimConfig,
@@ -159,7 +164,7 @@ def build_state(
     growth_losses: tuple[float, ...] = (),
 ) -> Grown:
     """The full wide train state: params and moments as given, counters carried (Adam's reset if asked),
-    direction scale and clip weights from `width_policy`."""
+    direction scale and clip weights from `width_policy` with the small config's per-space factors."""
     k = core.check_k(spec.k)
     template = model_lib.abstract(wide_cfg)[1]
     shapes = wide_shapes(wide_cfg)
@@ -168,7 +173,7 @@ def build_state(
             if tuple(np.shape(tree[path])) != shape:
                 raise AssertionError(f"wide {what} {path}: shape {np.shape(tree[path])}, expected {shape}")
     p = trees.unflatten_like(template, params)
-    scale, weight = width_policy(sorted(shapes), spec, optim_cfg, k, small)
+    scale, weight = width_policy(sorted(shapes), spec, optim_cfg, core.factors(small_cfg, k), small)
     opt = wide_state.wide_opt_state(
         small,
         p,

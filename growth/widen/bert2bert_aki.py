@@ -52,4 +52,6 @@ def bert2bert_aki(
     n = small_cfg.n_layers
     w_params, w_mu, w_nu = (take_from_next(t, n, k) for t in (params, mu, nu))
     cfg = core.wide_config(small_cfg, spec)
-    return assemble.build_state(small, cfg, spec, optim_cfg, w_params, w_mu, w_nu, core.dense(maps[core.RESID]))
+    return assemble.build_state(
+        small, small_cfg, cfg, spec, optim_cfg, w_params, w_mu, w_nu, core.dense(maps[core.RESID])
+    )

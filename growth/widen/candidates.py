@@ -140,7 +140,9 @@ def scratch_wide(
     tx = optimizer.make_optimizer(optim_cfg)
     opt = tx.init(params)
     k = core.check_k(spec.k)
-    scale, weight = assemble.width_policy(sorted(trees.flatten(params)), spec, optim_cfg, k, None)
+    scale, weight = assemble.width_policy(
+        sorted(trees.flatten(params)), spec, optim_cfg, core.factors(small_cfg, k), None
+    )
     per_tensor = lambda values: jax.tree_util.tree_map_with_path(
         lambda p, _: jnp.asarray(values[trees.path_str(p)], jnp.float32), params
     )

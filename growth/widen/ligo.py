@@ -122,6 +122,7 @@ def ligo(
     tokens = int(np.prod(np.shape(batches)[:2])) * (np.shape(batches)[2] - 1)
     return assemble.build_state(
         small,
+        small_cfg,
         wide_cfg,
         spec,
         optim_cfg,

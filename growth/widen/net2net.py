@@ -88,5 +88,5 @@ def net2net(
                 w_params[path] = w + noise
     cfg = core.wide_config(small_cfg, spec)
     return assemble.build_state(
-        small, cfg, spec, optim_cfg, w_params, w_mu, w_nu, core.clone_matrix(small_cfg.d_model, k)
+        small, small_cfg, cfg, spec, optim_cfg, w_params, w_mu, w_nu, core.clone_matrix(small_cfg.d_model, k)
     )

@@ -143,9 +143,15 @@ def test_structured_non_clone_copies_differ_and_function_is_kept(name):
     assert np.abs(a - b).max() > 1e-4
 
 
+# The trajectory tests' learning rate: at OPTIM's 1e-2 the MQA run is chaotic (see the 128-step test).
+TRAJECTORY_LR = 5e-3
+
+
 def _trajectory(name: str, k: int, steps: int, every: int) -> float:
     """Max relative gap between exact_copy (fan_in, clone_consistent clip) and continue_small."""
-    optim = dataclasses.replace(OPTIM, clip_norm=1.0, clip_mode="clone_consistent", decay_steps=steps + 20)
+    optim = dataclasses.replace(
+        OPTIM, lr=TRAJECTORY_LR, clip_norm=1.0, clip_mode="clone_consistent", decay_steps=steps + 20
+    )
     cfg, small = small_state(name)
     spec = GrowthConfig(k=k, lr_correction="fan_in")
     wide = grow("exact_copy", small, cfg, spec, optim, jax.random.PRNGKey(0))
@@ -172,6 +178,19 @@ def test_exact_copy_follows_continue_small_short(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["gqa", "mqa"])
 def test_exact_copy_follows_continue_small_128_steps(name):
+    """exact_copy tracks continue_small to float rounding for 128 steps, with the clip on (clip_norm 1.0
+    clips 44 of the 128 small-model steps at lr 5e-3), so clone_consistent's per-tensor weights,
+    MQA's c_out / c_in = 1/2 on k / v included, are what keeps them together: clip_mode=global
+    drifts to 1.0e-3 by step 128.
+
+    Why lr 5e-3 and not OPTIM's 1e-2: at 1e-2 the MQA run is chaotic. Its exact_copy gap (evaluated
+    every 4 steps) sits at rounding level, <= 2.1e-7, through step 56 (0 at step 32), then grows
+    about tenfold every 8 steps (3.8e-6 at 64, 4.1e-5 at 80, 1.2e-3 at 116), 5.1e-4 at 128; the
+    small model alone, with clip_norm 1.0 against the next float32 above it, diverges from itself
+    the same way (7e-8 at 64, 7e-7 at 80, 1e-4 at 128). That is float rounding amplified by the
+    training dynamics, not a growth error. At lr 5e-3 the same one-ulp perturbation stays at 7e-8
+    through step 128, and the exact_copy gap is <= 1.4e-7 (MQA) and <= 6.9e-8 (GQA) at every
+    4-step lag. (Measured in issue 20's session on this CPU.)"""
     gap = _trajectory(name, 2, 128, 16)
     print(f"{name}: 128-step max relative gap {gap:.1e}")
     assert gap <= 1e-4

@@ -118,6 +118,15 @@ def interval(
     return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
 
 
+def ratio_interval(
+    estimate: np.ndarray, boot: np.ndarray, n_seeds: int, level: float = CI_LEVEL, skip_nan: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """`interval` of a positive ratio (a speedup), widened on the log scale so that both ends stay > 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = interval(np.log(estimate), np.log(np.asarray(boot, dtype=float)), n_seeds, level, skip_nan)
+    return np.exp(low), np.exp(high)
+
+
 def mean_ci(
     data: Nested, n_resamples: int, rng: np.random.Generator, level: float = CI_LEVEL
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

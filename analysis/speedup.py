@@ -188,8 +188,10 @@ def group_speedup(
     records = []
     lows, highs = {}, {}
     for unit in ("tokens", "flops"):
-        lows[unit], highs[unit] = h.interval(pooled[f"{unit}_est"], pooled[f"{unit}_boot"], data.n_seeds, skip_nan=True)
-    seed_ci = [h.interval(p["flops_est"], p["flops_boot"], 1, skip_nan=True) for p in per_seed]
+        lows[unit], highs[unit] = h.ratio_interval(
+            pooled[f"{unit}_est"], pooled[f"{unit}_boot"], data.n_seeds, skip_nan=True
+        )
+    seed_ci = [h.ratio_interval(p["flops_est"], p["flops_boot"], 1, skip_nan=True) for p in per_seed]
     experiment, policy, growth_step, regime = curves.key
     for c, name in enumerate(names):
         for t, target in enumerate(targets):

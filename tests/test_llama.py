@@ -17,10 +17,13 @@ from growth.widen.core import flatten
 from growth.widen.structured import rope_rotation
 from tests.test_widen import OPTIM, TOKENS, VOCAB, logits, run
 
-PRESERVING = ["exact_copy", "perturbative", "asymmetric_reset", "structured_non_clone"]
+PRESERVING = ["exact_copy", "perturbative", "asymmetric_reset", "structured_non_clone", "net2net"]
 DEPTH = ["deepen_identity"]  # deepen_copy grows depth too, but does not preserve (docs/surgery.md)
-# name -> (n_kv_heads, qkv_bias, tied): GQA, MQA, MHA with Qwen2's biases, tied GQA
-SMALL = {"gqa": (2, False, False), "mqa": (1, False, False), "mha_bias": (4, True, False), "tied": (2, False, True)}
+# name -> (n_kv_heads, qkv_bias, tied): GQA, MQA, MHA with Qwen2's biases, tied GQA, GQA / MQA with biases
+SMALL = {
+    "gqa": (2, False, False), "mqa": (1, False, False), "mha_bias": (4, True, False), "tied": (2, False, True),
+    "gqa_bias": (2, True, False), "mqa_bias": (1, True, False),
+}  # fmt: skip
 
 
 def _cfg(n_kv_heads=2, qkv_bias=False, tied=False) -> ModelConfig:

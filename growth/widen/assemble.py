@@ -22,15 +22,15 @@ from growth.config import ClipMode, GrowthConfig, LrCorrection, ModelConfig, Opt
 from growth.widen import core, trees, wide_state
 from growth.widen.core import Grown, GrowthError
 
-FAMILIES = ("gpt",)  # model families the SPEC 3b candidates grow
+FAMILIES = ("gpt",)  # model families the SPEC 3b candidates grow, unless a candidate names its own
 
 
-def require_family(name: str, cfg: ModelConfig) -> None:
-    """One clear line for a model family a candidate cannot grow."""
+def require_family(name: str, cfg: ModelConfig, families: tuple[str, ...] = FAMILIES) -> None:
+    """One clear line for a model family a candidate cannot grow (`families`: the ones it grows)."""
     family = str(getattr(cfg, "family", "gpt"))
-    if family not in FAMILIES:
+    if family not in families:
         raise GrowthError(
-            f"candidate {name!r} grows the {', '.join(FAMILIES)} family only, not model.family={family!r};"
+            f"candidate {name!r} grows the {', '.join(families)} family only, not model.family={family!r};"
             " use exact_copy, perturbative or asymmetric_reset for this model"
         )
 

@@ -3,9 +3,13 @@ construction for a pre-norm transformer).
 
 Every space but the residual stream is widened by a seeded random map g: wide unit j < n is small
 unit j (every small unit kept once), each added unit copies a uniformly drawn small unit. A unit is
-a head in the q/k and v spaces (its q, k and v columns move together, so the head's attention pattern
-is its source's) and a hidden unit in the MLP. The residual stream stays uniformly cloned (g(i) = i
-mod d, k copies each): LayerNorm and RMSNorm statistics are preserved only with equal counts.
+a hidden unit in the MLP (llama: its gate and up columns alike) and, in attention, a kv group: a kv
+head with the query heads that read it (HF's rule, query head h reads kv head h // (H / K)), whose
+q, k, v columns (and q/k/v biases) move together, so the grouping and each head's attention pattern
+are its source's (RoPE acts within a head). In the GPT family and under MHA a group is one head.
+A multi-query llama keeps its one kv head (SPEC 2b): its query heads are replicated by g and every
+one reads it. The residual stream stays uniformly cloned (g(i) = i mod d, k copies each): LayerNorm
+and RMSNorm statistics are preserved only with equal counts.
 
 With c(a) the number of wide copies of small unit a, and c_j = c(g(j)) for wide unit j:
   W'[i, j] = W[g(i), g(j)] / c_i on every input axis i (the readers of a unit share its output),
@@ -24,6 +28,8 @@ from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.widen import assemble, core, trees
 from growth.widen.core import RESID, Grown, GrowthError
 
+FAMILIES = ("gpt", "llama")  # the model families net2net grows
+
 
 def check(spec: GrowthConfig) -> None:
     if not spec.net2net.noise >= 0:
@@ -37,13 +43,19 @@ def replication(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def unit_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The map g of every space, per wide coordinate (a head's columns follow its head)."""
-    d, hd, f = cfg.d_model, cfg.d_model // cfg.n_heads, cfg.mlp_ratio * cfg.d_model
-    maps = {RESID: np.arange(k * d) % d}
+    dims, fac, hd = core.space_dims(cfg), core.factors(cfg, k), cfg.d_model // cfg.n_heads
+    cols = lambda heads: (heads[:, None] * hd + np.arange(hd)[None, :]).reshape(-1)
+    maps = {RESID: np.arange(k * cfg.d_model) % cfg.d_model}
     for i in range(cfg.n_layers):
-        heads = replication(cfg.n_heads, k, rng)
-        cols = (heads[:, None] * hd + np.arange(hd)[None, :]).reshape(-1)
-        maps[f"q{i}"] = maps[f"k{i}"] = maps[f"v{i}"] = maps[f"o{i}"] = cols
-        maps[f"mlp{i}"] = replication(f, k, rng)
+        n_q, n_kv = dims[f"q{i}"] // hd, dims[f"k{i}"] // hd
+        if fac[f"k{i}"] == 1:  # multi-query: the one kv head stays, its readers are replicated
+            kv, q = np.arange(n_kv), replication(n_q, k, rng)
+        else:  # kv groups replicated whole: wide query head j reads wide kv head j // (n_q / n_kv)
+            kv = replication(n_kv, k, rng)
+            q = (kv[:, None] * (n_q // n_kv) + np.arange(n_q // n_kv)[None, :]).reshape(-1)
+        maps[f"q{i}"] = maps[f"o{i}"] = cols(q)
+        maps[f"k{i}"] = maps[f"v{i}"] = cols(kv)
+        maps[f"mlp{i}"] = replication(dims[f"mlp{i}"], k, rng)
     return maps
 
 
@@ -66,8 +78,8 @@ def widen_tensor(path: str, x: np.ndarray, g: dict[str, np.ndarray], power: int,
 def net2net(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
-    """Random replication of heads and MLP units, uniform residual clone; clone-consistent moments."""
-    assemble.require_family("net2net", small_cfg)
+    """Random replication of heads (kv groups) and MLP units, uniform residual clone; clone-consistent moments."""
+    assemble.require_family("net2net", small_cfg, FAMILIES)
     check(spec)
     k = core.check_k(spec.k)
     rng = trees.numpy_rng(key)
@@ -81,9 +93,9 @@ def net2net(
         for path in sorted(w_params):
             lay = core.layout(path)
             space = lay.spaces[-1]
-            if path.endswith("/kernel") and space is not None and space != RESID:  # q, k, v, fc: incoming weights
+            if path.endswith("/kernel") and space is not None and space != RESID:  # q, k, v, fc, gate, up
                 w = w_params[path]
-                added = np.arange(w.shape[-1]) >= w.shape[-1] // k
+                added = np.arange(w.shape[-1]) >= params[path].shape[-1]  # an MQA model's k / v: none
                 noise = rng.standard_normal(w.shape) * added * np.sqrt(np.mean(w * w)) * spec.net2net.noise
                 w_params[path] = w + noise
     cfg = core.wide_config(small_cfg, spec)

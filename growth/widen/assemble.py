@@ -25,12 +25,12 @@ from growth.widen.core import Grown, GrowthError
 FAMILIES = ("gpt",)  # model families the SPEC 3b candidates grow
 
 
-def require_family(name: str, cfg: ModelConfig) -> None:
-    """One clear line for a model family a candidate cannot grow."""
+def require_family(name: str, cfg: ModelConfig, families: tuple[str, ...] = FAMILIES) -> None:
+    """One clear line for a model family a candidate cannot grow (`families`: the ones it grows)."""
     family = str(getattr(cfg, "family", "gpt"))
-    if family not in FAMILIES:
+    if family not in families:
         raise GrowthError(
-            f"candidate {name!r} grows the {', '.join(FAMILIES)} family only, not model.family={family!r};"
+            f"candidate {name!r} grows the {', '.join(families)} family only, not model.family={family!r};"
             " use exact_copy, perturbative or asymmetric_reset for this model"
         )
 
@@ -96,9 +96,11 @@ def start_placing(
     spec: GrowthConfig,
     check: Callable[[GrowthConfig], None],
     growth_masks: bool = False,
+    families: tuple[str, ...] = FAMILIES,
 ) -> Placing:
-    """The family, the candidate's own options (`check`) and k checked, then the wide config and small state."""
-    require_family(name, small_cfg)
+    """The family (one of `families`), the candidate's own options (`check`) and k checked, then the wide
+    config and small state."""
+    require_family(name, small_cfg, families)
     check(spec)
     k = core.check_k(spec.k)
     adam = small.opt_state[optimizer.ADAM]

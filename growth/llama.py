@@ -12,6 +12,10 @@ growth layouts and depth surgery read both):
 
 Query head h reads kv head h // (H / K), Hugging Face's rule. RoPE rotates each pair (j, j + hd / 2)
 of a head by position * theta^(-2j / hd), the rotate-half layout of transformers' Llama.
+
+`growth_masks` (msg) adds the GPT family's masks (growth/masks.py): mask_resid, mask_ramp,
+blocks/{i}/attn/mask_heads (one per query head) and blocks/{i}/mlp/mask_hidden (one per SwiGLU unit);
+the RMSNorms then take their mean square over the mask-weighted dims only.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from growth import masks
 from growth.config import ModelConfig
 from growth.layers import CausalLM, Dropout, compute_dtype, dense, norm
 from growth.model_checks import hidden, kv_heads
@@ -55,6 +60,8 @@ class Attention(nnx.Module):
         self.v = dense(d, self.n_kv * hd, cfg, rngs, bias=cfg.qkv_bias)
         self.o = dense(cfg.n_heads * hd, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers), bias=False)
         self.drop = Dropout(cfg.dropout)
+        if cfg.growth_masks:
+            self.mask_heads = nnx.Param(jnp.ones((cfg.n_heads,), jnp.float32))
 
     def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
         B, L, _ = x_BxLxD.shape
@@ -70,6 +77,8 @@ class Attention(nnx.Module):
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
         p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
         o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        if hasattr(self, "mask_heads"):  # msg: a query head's output enters through its mask
+            o_BxLxHxd = o_BxLxHxd * masks.read(self.mask_heads[...])[:, None]
         return self.o(o_BxLxHxd.reshape(B, L, self.n_heads * hd))
 
 
@@ -79,9 +88,14 @@ class SwiGLU(nnx.Module):
         self.gate = dense(d, f, cfg, rngs, bias=False)
         self.up = dense(d, f, cfg, rngs, bias=False)
         self.proj = dense(f, d, cfg, rngs, std=cfg.init_std / math.sqrt(2 * cfg.n_layers), bias=False)
+        if cfg.growth_masks:
+            self.mask_hidden = nnx.Param(jnp.ones((f,), jnp.float32))
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        return self.proj(jax.nn.silu(self.gate(x_BxLxD)) * self.up(x_BxLxD))
+        h = jax.nn.silu(self.gate(x_BxLxD)) * self.up(x_BxLxD)
+        if hasattr(self, "mask_hidden"):  # msg: a hidden unit enters through its mask
+            h = h * masks.read(self.mask_hidden[...])
+        return self.proj(h)
 
 
 class Block(nnx.Module):
@@ -92,11 +106,14 @@ class Block(nnx.Module):
         self.mlp = SwiGLU(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None):
+        """`m_D`: the residual mask of a growth-masked model (None otherwise)."""
         k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
-        h = self.attn(self.ln1(x), deterministic=deterministic, rngs=k_attn)
+        out = (lambda h: h) if m_D is None else (lambda h: h * m_D)
+        h = out(self.attn(masks.apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
         x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
-        return x + self.drop(self.mlp(self.ln2(x)), deterministic=deterministic, rngs=k_res2)
+        h = out(self.mlp(masks.apply_norm(self.ln2, x, m_D)))
+        return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
 class Llama(CausalLM):
@@ -112,14 +129,20 @@ class Llama(CausalLM):
                 cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=emb_init, dtype=dt, rngs=rngs
             )
         self.drop = Dropout(cfg.dropout)
+        if cfg.growth_masks:
+            self.mask_resid = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32))
+            self.mask_ramp = nnx.Param(jnp.ones((), jnp.float32))
 
     def features(self, tokens_BxL: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None):
         """(final normed hidden state (B, L, D), final residual stream (B, L, D)): all but the head."""
         deterministic, keys = self.dropout_keys(tokens_BxL, deterministic, dropout_key)
-        x = self.drop(self.tok_embed(tokens_BxL), deterministic=deterministic, rngs=keys[0])
+        m_D = masks.read(self.mask_resid[...]) if self.cfg.growth_masks else None
+        x = self.tok_embed(tokens_BxL)
+        x = x if m_D is None else x * m_D
+        x = self.drop(x, deterministic=deterministic, rngs=keys[0])
         for block, key in zip(self.blocks, keys[1:], strict=True):
-            x = block(x, deterministic=deterministic, rngs=key)
-        return self.ln_f(x), x
+            x = block(x, deterministic=deterministic, rngs=key, m_D=m_D)
+        return masks.apply_norm(self.ln_f, x, m_D), x
 
 
 def count_params(cfg: ModelConfig) -> int:

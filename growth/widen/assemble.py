@@ -96,9 +96,11 @@ def start_placing(
     spec: GrowthConfig,
     check: Callable[[GrowthConfig], None],
     growth_masks: bool = False,
+    families: tuple[str, ...] = FAMILIES,
 ) -> Placing:
-    """The family, the candidate's own options (`check`) and k checked, then the wide config and small state."""
-    require_family(name, small_cfg)
+    """The family (one of `families`), the candidate's own options (`check`) and k checked, then the wide
+    config and small state."""
+    require_family(name, small_cfg, families)
     check(spec)
     k = core.check_k(spec.k)
     adam = small.opt_state[optimizer.ADAM]

@@ -8,6 +8,12 @@ statistics over the mask-weighted dims, so at mask 0 the new residual dims are e
 see the small model's dims only, new heads and hidden units add nothing, and the wide function is the
 small model's whatever the new parameters hold. It is preserving and not a clone.
 
+The llama family (SPEC 2b) grows the same way: the wide config multiplies the kv heads by k (MQA
+keeps its one), the small query and kv heads are the leading ones, so query head h < H still reads
+kv head h // (H / K) and the new query heads (masked) read the new kv heads (or MQA's one); the new
+SwiGLU units are masked after silu(gate) * up, and the RMSNorms take their mean square over the
+mask-weighted dims divided by the mask sum.
+
 Moments: old entries keep theirs, new entries 0. Counters carried. The masks are parameters that no
 gradient moves, ramped by the train step, so checkpoints hold them and a resumed run resumes the ramp.
 """
@@ -18,9 +24,12 @@ import jax
 import numpy as np
 
 from growth import masks, train
-from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.config import Family, GrowthConfig, ModelConfig, OptimConfig
+from growth.model_checks import hidden
 from growth.widen import assemble
 from growth.widen.core import Grown, GrowthError
+
+FAMILIES = ("gpt", "llama")  # the model families msg grows
 
 
 def check(spec: GrowthConfig) -> None:
@@ -29,17 +38,21 @@ def check(spec: GrowthConfig) -> None:
         raise GrowthError(f"growth.msg.ramp_steps={steps!r} must be an integer >= 1 (e.g. growth.msg.ramp_steps=8)")
 
 
+def _hidden(cfg: ModelConfig) -> int:
+    """The MLP hidden width: mlp_ratio * d_model (gpt), the SwiGLU width (llama)."""
+    return hidden(cfg) if cfg.family == Family.llama else cfg.mlp_ratio * cfg.d_model
+
+
 def initial_masks(small_cfg: ModelConfig, wide_shapes: dict[str, tuple[int, ...]], ramp_steps: int) -> dict:
     """Mask parameters at growth: 1 on the small model's units, 0 on the new ones; the ramp length."""
+    n_small = {masks.RESID: small_cfg.d_model, masks.HEADS: small_cfg.n_heads, masks.HIDDEN: _hidden(small_cfg)}
     out = {}
     for path, shape in wide_shapes.items():
         name = path.rsplit("/", 1)[-1]
         if name == masks.RAMP:
             out[path] = np.asarray(float(ramp_steps))
         elif masks.is_mask(path):
-            n_old = {masks.RESID: small_cfg.d_model, masks.HEADS: small_cfg.n_heads}.get(name)
-            n_old = small_cfg.mlp_ratio * small_cfg.d_model if n_old is None else n_old
-            out[path] = (np.arange(shape[0]) < n_old).astype(np.float64)
+            out[path] = (np.arange(shape[0]) < n_small[name]).astype(np.float64)
     return out
 
 
@@ -47,7 +60,7 @@ def msg(
     small: train.TrainState, small_cfg: ModelConfig, spec: GrowthConfig, optim_cfg: OptimConfig, key: jax.Array
 ) -> Grown:
     """Small tensors placed in a fresh wide init; new units masked (mask 0 -> 1 over ramp_steps)."""
-    start = assemble.start_placing("msg", small, small_cfg, spec, check, growth_masks=True)
+    start = assemble.start_placing("msg", small, small_cfg, spec, check, growth_masks=True, families=FAMILIES)
     init = assemble.fresh(start.cfg, key)
     mask_params = initial_masks(small_cfg, assemble.wide_shapes(start.cfg), int(spec.msg.ramp_steps))
     w_params, w_mu, w_nu = dict(mask_params), {}, {}

@@ -5,11 +5,11 @@ starts in general "holds across seeds" only when its CI over seeds clears zero (
 the study also states claims 1-3 pooled with the hierarchical bootstrap (seeds, replicates within a
 seed, eval sequences; analysis.hierarchical), per group (experiment, policy, growth step, regime):
 
-- effect = eval loss of the claimed winner minus the best rival's (the rival with the lowest pooled
-  loss; in each bootstrap draw the best rival of that draw, so the choice of rival is resampled too),
+- effect = the best rival's eval loss minus the claimed winner's (positive: the winner is ahead, the
+  sign of the paper report's effects; best rival = the lowest pooled loss; in each bootstrap draw the best rival of that draw, so the choice of rival is resampled too),
   at the claim's lag: the probe lag for claim 1, the evaluated lag nearest the paper's 128 for claims 2
   and 3 (named in the evidence);
-- per group: `holds` if the CI lies below 0, `does not hold` if it lies above 0, else `inconclusive`;
+- per group: `holds` if the CI lies above 0, `does not hold` if it lies below 0, else `inconclusive`;
 - across groups: `holds` iff it holds in every group, `does not hold` iff it fails in one, else
   `inconclusive`; the effect shown is the least favourable group's. `not run` without a group that
   holds the claimed winner and a rival.
@@ -88,9 +88,9 @@ def group_verdict(curves: Curves, claim: RankingClaim, probe_lag: int, n_resampl
     w = curves.candidates.index(claim.winner)
     rivals = [i for i in range(len(curves.candidates)) if i != w]
     best = min(rivals, key=lambda i: est[i])
-    effect = float(est[w] - est[best])
-    low, high = h.interval(np.array(effect), boot[:, w] - boot[:, rivals].min(axis=1), data.n_seeds)
-    verdict = HOLDS if high < 0 else FAILS if low > 0 else INCONCLUSIVE
+    effect = float(est[best] - est[w])
+    low, high = h.interval(np.array(effect), boot[:, rivals].min(axis=1) - boot[:, w], data.n_seeds)
+    verdict = HOLDS if low > 0 else FAILS if high < 0 else INCONCLUSIVE
     lag = int(curves.lags[li])
     return GroupVerdict(curves.label(), lag, curves.candidates[best], effect, float(low), float(high), verdict)
 
@@ -114,9 +114,9 @@ def claim_row(claim: RankingClaim, groups: list[Curves], probe_lag: int, n_resam
     if not tested:
         return {**row, "verdict": NOT_RUN, "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                 "evidence": f"no group with {claim.winner} and a rival at the {claim.lag} lag", "cells": ""}  # fmt: skip
-    worst = max(tested, key=lambda g: g.high)
+    worst = min(tested, key=lambda g: g.low)
     evidence = "; ".join(
-        f"{g.label} lag {g.lag}: {claim.winner} - {g.rival} = {g.effect:+.4f} [{g.low:+.4f}, {g.high:+.4f}] {g.verdict}"
+        f"{g.label} lag {g.lag}: {g.rival} - {claim.winner} = {g.effect:+.4f} [{g.low:+.4f}, {g.high:+.4f}] {g.verdict}"
         for g in tested
     )
     return {**row, "verdict": _combine([g.verdict for g in tested]), "effect": worst.effect, "ci_low": worst.low,

@@ -39,8 +39,8 @@ def test_known_orderings_give_each_verdict_with_the_right_lag():
     ]
     claims = by_id(claims_seeds.pooled_claims(FRAME, groups, n_resamples=400, seed=0))
     assert claims[1].verdict == HOLDS and claims[1].n_groups == 2
-    assert claims[1].ci_high < 0 and abs(claims[1].effect + 0.1) < 0.02
-    assert claims[3].verdict == FAILS and claims[3].ci_low > 0 and "lag 150" in claims[3].evidence  # nearest 128
+    assert claims[1].ci_low > 0 and abs(claims[1].effect - 0.1) < 0.02
+    assert claims[3].verdict == FAILS and claims[3].ci_high < 0 and "lag 150" in claims[3].evidence  # nearest 128
     assert claims[2].verdict == INCONCLUSIVE and claims[2].ci_low < 0 < claims[2].ci_high  # a three-way tie
 
 
@@ -51,7 +51,7 @@ def test_a_seed_spread_wider_than_the_effect_is_inconclusive():
     # exact_copy's advantage flips sign from seed to seed: pooled, the CI must straddle zero.
     group.x[:, :, :, 0, 1] += rng.choice([-0.25, 0.25], size=5)[:, None, None]
     claims = by_id(claims_seeds.pooled_claims(FRAME, [group], n_resamples=400, seed=0))
-    assert claims[1].verdict == INCONCLUSIVE and claims[1].effect < -0.1 < 0 < claims[1].ci_high  # 4 of 5 seeds ahead
+    assert claims[1].verdict == INCONCLUSIVE and claims[1].ci_low < 0 < 0.1 < claims[1].effect  # 4 of 5 seeds ahead
 
 
 def test_without_the_winner_or_a_probe_metric_the_claims_are_not_run():

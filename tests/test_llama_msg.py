@@ -9,14 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import checkpoint, masks
+from growth import masks
 from growth import model as model_lib
 from growth.config import GrowthConfig
 from growth.widen import GrowthError, grow
 from growth.widen.trees import flatten, unflatten_like
 from tests.test_llama import small_state
 from tests.test_widen import OPTIM, logits, run
-from tests.test_widen_pool import _fill42
+from tests.test_widen_pool import _fill42, assert_ramp_resumes
 
 
 def _msg(small, cfg, spec, key=3):
@@ -100,19 +100,7 @@ def test_llama_msg_ramp_resumes_exactly_across_a_checkpoint(tmp_path):
     spec.msg.ramp_steps = 6
     g = _msg(small, cfg, spec)
     mask = lambda st: float(np.asarray(flatten(st.params)["blocks/1/attn/mask_heads"])[-1])
-    whole, whole_losses = run(g.model_cfg, jax.tree.map(jnp.copy, g.state), 10, 8)
-    assert mask(whole) == 1.0
-    first, first_losses = run(g.model_cfg, jax.tree.map(jnp.copy, g.state), 10, 3)
-    assert mask(first) == pytest.approx(0.5)  # killed mid-ramp
-    mgr = checkpoint.manager(tmp_path / "ck")
-    checkpoint.save(mgr, 3, first, {})
-    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), first)
-    restored = jax.tree.map(jnp.asarray, checkpoint.restore(tmp_path / "ck", 3, target))
-    assert mask(restored) == pytest.approx(0.5)
-    resumed, rest_losses = run(g.model_cfg, restored, 13, 5)
-    np.testing.assert_array_equal(np.concatenate([first_losses, rest_losses]), whole_losses)
-    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_ramp_resumes(g, mask, tmp_path)
 
 
 def test_other_placing_candidates_still_refuse_llama():

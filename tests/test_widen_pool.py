@@ -166,16 +166,10 @@ def test_net2net_replicates_non_uniformly_and_stays_exact():
 # ---------------------------------------------------------------- msg: the ramp is state
 
 
-def test_msg_ramp_resumes_exactly_across_a_checkpoint(tmp_path):
-    cfg, small = small_state("A")
-    spec = GrowthConfig(k=2)
-    spec.msg.ramp_steps = 6
-    g = _grow("msg", small, cfg, spec)
-    mask = lambda st: float(np.asarray(flatten(st.params)["mask_resid"])[-1])
-    assert mask(g.state) == 0.0
+def assert_ramp_resumes(g, mask, tmp_path):
+    """8 steps from growth (ramp_steps 6) equal 3 steps, a checkpoint restore mid-ramp, then 5 more, bit for bit."""
     whole, whole_losses = run(g.model_cfg, jax.tree.map(jnp.copy, g.state), 10, 8)
     assert mask(whole) == 1.0
-
     first, first_losses = run(g.model_cfg, jax.tree.map(jnp.copy, g.state), 10, 3)
     assert mask(first) == pytest.approx(0.5)  # killed mid-ramp
     mgr = checkpoint.manager(tmp_path / "ck")
@@ -187,6 +181,16 @@ def test_msg_ramp_resumes_exactly_across_a_checkpoint(tmp_path):
     np.testing.assert_array_equal(np.concatenate([first_losses, rest_losses]), whole_losses)
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_msg_ramp_resumes_exactly_across_a_checkpoint(tmp_path):
+    cfg, small = small_state("A")
+    spec = GrowthConfig(k=2)
+    spec.msg.ramp_steps = 6
+    g = _grow("msg", small, cfg, spec)
+    mask = lambda st: float(np.asarray(flatten(st.params)["mask_resid"])[-1])
+    assert mask(g.state) == 0.0
+    assert_ramp_resumes(g, mask, tmp_path)
 
 
 def test_msg_masks_follow_the_linear_ramp_and_get_no_update():

@@ -14,7 +14,7 @@ C. "2x is the most reliable growth factor": effect = FLOP speedup of the best wa
    the best at any other k, at the growth-factor rung (analysis.growth_factor). `holds` if the CI lies
    above 0, `does not hold` if below, else `inconclusive`; `not run` without k = 2 and another k.
 Across groups: `holds` iff it holds in every group, `does not hold` iff it fails in one, else
-`inconclusive`; the effect shown is the least favourable group's.
+`inconclusive`; the effect shown is a failing group's when one fails, else the least favourable group's.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def _group_claim(claim: str, groups: list[Curves], split, n_resamples: int, seed
             comparisons.append(_best_vs_best(curves, side_a, side_b, n_resamples, seed, margin))
     if not comparisons:
         return _row(claim, [], None, "no group holds a candidate of each side")
-    worst = max(comparisons, key=lambda c: c.ci_high)  # the least favourable upper end
+    # The effect shown is the group that decides the verdict: a failing one, else the least favourable upper end.
+    worst = max([c for c in comparisons if c.verdict == FAILS] or comparisons, key=lambda c: c.ci_high)
     per_group = "; ".join(
         f"{c.label}: {c.a} - {c.b} = {c.effect:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}] {c.verdict}"
         for c in comparisons
@@ -159,7 +160,7 @@ def claim_c(results: list[GroupSpeedup], rung: int) -> dict:
                                           two.candidates[i2], other.candidates[io], verdict))  # fmt: skip
     if not comparisons:
         return _row("C", [], None, "needs k = 2 and another k with a speedup ladder")
-    worst = min(comparisons, key=lambda c: c.ci_low)
+    worst = min([c for c in comparisons if c.verdict == FAILS] or comparisons, key=lambda c: c.ci_low)
     evidence = "; ".join(
         f"{c.label}: {c.a} vs {c.b} = {c.effect:+.3g} [{c.ci_low:+.3g}, {c.ci_high:+.3g}] {c.verdict}"
         for c in comparisons

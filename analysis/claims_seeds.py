@@ -11,8 +11,8 @@ seed, eval sequences; analysis.hierarchical), per group (experiment, policy, gro
   and 3 (named in the evidence);
 - per group: `holds` if the CI lies above 0, `does not hold` if it lies below 0, else `inconclusive`;
 - across groups: `holds` iff it holds in every group, `does not hold` iff it fails in one, else
-  `inconclusive`; the effect shown is the least favourable group's. `not run` without a group that
-  holds the claimed winner and a rival.
+  `inconclusive`; the effect shown is a failing group's when one fails, else the least favourable
+  group's. `not run` without a group that holds the claimed winner and a rival.
 
 Claims 4-6 are about selectors (rank correlations per cell); they stay per seed in the paper report.
 """
@@ -114,7 +114,8 @@ def claim_row(claim: RankingClaim, groups: list[Curves], probe_lag: int, n_resam
     if not tested:
         return {**row, "verdict": NOT_RUN, "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                 "evidence": f"no group with {claim.winner} and a rival at the {claim.lag} lag", "cells": ""}  # fmt: skip
-    worst = min(tested, key=lambda g: g.low)
+    # The effect shown is the group that decides the verdict: a failing one, else the least favourable lower end.
+    worst = min([g for g in tested if g.verdict == FAILS] or tested, key=lambda g: g.low)
     evidence = "; ".join(
         f"{g.label} lag {g.lag}: {g.rival} - {claim.winner} = {g.effect:+.4f} [{g.low:+.4f}, {g.high:+.4f}] {g.verdict}"
         for g in tested

@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 test: lint
-	$(PY) -m pytest -n auto --dist loadfile  # one worker per core; a file's tests share a worker (module fixtures)
+	$(PY) -m pytest -n auto --dist loadfile --durations=30  # one worker per core, a file's tests on one worker (module fixtures); the slowest 30 listed
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -m slow

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from growth import masks
 from growth.config import ComputeDtype, ModelConfig, Norm
 from growth.model_checks import ConfigError
 
@@ -62,6 +65,26 @@ class Dropout(nnx.Module):
         u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(x.shape)
         keep_prob = 1.0 - self.threshold / 2**DROPOUT_BITS
         return jnp.where(u16 >= self.threshold, x / keep_prob, 0).astype(x.dtype)
+
+
+class PreNormBlock(nnx.Module):
+    """The residual block both families share: x + attn(norm(x)), then + mlp(norm(x)); subclasses set the parts
+    (`ln1`, `attn`, `ln2`, `mlp`, `drop`)."""
+
+    ln1: Any
+    attn: Any
+    ln2: Any
+    mlp: Any
+    drop: Dropout
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None):
+        """`m_D`: the residual mask of a growth-masked model (None otherwise)."""
+        k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
+        out = (lambda h: h) if m_D is None else (lambda h: h * m_D)
+        h = out(self.attn(masks.apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
+        x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
+        h = out(self.mlp(masks.apply_norm(self.ln2, x, m_D)))
+        return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
 class CausalLM(nnx.Module):

@@ -28,7 +28,7 @@ from flax import nnx
 
 from growth import llama, masks
 from growth.config import Activation, ComputeDtype, Family, ModelConfig, Norm
-from growth.layers import DROPOUT_BITS, CausalLM, Dropout, compute_dtype, dense, norm
+from growth.layers import DROPOUT_BITS, CausalLM, Dropout, PreNormBlock, compute_dtype, dense, norm
 from growth.model_checks import ConfigError as ConfigError  # re-exported: raised by every config check
 from growth.model_checks import block_windows, validate_model_config
 
@@ -99,22 +99,13 @@ class MLP(nnx.Module):
         return self.proj(h)
 
 
-class Block(nnx.Module):
+class Block(PreNormBlock):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, window: int = 0):
         self.ln1 = norm(cfg, cfg.d_model, rngs)
         self.attn = Attention(cfg, rngs, window)
         self.ln2 = norm(cfg, cfg.d_model, rngs)
         self.mlp = MLP(cfg, rngs)
         self.drop = Dropout(cfg.dropout)
-
-    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None, m_D: jax.Array | None = None):
-        """`m_D`: the residual mask of a growth-masked model (None otherwise)."""
-        k_attn, k_res1, k_res2 = (None, None, None) if rngs is None else jax.random.split(rngs, 3)
-        out = (lambda h: h) if m_D is None else (lambda h: h * m_D)
-        h = out(self.attn(masks.apply_norm(self.ln1, x, m_D), deterministic=deterministic, rngs=k_attn))
-        x = x + self.drop(h, deterministic=deterministic, rngs=k_res1)
-        h = out(self.mlp(masks.apply_norm(self.ln2, x, m_D)))
-        return x + self.drop(h, deterministic=deterministic, rngs=k_res2)
 
 
 class GPT(CausalLM):

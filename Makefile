@@ -25,7 +25,7 @@ test: lint
 	$(PY) -m pytest -n auto --dist loadfile --durations=30  # one worker per core, a file's tests on one worker (module fixtures); the slowest 30 listed
 
 test-slow: $(VENV)/.installed
-	$(PY) -m pytest -m slow
+	JAX_DISABLE_MOST_OPTIMIZATIONS=0 $(PY) -m pytest -m slow  # fully optimised XLA (the default suite compiles without: tests/conftest.py)
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run

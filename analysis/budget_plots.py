@@ -93,6 +93,43 @@ def plot_speedup_vs_k(table: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_speedup_ladder(table: pd.DataFrame, path: Path) -> Path | None:
+    """One group's speedup against scratch at every rung of its ladder, in tokens and in FLOPs (pretraining
+    charged), with 95% CIs; a missed rung is a down-pointing triangle at the upper bound its budget proves."""
+    if table.empty:
+        return None
+    fig = _new_figure(11, 4)
+    axes = fig.subplots(1, 2, sharex=True)
+    names = sorted(table["candidate"].unique())
+    offsets = dict(zip(names, np.linspace(-0.25, 0.25, len(names)), strict=True))  # side by side at a rung
+    for ax, unit, label in (
+        (axes[0], "tokens", "tokens after growth"),
+        (axes[1], "flops", "FLOPs, pretraining charged"),
+    ):
+        for name in names:
+            part = table[table["candidate"] == name].sort_values("rung")
+            ok = (part["status"] == "ok").to_numpy()
+            x = part["rung"].to_numpy(float) + offsets[name]
+            y = part[f"speedup_{unit}"].to_numpy(float)
+            low = np.clip(part[f"{unit}_ci_low"].to_numpy(float), 1e-2, None)
+            high = np.clip(part[f"{unit}_ci_high"].to_numpy(float), None, 1e3)
+            color = candidate_color(str(name))
+            ax.errorbar(x[ok], y[ok], yerr=[np.maximum(y[ok] - low[ok], 0), np.maximum(high[ok] - y[ok], 0)],
+                        color=color, marker="o", ls="none", capsize=2, label=str(name))  # fmt: skip
+            ax.scatter(x[~ok], part[f"{unit}_bound"].to_numpy(float)[~ok], marker="v", color=color, s=25)
+        ax.axhline(1, color="0.3", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"speedup vs scratch_wide ({label})")
+        rungs = table.drop_duplicates("rung").sort_values("rung")
+        ax.set_xticks(rungs["rung"], [f"{r.rung}\n{r.target_loss:.2f}" for r in rungs.itertuples()], fontsize=7)
+        ax.set_xlabel("rung: target eval loss (nats)")
+    axes[0].legend(fontsize=7, ncol=2)
+    head = table.iloc[0]
+    fig.suptitle(f"{head['experiment']} {head['policy']} {head['regime']}: speedup per target"
+                 " (v: not reached, at the bound its budget proves)", fontsize=9)  # fmt: skip
+    return _save(fig, path)
+
+
 def budget_figures(table: pd.DataFrame, winners: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Both budget figures of every group in the tables."""
     paths = []

@@ -9,7 +9,9 @@ pretraining (growth_step x pretraining tokens per step, at the small model's FLO
 The target ladder: n rungs evenly spaced below L_top = the best lag-0 mean loss of the group (where the
 warm starts begin) down to L_bottom = the best mean loss scratch_wide reaches within its budget
 (growth.scratch); rung n is L_bottom. A candidate whose mean curve never reaches a rung within its
-budget is **not reached** there: no speedup, never an extrapolated one. Curves come from the shared
+budget is **not reached** there: no speedup, never an extrapolated one; its row carries instead the upper
+bound the budget proves, speedup < T_scratch(L) / (budget_X + growth_tokens_X) (and likewise in FLOPs): a
+bound below 1 means scratch reached the target with less than X was given. Curves come from the shared
 scratch run when there is one, else from the pool's own scratch_wide (said in `scratch_source`).
 
 CIs: the hierarchical bootstrap (analysis.hierarchical) draws seeds, replicates and sequences once for
@@ -124,6 +126,15 @@ def _costs(curves: Curves, names: list[str], t_x: np.ndarray, t_s: np.ndarray) -
     }
 
 
+def _budget_bounds(curves: Curves, names: list[str], t_s_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Upper bounds (C, T) on the speedup of a candidate that misses a rung: as if it had reached it at the
+    very end of its budget (the last evaluated lag); NaN where scratch missed the rung too."""
+    tps = float(curves.cost.get("tokens_per_step", 1.0))
+    budget = np.full((len(names), len(t_s_tokens)), float(np.max(curves.lags)))
+    costs = _costs(curves, names, budget, t_s_tokens / tps)
+    return {unit: costs[f"{unit}_s"] / costs[f"{unit}_x"] for unit in ("tokens", "flops")}
+
+
 def _verdict(low: float, high: float) -> str:
     if low > 1:
         return "faster"
@@ -185,6 +196,7 @@ def group_speedup(
                 one, curves, n_cand, n_scr, scr_lags, targets, names, n_resamples, np.random.default_rng([*rng_key, s])
             )
         )
+    bounds = _budget_bounds(curves, names, pooled["t_s"][0])
     records = []
     lows, highs = {}, {}
     for unit in ("tokens", "flops"):
@@ -219,6 +231,8 @@ def group_speedup(
                     "flops_ci_low": float(lows["flops"][c, t]),
                     "flops_ci_high": float(highs["flops"][c, t]),
                     "verdict": _verdict(lows["flops"][c, t], highs["flops"][c, t]) if reached else "not reached",
+                    "tokens_bound": np.nan if reached else float(bounds["tokens"][c, t]),
+                    "flops_bound": np.nan if reached else float(bounds["flops"][c, t]),
                     "per_seed_flops": " ".join(f"{p['flops_est'][c, t]:.3g}" for p in per_seed),
                     "per_seed_verdicts": " ".join(verdicts),
                     "n_seeds": data.n_seeds,

@@ -21,6 +21,7 @@ import pandas as pd
 from analysis import budget, budget_plots, claims_growth, claims_seeds, growth_factor, speedup
 from analysis.curves import group_curves, scratch_curves
 from analysis.load import NoResultsError, load_results
+from analysis.plots import _slug
 from analysis.report import write_csv, write_report
 from analysis.tables import markdown_table, round_frame
 from growth import grid
@@ -49,23 +50,39 @@ def _fmt(value: float, low: float, high: float, digits: int = 3) -> str:
 def _winners_md(winners: pd.DataFrame) -> str:
     """Per (regime, policy, growth step): the winners at each budget where they change, and at the last."""
     lines = []
-    for key, part in winners.groupby(["regime", "policy", "growth_step"], sort=True):
+    for key, part in winners.groupby(["experiment", "regime", "policy", "growth_step"], sort=True):
         part = part.sort_values("lag")
         keep = part[part["changes"] | (part["lag"] == part["lag"].min()) | (part["lag"] == part["lag"].max())]
         table = keep[["lag", "winners", "per_seed_winners", "n_seeds"]]
-        lines.append(f"**{key[0]}, {key[1]}, growth step {key[2]}**\n\n{markdown_table(table)}\n")
+        lines.append(f"**{key[0]}: {key[1]}, {key[2]}, growth step {key[3]}**\n\n{markdown_table(table)}\n")
     return "\n".join(lines) or "*No groups.*\n"
 
 
+GROUP_KEY = ["experiment", "regime", "policy", "growth_step"]  # one ladder each (analysis.curves groups)
+
+
+def _speedup_cell(r) -> str:
+    """tokens; FLOPs (pretraining charged), each `x [CI]`; a missed rung: the bound its budget proves."""
+    if r.status != "ok":
+        bound = f" (< {r.tokens_bound:.3g}; < {r.flops_bound:.3g})" if r.tokens_bound == r.tokens_bound else ""
+        return "not reached" + bound
+    tokens = _fmt(r.speedup_tokens, r.tokens_ci_low, r.tokens_ci_high)
+    return f"{tokens}; {_fmt(r.speedup_flops, r.flops_ci_low, r.flops_ci_high)} {r.verdict}"
+
+
 def _speedup_md(table: pd.DataFrame) -> str:
+    """One table per group (experiment, regime, policy, growth step): candidates x rungs of its ladder."""
     if table.empty:
         return "*No speedup ladder: no group has a scratch curve that gets below the warm starts' lag-0 loss.*\n"
-    t = table.copy()
-    t["tokens"] = [_fmt(r.speedup_tokens, r.tokens_ci_low, r.tokens_ci_high) for r in t.itertuples()]
-    t["flops"] = [_fmt(r.speedup_flops, r.flops_ci_low, r.flops_ci_high) for r in t.itertuples()]
-    t.loc[t["status"] != "ok", ["tokens", "flops"]] = "not reached"
-    cols = ["regime", "policy", "candidate", "rung", "target_loss", "tokens", "flops", "verdict", "per_seed_verdicts"]
-    return markdown_table(round_frame(t[cols], 4)) + "\n"
+    lines = []
+    for (experiment, regime, policy, step), part in table.groupby(GROUP_KEY, sort=True):
+        cells = part.assign(cell=[_speedup_cell(r) for r in part.itertuples()])
+        cells["rung"] = [f"{r.rung}: {r.target_loss:.3f}" for r in part.itertuples()]
+        pivot = cells.pivot(index="candidate", columns="rung", values="cell").reset_index()
+        lines.append(
+            f"**{experiment}: {regime}, {policy}, growth step {step}** ({part['n_seeds'].iloc[0]} seeds)\n\n{markdown_table(pivot)}\n"
+        )
+    return "\n".join(lines)
 
 
 def _claims_md(frame: pd.DataFrame) -> str:
@@ -74,12 +91,15 @@ def _claims_md(frame: pd.DataFrame) -> str:
     return markdown_table(t[["claim_id", "claim", "verdict", "effect [95% CI]", "cells"]]) + "\n"
 
 
+WALL_KEY = ["experiment", "k", "lr_policy", "regime"]  # the parts the wall time is split by
+
+
 def _wall_md(frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> str:
     rows = frame[frame["metric"] == "wall_time"]
-    parts = rows.groupby(["k", "lr_policy", "regime"])["value"].agg(["sum", "size"]).reset_index()
+    parts = rows.groupby(WALL_KEY)["value"].agg(["sum", "size"]).reset_index()
     parts["part"] = "grow cells"
     if not scratch_wall.empty:
-        s = scratch_wall.groupby(["k", "lr_policy", "regime"])["value"].agg(["sum", "size"]).reset_index()
+        s = scratch_wall.groupby(WALL_KEY)["value"].agg(["sum", "size"]).reset_index()
         parts = pd.concat([parts, s.assign(part="scratch runs")])
     total = parts["sum"].sum()
     parts = parts.rename(columns={"sum": "seconds", "size": "runs"})
@@ -88,8 +108,13 @@ def _wall_md(frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> str:
 
 def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> pd.DataFrame:
     """Per (policy, k, seed, regime): grow cell and scratch run finished, and whether a grid plan expects it."""
-    key = ["lr_policy", "k", "seed", "regime"]
-    planned = [r for root in roots for p in root.rglob(grid.PLAN) for r in json.loads(p.read_text(encoding="utf-8"))]
+    key = ["experiment", "lr_policy", "k", "seed", "regime"]
+    planned = [  # a plan lies in its experiment's results directory, out_dir/<name>
+        r | {"experiment": p.parent.name}
+        for root in roots
+        for p in root.rglob(grid.PLAN)
+        for r in json.loads(p.read_text(encoding="utf-8"))
+    ]
     table = frame[frame["metric"] == "wall_time"][key].drop_duplicates().assign(grow_cell="done")
     if not scratch_wall.empty:
         table = table.merge(scratch_wall[key].drop_duplicates().assign(scratch_run="done"), on=key, how="outer")
@@ -103,14 +128,14 @@ def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame)
 def _coverage_md(table: pd.DataFrame) -> str:
     """Seeds per (policy, k, regime) that finished, and what the plan still lacks."""
     lines = []
-    for (policy, k, regime), part in table.groupby(["lr_policy", "k", "regime"]):
+    for (experiment, policy, k, regime), part in table.groupby(["experiment", "lr_policy", "k", "regime"]):
         finished = part[(part["grow_cell"] == "done") & (part["scratch_run"] == "done")]["seed"]
         lacking = {
             what: ", ".join(str(x) for x in part[part[column] != "done"]["seed"])
             for what, column in (("grow cell", "grow_cell"), ("scratch run", "scratch_run"))
         }
         missing = "; ".join(f"{what}: seed {seeds}" for what, seeds in lacking.items() if seeds)
-        lines.append({"policy": policy, "k": k, "regime": regime, "seeds finished": ", ".join(map(str, finished)) or "none",
+        lines.append({"experiment": experiment, "policy": policy, "k": k, "regime": regime, "seeds finished": ", ".join(map(str, finished)) or "none",
                       "missing": missing or "nothing"})  # fmt: skip
     n_missing = int(((table["grow_cell"] != "done") | (table["scratch_run"] != "done")).sum())
     head = f"{n_missing} (seed, k, policy, regime) run(s) missing" + (
@@ -146,6 +171,11 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
     claims = claims_growth.claims_table(groups, speeds, s.n_resamples, s.seed, s.margin, s.k_rung)
     pooled = claims_seeds.pooled_claims(results.frame, groups, s.n_resamples, s.seed)
     figures += budget_plots.budget_figures(table, winners, out / "figures")
+    for key, part in speed_table.groupby(GROUP_KEY) if len(speed_table) else []:
+        path = budget_plots.plot_speedup_ladder(
+            part, out / "figures" / f"speedup_ladder_{_slug('_'.join(map(str, key)))}.png"
+        )
+        figures += [path] if path else []
     for key, part in k_table.groupby(["lr_policy", "growth_step", "regime"]) if len(k_table) else []:
         stem = "_".join(str(v) for v in key).replace("/", "-")
         path = budget_plots.plot_speedup_vs_k(part, out / "figures" / f"speedup_vs_k_{stem}.png")
@@ -175,6 +205,10 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         "Budgets where the winners change, and the first and last; `a=b` = tied. Per-seed winners beside.\n",
         _winners_md(winners),
         "## Speedup against scratch_wide\n",
+        "Columns: rung of the target ladder and its loss (nats). Cells: speedup in tokens; in FLOPs with the small "
+        "model's pretraining charged, each with its 95% CI, and the FLOP verdict (`faster` / `slower` when the CI "
+        "clears 1). `not reached (< a; < b)`: the candidate missed the target within its budget, which proves "
+        "speedups below a (tokens) and b (FLOPs). Per-seed verdicts: speedup.csv.\n",
         _speedup_md(speed_table),
         "## Growth factor\n",
         markdown_table(bounds) + "\n" if len(bounds) else "*Needs two values of k with a ladder.*\n",
@@ -203,7 +237,7 @@ def _scratch_wall(roots: list[Path]) -> pd.DataFrame:
                 except json.JSONDecodeError:
                     continue
                 if r.get("metric") == "wall_time":
-                    rows.append({"seed": r["seed"], "k": r.get("k", 2), "lr_policy": f"{r['lr_correction']}/{r['clip_mode']}",
+                    rows.append({"experiment": r["experiment"], "seed": r["seed"], "k": r.get("k", 2), "lr_policy": f"{r['lr_correction']}/{r['clip_mode']}",
                                  "regime": r["regime"], "value": r["value"]})  # fmt: skip
     return pd.DataFrame(rows)
 

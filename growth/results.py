@@ -155,19 +155,7 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
             "continuation_lag": np.asarray(cfg.continuation_lag),
         },
     )
-    common = {
-        "experiment": cfg.name,
-        "seed": key.seed,
-        "growth_step": key.growth_step,
-        "regime": str(key.regime),
-        "replicate": key.replicate,
-        "lr_correction": str(cfg.growth.lr_correction),
-        "clip_mode": str(cfg.optim.clip_mode),
-        "k": cfg.growth.k,
-        "config_hash": chash,
-        "versions": versions(),
-        "write_id": uuid.uuid4().hex,
-    }
+    common = identity_columns(cfg, key, chash) | {"versions": versions(), "write_id": uuid.uuid4().hex}
     out = [common | _fields(r) for r in rows]
     out.append(
         common
@@ -177,6 +165,21 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         | {"cost": cost.cost_fields(cfg)}  # tokens and FLOPs of the speedup (growth.cost)
     )
     files.append_jsonl(results_path(cfg), out)
+
+
+def identity_columns(cfg: Config, key: CellKey, chash: str) -> dict:
+    """The columns that say which run a row belongs to (grow cells and scratch runs alike)."""
+    return {
+        "experiment": cfg.name,
+        "seed": key.seed,
+        "growth_step": key.growth_step,
+        "regime": str(key.regime),
+        "replicate": key.replicate,
+        "lr_correction": str(cfg.growth.lr_correction),
+        "clip_mode": str(cfg.optim.clip_mode),
+        "k": cfg.growth.k,
+        "config_hash": chash,
+    }
 
 
 def _fields(row: Row) -> dict:

@@ -117,17 +117,7 @@ def write(cfg: Config, key: CellKey, loss: np.ndarray, diverged: int | None, wal
         store_path(cfg).parent / rel,
         {"lags": np.asarray(lags, np.int64), "loss": loss, "seed": np.asarray(key.seed), "k": np.asarray(cfg.growth.k)},
     )
-    common = {
-        "experiment": cfg.name,
-        "seed": key.seed,
-        "growth_step": 0,  # not grown: a fresh wide model
-        "regime": str(key.regime),
-        "replicate": key.replicate,
-        "lr_correction": str(cfg.growth.lr_correction),
-        "clip_mode": str(cfg.optim.clip_mode),
-        "k": cfg.growth.k,
-        "config_hash": chash,
-    }
+    common = results.identity_columns(cfg, key, chash)  # key.growth_step is 0: a fresh wide model, not grown
     rows = [
         common | {"candidate": CANDIDATE, "lag": lag, "metric": "eval_loss", "value": float(np.nanmean(loss[i]))}
         for i, lag in enumerate(lags)

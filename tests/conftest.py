@@ -10,6 +10,11 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The default suite is bound by XLA compilation of tiny programs, not by running them: compiling without
+# XLA's expensive optimisation passes cuts its time by about a quarter. The properties tested (preservation
+# to float tolerance, moments, resume) do not depend on them; `make test-slow` runs fully optimised
+# (JAX_DISABLE_MOST_OPTIMIZATIONS=0). Set before jax is imported; worker subprocesses inherit it.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 from growth import compile_cache, presets
 from growth.config import Config

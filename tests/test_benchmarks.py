@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import run
 
 
@@ -15,7 +17,7 @@ def _positive(tree) -> bool:
 
 
 def test_tiny_benchmark_writes_results(tmp_path):
-    parts = "limit,step,pool,peer,e2e"  # the replicas part has its own test
+    parts = "limit,step,pool,peer,e2e"  # the replicas part has its own (slow) test
     run.main(["--tiny", "--parts", parts, "--reps", "2", "--steps", "1", "--out", str(tmp_path), "--machine", "test"])
     r = json.loads((tmp_path / "test.json").read_text())
     assert (tmp_path / "test.md").read_text().startswith("# Benchmark")
@@ -48,6 +50,7 @@ def test_tiny_benchmark_writes_results(tmp_path):
     assert any(r["machine"]["cpu_flags"].values()) or not r["machine"]["cpu_flags"]
 
 
+@pytest.mark.slow  # the benchmark's own part; test_tiny_benchmark_writes_results covers the harness by default
 def test_tiny_replicas_stacked_against_pinned_processes(tmp_path):
     run.main(
         ["--tiny", "--parts", "replicas", "--replicates", "2", "--reps", "2", "--steps", "1"]

@@ -85,6 +85,7 @@ def test_study_report_from_the_tiny_grid(tiny_grid):
     speed = (out / "speedup.csv").read_text()
     assert "exact_copy" in speed and "scratch run" in speed
     assert len(list((out / "figures").glob("budget_winner_*.png"))) == 2
+    assert len(list((out / "figures").glob("speedup_ladder_*.png"))) == 2  # the ladder figure of each group
 
 
 def test_study_preset_covers_what_section_6b_asks():
@@ -101,3 +102,15 @@ def test_study_preset_covers_what_section_6b_asks():
     width = {c.name for c in widen.registry.entries() if c.widens}  # every width candidate of the registry
     assert set(cfg.pool) >= width, f"add {sorted(width - set(cfg.pool))} to configs/experiment/study_cpu.yaml pool"
     assert cfg.budget.log_eval_lags > 0 and cfg.budget.scratch_steps >= 2 * cfg.continuation_lag
+
+
+def test_long_part_continues_the_warm_starts_as_long_as_scratch_and_shares_the_pretraining():
+    from growth.pretrain import trajectory_identity
+    from tests.test_config import _compose
+
+    main, long = _compose(["experiment=study_cpu"]), _compose(["experiment=study_cpu_long"])
+    assert "scratch_wide" in long.pool and long.budget.scratch_steps == 0  # scratch runs in the pool, as long
+    assert long.continuation_lag == main.budget.scratch_steps  # a missed rung is missed at scratch's budget
+    assert {c.growth.k for c in grid.cells(long)} >= {2, 3} and len({c.seed for c in grid.cells(long)}) >= 5
+    for a, b in zip(grid.cells(main)[:5], grid.cells(long)[:5], strict=True):
+        assert trajectory_identity(a) == trajectory_identity(b)  # same out_dir: one pretraining per seed

@@ -67,6 +67,12 @@ def test_a_candidate_that_stalls_is_not_reached_never_extrapolated():
     for rung in (2, 3, 4):  # 2.5, 2.25, 2.0 lie below the plateau at 2.6
         assert stalled.loc[rung, "status"] == "not reached"
         assert np.isnan(stalled.loc[rung, "speedup_tokens"]) and stalled.loc[rung, "verdict"] == "not reached"
+        # The bound its 1000-step budget proves: scratch's tokens to the target over the budget's tokens.
+        target = stalled.loc[rung, "target_loss"]
+        t_s = (6.0 - target) / 0.002 * 100
+        assert stalled.loc[rung, "tokens_bound"] == pytest.approx(t_s / (1000 * 100), rel=0.03)
+        assert stalled.loc[rung, "flops_bound"] == pytest.approx(t_s * 3 / (1000 * 100 * 3 + 100_000), rel=0.03)
+    assert np.isnan(stalled.loc[1, "tokens_bound"])  # a reached rung has an estimate, not a bound
 
 
 def test_no_ladder_when_scratch_never_gets_below_the_warm_start():

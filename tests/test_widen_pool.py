@@ -87,6 +87,7 @@ def test_non_preserving_candidates_have_a_finite_measured_gap(small_name):
             assert np.isfinite(gap) and abs(gap) > 1e-4, (name, k, gap)
 
 
+@pytest.mark.slow  # k = 2 and 3 are checked by default (preservation, gaps, moments); k = 4 only adds size
 def test_every_new_candidate_grows_at_k4_with_finite_state():
     cfg, small = small_state("A")
     for name in NEW:

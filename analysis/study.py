@@ -48,7 +48,7 @@ def _fmt(value: float, low: float, high: float, digits: int = 3) -> str:
 
 
 def _winners_md(winners: pd.DataFrame) -> str:
-    """Per (regime, policy, growth step): the winners at each budget where they change, and at the last."""
+    """Per group: the winners at each budget where they change, and at the first and last."""
     lines = []
     for key, part in winners.groupby(["experiment", "regime", "policy", "growth_step"], sort=True):
         part = part.sort_values("lag")
@@ -107,7 +107,7 @@ def _wall_md(frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> str:
 
 
 def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> pd.DataFrame:
-    """Per (policy, k, seed, regime): grow cell and scratch run finished, and whether a grid plan expects it."""
+    """Per (experiment, policy, k, seed, regime): grow cell and scratch run finished, and whether a plan expects it."""
     key = ["experiment", "lr_policy", "k", "seed", "regime"]
     planned = [  # a plan lies in its experiment's results directory, out_dir/<name>
         r | {"experiment": p.parent.name}
@@ -126,7 +126,7 @@ def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame)
 
 
 def _coverage_md(table: pd.DataFrame) -> str:
-    """Seeds per (policy, k, regime) that finished, and what the plan still lacks."""
+    """Seeds per (experiment, policy, k, regime) that finished, and what the plan still lacks."""
     lines = []
     for (experiment, policy, k, regime), part in table.groupby(["experiment", "lr_policy", "k", "regime"]):
         finished = part[(part["grow_cell"] == "done") & (part["scratch_run"] == "done")]["seed"]

@@ -106,6 +106,9 @@ def _wall_md(frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> str:
     return markdown_table(round_frame(parts, 1)) + f"\nTotal of the parts: {total:,.0f} s (pretraining not included).\n"
 
 
+FINISHED = ["done", "in pool"]  # a coverage status that needs nothing more ("in pool": no shared scratch run planned)
+
+
 def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, policy, k, seed, regime): grow cell and scratch run finished, and whether a plan expects it."""
     key = ["experiment", "lr_policy", "k", "seed", "regime"]
@@ -119,9 +122,15 @@ def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame)
     if not scratch_wall.empty:
         table = table.merge(scratch_wall[key].drop_duplicates().assign(scratch_run="done"), on=key, how="outer")
     if planned:
-        table = table.merge(pd.DataFrame(planned)[key].drop_duplicates().assign(planned="yes"), on=key, how="outer")
+        plans = pd.DataFrame(planned)
+        no_scratch = plans.get("scratch_steps", pd.Series(1, index=plans.index)).fillna(1) == 0  # older plans: expected
+        plans = plans[key].assign(planned="yes", scratch_planned=~no_scratch.to_numpy())
+        table = table.merge(plans.drop_duplicates(key), on=key, how="outer")
     for column in ("grow_cell", "scratch_run"):
         table[column] = table[column].fillna("missing") if column in table else "missing"
+    if "scratch_planned" in table:  # a plan without a shared scratch run: its curve comes from the pool
+        table.loc[table["scratch_planned"].eq(False) & table["scratch_run"].eq("missing"), "scratch_run"] = "in pool"
+        table = table.drop(columns="scratch_planned")
     return table.sort_values(key).reset_index(drop=True)
 
 
@@ -129,15 +138,15 @@ def _coverage_md(table: pd.DataFrame) -> str:
     """Seeds per (experiment, policy, k, regime) that finished, and what the plan still lacks."""
     lines = []
     for (experiment, policy, k, regime), part in table.groupby(["experiment", "lr_policy", "k", "regime"]):
-        finished = part[(part["grow_cell"] == "done") & (part["scratch_run"] == "done")]["seed"]
+        finished = part[(part["grow_cell"] == "done") & part["scratch_run"].isin(FINISHED)]["seed"]
         lacking = {
-            what: ", ".join(str(x) for x in part[part[column] != "done"]["seed"])
+            what: ", ".join(str(x) for x in part[~part[column].isin(FINISHED)]["seed"])
             for what, column in (("grow cell", "grow_cell"), ("scratch run", "scratch_run"))
         }
         missing = "; ".join(f"{what}: seed {seeds}" for what, seeds in lacking.items() if seeds)
         lines.append({"experiment": experiment, "policy": policy, "k": k, "regime": regime, "seeds finished": ", ".join(map(str, finished)) or "none",
                       "missing": missing or "nothing"})  # fmt: skip
-    n_missing = int(((table["grow_cell"] != "done") | (table["scratch_run"] != "done")).sum())
+    n_missing = int(((table["grow_cell"] != "done") | ~table["scratch_run"].isin(FINISHED)).sum())
     head = f"{n_missing} (seed, k, policy, regime) run(s) missing" + (
         " against the grid plan (grid_plan.json)" if "planned" in table else " (no grid plan found)"
     )

@@ -55,6 +55,7 @@ def plan(cfg: Config) -> list[dict]:
             "growth_step": c.growth_step,
             "regime": str(regime),
             "replicates": c.replicates,
+            "scratch_steps": c.budget.scratch_steps,  # 0: no shared scratch run is expected (scratch_wide in the pool)
         }
         for c in cells(cfg)
         for regime in c.regimes

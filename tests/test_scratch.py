@@ -114,3 +114,19 @@ def test_long_part_continues_the_warm_starts_as_long_as_scratch_and_shares_the_p
     assert {c.growth.k for c in grid.cells(long)} >= {2, 3} and len({c.seed for c in grid.cells(long)}) >= 5
     for a, b in zip(grid.cells(main)[:5], grid.cells(long)[:5], strict=True):
         assert trajectory_identity(a) == trajectory_identity(b)  # same out_dir: one pretraining per seed
+
+
+def test_coverage_takes_a_pool_scratch_as_finished_and_a_missing_shared_run_as_missing(tmp_path):
+    from analysis.study import _coverage_md, coverage
+
+    plan = {"lr_policy": "none/global", "k": 2, "regime": "deterministic", "growth_step": 10, "replicates": 1}
+    for name, seeds, steps in (("long", [0, 1], 0), ("main", [0], 3000)):
+        (tmp_path / name).mkdir()
+        records = [plan | {"seed": s, "scratch_steps": steps} for s in seeds]
+        (tmp_path / name / grid.PLAN).write_text(json.dumps(records))
+    rows = [plan | {"experiment": e, "seed": 0, "metric": "wall_time"} for e in ("long", "main")]
+    table = coverage([tmp_path], pd.DataFrame(rows), pd.DataFrame()).set_index(["experiment", "seed"])
+    assert table.loc[("long", 0), "scratch_run"] == "in pool" and table.loc[("long", 0), "grow_cell"] == "done"
+    assert table.loc[("long", 1), "grow_cell"] == "missing"  # planned, not run
+    assert table.loc[("main", 0), "scratch_run"] == "missing"  # a shared scratch run was planned
+    assert _coverage_md(table.reset_index()).startswith("2 (seed, k, policy, regime) run(s) missing")

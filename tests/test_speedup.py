@@ -97,3 +97,20 @@ def test_a_noisy_speedup_keeps_a_positive_ci_widened_on_the_log_scale():
     est, boot = np.array([2.0]), np.array([[1.0], [4.0], [2.0], [2.0]])
     low, high = sp.h.ratio_interval(est, boot, n_seeds=5)
     assert 0 < low[0] < 2.0 < high[0] and low[0] * high[0] == pytest.approx(4.0)  # symmetric in log
+
+
+def test_growth_factor_bound_is_unknown_where_a_miss_proves_nothing():
+    import dataclasses
+
+    from analysis import growth_factor
+
+    curves, scratch = synthetic(noise=0.0)
+    results = [
+        sp.group_speedup(dataclasses.replace(curves, k=k), scratch, n_targets=4, n_resamples=50, seed=0) for k in (2, 3)
+    ]
+    _, bounds = growth_factor.k_axis(results, rung=4)
+    table = bounds.set_index("candidate")
+    # stalled misses rung 4 (2.0) within 1000 steps, where scratch needs 2000: the budget proves only < 1.5x.
+    assert table.loc["stalled", "k_bound"] == "unknown (not reached at k = 2 3)"
+    # exact_copy reaches it at lag 1000: FLOP speedup 1.5 at both k (the same curves), never below 1.
+    assert table.loc["exact_copy", "k_bound"] == "> 3"

@@ -5,9 +5,9 @@ of each k's own target ladder (`rung`, counted from the top; each k's scratch_wi
 The bound k* of a candidate: the first k (in increasing order) at which its FLOP speedup (pretraining
 charged) falls below 1, interpolated in log(speedup) between the two evaluated k around it; `> k_max`
 when it never does, `<= k_min` when it already does at the smallest k. A k at which the candidate misses
-the rung counts as below 1 only when its budget proves it (analysis.speedup's bound < 1); otherwise k*
-is `unknown`: a continuation too short to reach the rung says nothing about scratch being cheaper. Its CI takes the same rule per
-bootstrap draw (the 2.5% and 97.5% draws, not interpolated: draws may be infinite; not widened); the
+the rung counts as below 1 only when its budget proves it (analysis.speedup's bound < 1); otherwise k* is
+`unknown`: a continuation too short to reach the rung says nothing about scratch being cheaper. Its CI
+takes the same rule per bootstrap draw (the 2.5% and 97.5% draws, not interpolated: draws may be infinite; not widened); the
 draws of different k come from separate resamples (unpaired: wider, not narrower).
 """
 

@@ -47,18 +47,18 @@ def _fmt(value: float, low: float, high: float, digits: int = 3) -> str:
     return f"{value:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
 
 
+GROUP_KEY = ["experiment", "regime", "policy", "growth_step"]  # an analysis.curves group: one table, one ladder
+
+
 def _winners_md(winners: pd.DataFrame) -> str:
     """Per group: the winners at each budget where they change, and at the first and last."""
     lines = []
-    for key, part in winners.groupby(["experiment", "regime", "policy", "growth_step"], sort=True):
+    for key, part in winners.groupby(GROUP_KEY, sort=True):
         part = part.sort_values("lag")
         keep = part[part["changes"] | (part["lag"] == part["lag"].min()) | (part["lag"] == part["lag"].max())]
         table = keep[["lag", "winners", "per_seed_winners", "n_seeds"]]
         lines.append(f"**{key[0]}: {key[1]}, {key[2]}, growth step {key[3]}**\n\n{markdown_table(table)}\n")
     return "\n".join(lines) or "*No groups.*\n"
-
-
-GROUP_KEY = ["experiment", "regime", "policy", "growth_step"]  # one ladder each (analysis.curves groups)
 
 
 def _speedup_cell(r) -> str:

@@ -195,6 +195,16 @@ def machine_name() -> str:
     return socket.gethostname().split(".")[0] or "machine"
 
 
+def cpu_kind() -> str:
+    """The CPU vendor in a word (amd, intel, or the machine's architecture): results files are one per kind."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    vendor = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("vendor_id")), "")
+    return {"AuthenticAMD": "amd", "GenuineIntel": "intel"}.get(vendor, platform.machine().lower() or "cpu")
+
+
 def machine_info() -> dict:
     import jax
 

@@ -124,6 +124,23 @@ def markdown(r: dict) -> str:
                             else f"torch {v['torch']}, {v['threads']} thread(s), {v['attn_implementation']}"
                         )
                         lines.append(f"| {label} | {run} | {_s(v['tokens_per_s'])} | {ratio} |")
+    if "cell" in r:
+        C = r["cell"]
+        lines += [
+            "",
+            f"## 4b. A study_cpu_long cell: six models, {C['steps']} continuation steps{_when(C)}",
+            "",
+            "ours: the runner's continuation (growth.continuation.Stepper); torch: the best-practice GPT under"
+            " torch.compile, fused AdamW, the six models one after another (benchmarks/study_cell.py).",
+            "",
+            "| run | tokens/s | ours / this |",
+            "|---|---:|---:|",
+        ]
+        for k, v in C.items():
+            if isinstance(v, dict) and "tokens_per_s" in v:
+                ratio = f"{v['ours_over_peer']:.2f}" if "ours_over_peer" in v else ""
+                run = "ours (JAX), groups " + " + ".join(map(str, v["groups"])) if k == "ours" else k
+                lines.append(f"| {run} | {_s(v['tokens_per_s'])} | {ratio} |")
     if "e2e" in r:
         lines += [
             "",

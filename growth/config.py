@@ -295,6 +295,10 @@ class RunnerConfig:
     # the program (lax.map; fastest on CPU, docs/performance.md), "vmap" batches them (wider ops; try it
     # on a GPU).
     pool_step: PoolStep = PoolStep.map
+    # Continuation steps compiled into one program (lax.scan over pre-staged batches), in blocks of
+    # powers of two up to this many, so at most log2 + 1 programs compile; 1 = one dispatch per step.
+    # The updates are the same; only the dispatch count changes (docs/performance.md, issue 29).
+    steps_per_dispatch: int = 16
     base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
 
 

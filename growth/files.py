@@ -169,10 +169,12 @@ def atomic_write_dir(final: str | Path, write: Callable[[Path], None]) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
         try:
             write(tmp)
-            if final.exists():  # a concurrent writer finished first: its content is identical
-                shutil.rmtree(tmp)
-            else:
+            try:
                 os.replace(tmp, final)
+            except OSError as e:  # a concurrent writer finished first (between any check and the rename)
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.exists():
+                    raise
+                shutil.rmtree(tmp)  # its content is identical
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -26,11 +27,21 @@ def norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSN
     return nnx.RMSNorm(dim, epsilon=cfg.norm_eps, dtype=compute_dtype(cfg), rngs=rngs)
 
 
-def dense(
-    din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None, bias: bool = True
-) -> nnx.Linear:
+class Dense(nnx.Linear):
+    """nnx.Linear over the last axis, computed as one (rows, din) x (din, dout) matmul.
+
+    XLA's CPU backend runs a matmul of a rank-3 operand 1.25x slower than the same matmul of its
+    rank-2 view, forward and backward (docs/performance.md, issue 29); the reshapes are free.
+    """
+
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
+        y_NxF = super().__call__(inputs.reshape(-1, inputs.shape[-1]), out_sharding)
+        return y_NxF.reshape(*inputs.shape[:-1], y_NxF.shape[-1])
+
+
+def dense(din: int, dout: int, cfg: ModelConfig, rngs: nnx.Rngs, std: float | None = None, bias: bool = True) -> Dense:
     init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
-    return nnx.Linear(
+    return Dense(
         din,
         dout,
         use_bias=bias,
@@ -56,15 +67,20 @@ class Dropout(nnx.Module):
 
     def __init__(self, rate: float):
         self.threshold = min(round(rate * 2**DROPOUT_BITS), 2**DROPOUT_BITS - 1)
+        self.keep_prob = 1.0 - self.threshold / 2**DROPOUT_BITS
+
+    def keep_mask(self, shape: tuple[int, ...], *, deterministic: bool, rngs: jax.Array | None) -> jax.Array | None:
+        """The bool mask of kept units for an array of `shape`, or None when dropout is off."""
+        if deterministic or rngs is None or self.threshold == 0:
+            return None
+        n = math.prod(shape)
+        words = jax.random.bits(rngs, ((n + 1) // 2,), jnp.uint32)
+        u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(shape)
+        return u16 >= self.threshold
 
     def __call__(self, x: jax.Array, *, deterministic: bool, rngs: jax.Array | None) -> jax.Array:
-        if deterministic or rngs is None or self.threshold == 0:
-            return x
-        n = x.size
-        words = jax.random.bits(rngs, ((n + 1) // 2,), jnp.uint32)
-        u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(x.shape)
-        keep_prob = 1.0 - self.threshold / 2**DROPOUT_BITS
-        return jnp.where(u16 >= self.threshold, x / keep_prob, 0).astype(x.dtype)
+        keep = self.keep_mask(x.shape, deterministic=deterministic, rngs=rngs)
+        return x if keep is None else jnp.where(keep, x / self.keep_prob, 0).astype(x.dtype)
 
 
 class PreNormBlock(nnx.Module):

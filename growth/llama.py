@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth import masks
+from growth import attention, masks
 from growth.config import ModelConfig
 from growth.layers import CausalLM, Dropout, PreNormBlock, compute_dtype, dense, norm
 from growth.model_checks import hidden, kv_heads
@@ -71,12 +71,8 @@ class Attention(nnx.Module):
         k = rope(self.k(x_BxLxD).reshape(B, L, self.n_kv, hd), cos, sin)
         v = self.v(x_BxLxD).reshape(B, L, self.n_kv, hd)
         k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)  # query head h reads kv head h // group
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32) / math.sqrt(hd)  # softmax in float32
-        causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
-        s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
-        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
-        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
-        o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        keep = self.drop.keep_mask((B, self.n_heads, L, L), deterministic=deterministic, rngs=rngs)
+        o_BxLxHxd = attention.attend(q, k, v, attention.causal_mask(L), keep, math.sqrt(hd), self.drop.keep_prob)
         if hasattr(self, "mask_heads"):  # msg: a query head's output enters through its mask
             o_BxLxHxd = o_BxLxHxd * masks.read(self.mask_heads[...])[:, None]
         return self.o(o_BxLxHxd.reshape(B, L, self.n_heads * hd))

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth import llama, masks
+from growth import attention, llama, masks
 from growth.config import Activation, ComputeDtype, Family, ModelConfig, Norm
 from growth.layers import DROPOUT_BITS, CausalLM, Dropout, PreNormBlock, compute_dtype, dense, norm
 from growth.model_checks import ConfigError as ConfigError  # re-exported: raised by every config check
@@ -67,17 +67,9 @@ class Attention(nnx.Module):
             return t.reshape(B, L, self.n_heads, hd)
 
         q, k, v = heads(self.q(x_BxLxD)), heads(self.k(x_BxLxD)), heads(self.v(x_BxLxD))
-        s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32)  # softmax in float32 under bf16
-        if self.scaled:
-            s_BxHxLxL = s_BxHxLxL / math.sqrt(hd)
-        causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
-        if self.window:
-            pos = jnp.arange(L)
-            causal_LxL = causal_LxL & (pos[:, None] - pos[None, :] < self.window)
-        s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(s_BxHxLxL.dtype).min)
-        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1)
-        p_BxHxLxL = self.drop(p_BxHxLxL, deterministic=deterministic, rngs=rngs).astype(v.dtype)
-        o_BxLxHxd = jnp.einsum("bhlm,bmhd->blhd", p_BxHxLxL, v)
+        keep = self.drop.keep_mask((B, self.n_heads, L, L), deterministic=deterministic, rngs=rngs)
+        divisor = math.sqrt(hd) if self.scaled else 1.0  # softmax in float32 under bf16 (growth.attention)
+        o_BxLxHxd = attention.attend(q, k, v, attention.causal_mask(L, self.window), keep, divisor, self.drop.keep_prob)
         if hasattr(self, "mask_heads"):
             o_BxLxHxd = o_BxLxHxd * masks.read(self.mask_heads[...])[:, None]
         return self.o(o_BxLxHxd.reshape(B, L, D))

@@ -132,7 +132,7 @@ def group_pool(pool: dict[str, widen.Grown]) -> list[Group]:
 class ProgramKey:
     """Everything a compiled program depends on besides its argument shapes."""
 
-    kind: str  # train_step | pool_step | stacked_eval | small_eval | compare
+    kind: str  # train_step(s) | pool_step(s) | stacked_eval | small_eval | compare (steps: the scanned form)
     model: str  # config_hash of the model config it runs (the wide one for pool programs)
     optim: str = ""  # config_hash of the optimizer config (steps only)
     dropout: float = 0.0
@@ -162,22 +162,29 @@ def _graphdef(model_cfg: ModelConfig, dropout: float = 0.0):
     return model_lib.abstract(dataclasses.replace(model_cfg, dropout=dropout))[0]
 
 
-def small_step(cfg: Config, dropout: float) -> Callable:
-    key = ProgramKey("train_step", config_hash(cfg.model), config_hash(cfg.optim), dropout)
+def small_step(cfg: Config, dropout: float, scanned: bool = False) -> Callable:
+    """The small model's jitted step; `scanned`: several steps per call (`train.jit_steps`)."""
+    key = ProgramKey(
+        "train_steps" if scanned else "train_step", config_hash(cfg.model), config_hash(cfg.optim), dropout
+    )
 
     def build():
-        return train.jit_train_step(_graphdef(cfg.model, dropout), optimizer.make_optimizer(cfg.optim), cfg.optim)
+        step = train.make_train_step(_graphdef(cfg.model, dropout), optimizer.make_optimizer(cfg.optim), cfg.optim)
+        return train.jit_steps(step) if scanned else jax.jit(step, donate_argnums=0)
 
     return PROGRAMS.get(key, build)
 
 
-def pool_step(cfg: Config, group: Group, dropout: float) -> Callable:
+def pool_step(cfg: Config, group: Group, dropout: float, scanned: bool = False) -> Callable:
+    """A group's stacked step (`train.jit_pool_step`); `scanned`: several steps per call."""
     how = cfg.runner.pool_step
-    key = ProgramKey("pool_step", config_hash(group.model_cfg), config_hash(cfg.optim), dropout, str(how))
+    name = "pool_steps" if scanned else "pool_step"
+    key = ProgramKey(name, config_hash(group.model_cfg), config_hash(cfg.optim), dropout, str(how))
 
     def build():
         tx = optimizer.make_optimizer(cfg.optim)
-        return train.jit_pool_step(_graphdef(group.model_cfg, dropout), tx, cfg.optim, how)
+        step = train.make_pool_step(_graphdef(group.model_cfg, dropout), tx, cfg.optim, how)
+        return train.jit_steps(step) if scanned else jax.jit(step, donate_argnums=0)
 
     return PROGRAMS.get(key, build)
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import base_run, hosts, lease, metric_registry, pool, pretrain, results, train, widen
+from growth import base_run, continuation, hosts, lease, metric_registry, pool, pretrain, results, train, widen
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import mesh as mesh_lib
@@ -119,8 +119,7 @@ def run_cell(
     small = mesh_lib.put_state(mesh, small, cfg.mesh.fsdp)
     for g in groups:
         g.state = mesh_lib.put_state(mesh, g.state, cfg.mesh.fsdp)
-    small_step = pool.small_step(cfg, rate)
-    steps = [pool.pool_step(cfg, g, rate) for g in groups]
+    stepper = continuation.Stepper(cfg, data, groups, rate, batch_seed, mesh)
     params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
     names = [n for g in groups for n in g.names] + [REFERENCE]
     seq: dict[str, dict[int, np.ndarray]] = {n: {} for n in names}
@@ -133,20 +132,9 @@ def run_cell(
     try:
         done = 0
         for lag in lags:
-            losses = []
-            for j in range(done, lag):
-                batch = mesh_lib.put_batch(
-                    mesh, data_lib.batch_at(data, batch_seed, cfg.growth_step + j, cfg.runner.batch_size)
-                )
-                small, _ = small_step(small, batch)
-                out = [step(g.state, batch) for step, g in zip(steps, groups, strict=True)]
-                for g, (state, _) in zip(groups, out, strict=True):
-                    g.state = state
-                losses.append([m["loss"] for _, m in out])
-                bar.update(1)
-            for gi, g in enumerate(groups):
-                if losses:
-                    losses_SxC = np.asarray(jax.device_get([step_losses[gi] for step_losses in losses]))
+            small, losses = stepper.advance(small, groups, done, lag, bar.update)
+            for g, losses_SxC in zip(groups, losses, strict=True):
+                if losses_SxC is not None:
                     found = first_nonfinite(losses_SxC, g.names, done)
                     diverged |= {n: s for n, s in found.items() if n not in diverged}
             done = lag

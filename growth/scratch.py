@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import cost, files, hosts, lease, optimizer, pool, results, runner, train, widen
+from growth import continuation, cost, files, hosts, lease, optimizer, pool, results, runner, train, widen
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import model as model_lib
@@ -90,14 +90,12 @@ def run_one(cfg: Config, key: CellKey, data: data_lib.TokenData) -> tuple[np.nda
     """Train the fresh wide model; per-sequence losses (L, N) at eval_lags (NaN after a divergence)."""
     rate = 0.0 if key.regime == Regime.deterministic else cfg.runner.stochastic_dropout
     group, batch_seed = _fresh(cfg, key)
-    step = pool.pool_step(cfg, group, rate)
+    stepper = continuation.Stepper(cfg, data, [group], rate, int(batch_seed), None, first_batch=0)
     lags = eval_lags(cfg)
     loss = np.full((len(lags), data.eval_BxT1.shape[0]), np.nan, np.float32)
     done, diverged = 0, None
     for i, lag in enumerate(lags):
-        for j in range(done, lag):
-            batch = jnp.asarray(data_lib.batch_at(data, int(batch_seed), j, cfg.runner.batch_size))
-            group.state, _ = step(group.state, batch)
+        stepper.advance(None, [group], done, lag, lambda n: None)
         done = lag
         seq = pool.measure(
             group, None, None, cfg.model, data.eval_BxT1, cfg.runner.eval_chunk, False, cfg.runner.pool_step

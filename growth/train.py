@@ -110,37 +110,44 @@ def _row_blocks(h_NxD, targets_N, weight_N, n_blocks):
     return h_NxD.reshape(n_blocks, rows, D), targets_N.reshape(n_blocks, rows), weight_N.reshape(n_blocks, rows)
 
 
+def _block_logits(h, w_DxV, t):
+    """(float32 logits, their logsumexp, the target logit) of one block of rows."""
+    logits = (h @ w_DxV).astype(jnp.float32)
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    return logits, lse, jnp.take_along_axis(logits, t[:, None], axis=-1)[:, 0]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def _blocked_ce_sum(h_NxD, w_DxV, targets_N, weight_N, n_blocks):
-    return _blocked_ce_fwd(h_NxD, w_DxV, targets_N, weight_N, n_blocks)[0]
+    def body(total, xs):
+        h, t, wt = xs
+        _, lse, target = _block_logits(h, w_DxV, t)
+        return total + jnp.sum((lse - target) * wt), None
+
+    blocks = _row_blocks(h_NxD, targets_N, weight_N, n_blocks)
+    return jax.lax.scan(body, jnp.zeros((), jnp.float32), blocks)[0]
 
 
 def _blocked_ce_fwd(h_NxD, w_DxV, targets_N, weight_N, n_blocks):
-    def body(total, xs):
+    # The loss is the last op of every step, so its cotangent is a scalar known to scale the whole
+    # gradient: each block's softmax gradient is formed while its logits are still in cache, and the
+    # backward pass only scales (no second pass over the logits; docs/performance.md, issue 29).
+    def body(carry, xs):
+        total, dw = carry
         h, t, wt = xs
-        logits = (h @ w_DxV).astype(jnp.float32)
-        lse = jax.nn.logsumexp(logits, axis=-1)
-        target = jnp.take_along_axis(logits, t[:, None], axis=-1)[:, 0]
-        return total + jnp.sum((lse - target) * wt), lse
+        logits, lse, target = _block_logits(h, w_DxV, t)
+        g = jnp.exp(logits - lse[:, None])  # softmax
+        g = (g.at[jnp.arange(t.shape[0]), t].add(-1.0) * wt[:, None]).astype(h.dtype)
+        return (total + jnp.sum((lse - target) * wt), dw + h.T @ g), g @ w_DxV.T
 
-    total, lse = jax.lax.scan(body, jnp.zeros((), jnp.float32), _row_blocks(h_NxD, targets_N, weight_N, n_blocks))
-    return total, (h_NxD, w_DxV, targets_N, weight_N, lse)
+    init = (jnp.zeros((), jnp.float32), jnp.zeros_like(w_DxV))
+    (total, dw), dh = jax.lax.scan(body, init, _row_blocks(h_NxD, targets_N, weight_N, n_blocks))
+    return total, (dh.reshape(h_NxD.shape), dw)
 
 
 def _blocked_ce_bwd(n_blocks, res, ct):
-    h_NxD, w_DxV, targets_N, weight_N, lse = res
-    h_blocks, t_blocks, wt_blocks = _row_blocks(h_NxD, targets_N, weight_N, n_blocks)
-
-    def body(dw, xs):
-        h, t, wt, lse_b = xs
-        logits = (h @ w_DxV).astype(jnp.float32)
-        g = jnp.exp(logits - lse_b[:, None])  # softmax, recomputed block by block
-        g = g.at[jnp.arange(t.shape[0]), t].add(-1.0) * (wt * ct)[:, None]
-        g = g.astype(h.dtype)
-        return dw + h.T @ g, g @ w_DxV.T
-
-    dw, dh = jax.lax.scan(body, jnp.zeros_like(w_DxV), (h_blocks, t_blocks, wt_blocks, lse))
-    return dh.reshape(h_NxD.shape), dw, None, None
+    dh, dw = res
+    return (dh * ct).astype(dh.dtype), (dw * ct).astype(dw.dtype), None, None
 
 
 _blocked_ce_sum.defvjp(_blocked_ce_fwd, _blocked_ce_bwd)
@@ -152,9 +159,10 @@ def head_cross_entropy(
     """Mean token cross-entropy of the logits h @ w, in float32, never holding all of them.
 
     The same value and gradient as `cross_entropy(h @ w, targets)`: the logits are formed
-    `block_rows` rows at a time, forward and again in the backward pass (a custom VJP), so the
-    (B, L, V) logits, their softmax and its gradient never exist whole. Rows are padded with zero
-    weight to a multiple of the block.
+    `block_rows` rows at a time and, under differentiation, each block's gradients (with respect
+    to h and w) are formed in the same pass (a custom VJP whose backward only scales them), so the
+    (B, L, V) logits, their softmax and its gradient never exist whole and are never recomputed.
+    Rows are padded with zero weight to a multiple of the block.
     """
     D = h_BxLxD.shape[-1]
     h_NxD, targets_N = h_BxLxD.reshape(-1, D), targets_BxL.reshape(-1)
@@ -214,7 +222,22 @@ def jit_pool_step(graphdef, tx, optim_cfg: OptimConfig, how: PoolStep = PoolStep
     them. Both give each candidate exactly its own train step; they differ only in speed (on the
     2-core CPU, map is 1.2x faster than separate calls and vmap 0.8x; docs/performance.md).
     """
-    return jax.jit(over_candidates(make_train_step(graphdef, tx, optim_cfg, loss), how), donate_argnums=0)
+    return jax.jit(make_pool_step(graphdef, tx, optim_cfg, how, loss), donate_argnums=0)
+
+
+def make_pool_step(graphdef, tx, optim_cfg: OptimConfig, how: PoolStep = PoolStep.map, loss: LossFn | None = None):
+    """The pure step of C stacked candidates on one batch (see `jit_pool_step`)."""
+    return over_candidates(make_train_step(graphdef, tx, optim_cfg, loss), how)
+
+
+def jit_steps(step: Callable[[Any, jax.Array], tuple[Any, dict]]) -> Callable[[Any, jax.Array], tuple[Any, dict]]:
+    """`(state, batches_NxBxT1) -> (state, metrics with a leading axis of N)`: N steps of the pure `step`
+    in one compiled, donated program (`lax.scan`), the same updates as N calls of the jitted step.
+
+    One dispatch per N steps: for the study's small models a step is a few milliseconds and the work
+    between programs (dispatch, argument handling) is a measurable share (docs/performance.md, issue 29).
+    """
+    return jax.jit(lambda state, batches: jax.lax.scan(step, state, batches), donate_argnums=0)
 
 
 def over_candidates(fn: Callable, how: PoolStep) -> Callable:

@@ -130,6 +130,7 @@ def check_values(cfg: Config) -> None:
     _int_at_least("runner.batch_size", r.batch_size, 1, 16)
     _in_unit("runner.stochastic_dropout", r.stochastic_dropout, 0.1)
     _int_at_least("runner.eval_chunk", r.eval_chunk, 1, 8)
+    _int_at_least("runner.steps_per_dispatch", r.steps_per_dispatch, 1, 16)
     _positive("workers.heartbeat_s", w.heartbeat_s, 30.0)
     _positive("workers.poll_s", w.poll_s, 10.0)
     if not (isinstance(w.stale_s, int | float) and w.stale_s > 2 * w.heartbeat_s):

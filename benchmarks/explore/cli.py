@@ -30,6 +30,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=5, help="steps per timed repetition")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--top", type=int, default=12, help="profile: ops to list")
+    ap.add_argument("--width", type=int, default=160, help="profile: characters of each listed op's HLO text")
     ap.add_argument("--variant", default="baseline", choices=sorted(VARIANTS), help="profile: under this variant")
     ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run (with the baseline)")
     ap.add_argument("--dropout", type=float, default=0.0, help="variants: model dropout (0.1: the stochastic regime)")

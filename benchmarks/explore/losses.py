@@ -6,6 +6,8 @@ A variant is an attention function (benchmarks/explore/attention.py) and a head-
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -78,6 +80,49 @@ def head_blocks(block_rows: int):
     return head
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _recompute_ce_sum(h_NxD, w_DxV, targets_N, weight_N, n_blocks):
+    return _recompute_fwd(h_NxD, w_DxV, targets_N, weight_N, n_blocks)[0]
+
+
+def _recompute_fwd(h_NxD, w_DxV, targets_N, weight_N, n_blocks):
+    def body(total, xs):
+        h, t, wt = xs
+        _, lse, target = train._block_logits(h, w_DxV, t)
+        return total + jnp.sum((lse - target) * wt), lse
+
+    blocks = train._row_blocks(h_NxD, targets_N, weight_N, n_blocks)
+    total, lse = jax.lax.scan(body, jnp.zeros((), jnp.float32), blocks)
+    return total, (h_NxD, w_DxV, targets_N, weight_N, lse)
+
+
+def _recompute_bwd(n_blocks, res, ct):
+    h_NxD, w_DxV, targets_N, weight_N, lse = res
+
+    def body(dw, xs):
+        h, t, wt, lse_b = xs
+        g = jnp.exp((h @ w_DxV).astype(jnp.float32) - lse_b[:, None])
+        g = (g.at[jnp.arange(t.shape[0]), t].add(-1.0) * (wt * ct)[:, None]).astype(h.dtype)
+        return dw + h.T @ g, g @ w_DxV.T
+
+    blocks = (*train._row_blocks(h_NxD, targets_N, weight_N, n_blocks), lse)
+    dw, dh = jax.lax.scan(body, jnp.zeros_like(w_DxV), blocks)
+    return dh.reshape(h_NxD.shape), dw, None, None
+
+
+_recompute_ce_sum.defvjp(_recompute_fwd, _recompute_bwd)
+
+
+def head_recompute(m, h_BxLxD, targets_BxL):
+    """The loss before issue 29: row blocks whose backward pass forms every block's logits again."""
+    D = h_BxLxD.shape[-1]
+    h_NxD, targets_N = h_BxLxD.reshape(-1, D), targets_BxL.reshape(-1)
+    N = targets_N.shape[0]
+    n_blocks = N // train.CE_BLOCK_ROWS
+    weight_N = jnp.ones((N,), jnp.float32)
+    return _recompute_ce_sum(h_NxD, m.head_matrix(), targets_N, weight_N, n_blocks) / N
+
+
 def make_loss(attention=attention_current, head=head_current, key_impl: str | None = None) -> train.LossFn:
     """A loss for growth.train's step builders from an attention, a head-and-loss and a dropout key kind.
 
@@ -118,6 +163,7 @@ def microbatched(n: int) -> train.LossFn:
 VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.train.loss_fn itself
     "baseline": None,
     "explicit_forward": make_loss(),  # the variants' forward with the library's pieces: must equal baseline
+    "attention_autodiff": make_loss(attention_variant(False, "blhd")),  # the attention before issue 29
     "fused_qkv": make_loss(attention_variant(True, "blhd")),
     "heads_first": make_loss(attention_variant(False, "bhld")),
     "fused_qkv+heads_first": make_loss(attention_variant(True, "bhld")),
@@ -128,6 +174,7 @@ VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.train.loss_fn itsel
     "ce_barrier": make_loss(head=head_barrier),
     "ce_blocks256": make_loss(head=head_blocks(256)),
     "ce_blocks1024": make_loss(head=head_blocks(1024)),
+    "ce_recompute": make_loss(head=head_recompute),  # the loss before issue 29 (needs N % 512 == 0)
     "fused_qkv+ce_full_logits": make_loss(attention_variant(True, "blhd"), head_full),
     "dropout_rbg": make_loss(key_impl="rbg"),
     "dropout_unsafe_rbg": make_loss(key_impl="unsafe_rbg"),

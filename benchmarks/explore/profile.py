@@ -72,5 +72,5 @@ def profile(args) -> dict:
         "wall_ms_per_step": wall * 1e3,
         "model_gflops": fpt * batch_size * L * max(args.pool, 1) / wall / 1e9,
         "op_ms_per_step_summed_over_threads": dict(cats.most_common()),
-        "top_ops": {n: [round(ms, 2), defs[n].strip()[:160]] for n, ms in per_op.most_common(args.top)},
+        "top_ops": {n: [round(ms, 2), defs[n].strip()[: args.width]] for n, ms in per_op.most_common(args.top)},
     }

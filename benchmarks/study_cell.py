@@ -1,0 +1,146 @@
+"""The study-cell part: one regime cell of `experiment=study_cpu_long` trained for N continuation steps,
+ours against a PyTorch peer that trains the same six models.
+
+Ours is what the runner does in a cell (growth.continuation.Stepper): the pool's wide candidates
+stacked by model config (exact_copy, zero_pad, shrink_perturb and scratch_wide in one program, msg in
+its own), and the small reference (continue_small), on the same batches, `runner.steps_per_dispatch`
+steps per program call. Evaluation is left out: the peer has none to match.
+
+The peer is the best-practice PyTorch GPT (benchmarks/peer.py) under torch.compile with fused AdamW:
+five wide models (d 64) and one small one (d 32), each taking its step on the same batch, one after
+another. msg's masks are multiplications by ones after growth; the peer's fifth wide model is a
+plain one of the same shape. Both sides are timed in alternating repetitions in one process, and
+the ratio is taken per pair of repetitions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from benchmarks import peer
+from benchmarks.common import Preset, repeat, scaled, spread
+
+STUDY_POOL = ["exact_copy", "zero_pad", "shrink_perturb", "msg", "scratch_wide", "continue_small"]
+TINY = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "data.vocab_size=256", "data.context=16"]
+
+
+def study_config(tiny: bool, overrides: list[str]):
+    """study_cpu_long's model, optimizer and batch (k = 2), its pool; `tiny` shrinks the model for tests."""
+    from growth import presets
+
+    base = ["experiment=study_cpu_long", f"pool=[{','.join(STUDY_POOL)}]", "growth.k=2"]
+    return presets.compose(base + (TINY if tiny else []) + overrides)
+
+
+def _random_data(cfg, n_seq: int = 512):
+    from growth.batches import TokenData
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, cfg.model.vocab_size, (n_seq, cfg.model.context + 1), dtype=np.int32)
+    return TokenData(tokens, tokens[:8], Path("unused"), cfg.model.vocab_size, "random", "random tokens")
+
+
+def ours_runner(cfg, steps: int):
+    """(run, facts): `steps` continuation steps of the cell's models, trained as the runner trains them."""
+    from growth import continuation, pool, train
+
+    graphdef_and_state = train.fresh_state(dataclasses.replace(cfg, seed=0))
+    small = graphdef_and_state[2]
+    grown = pool.build_pool(cfg, small)
+    groups = pool.group_pool(grown)
+    stepper = continuation.Stepper(cfg, _random_data(cfg), groups, 0.0, batch_seed=0, mesh=None)
+    holder = {"small": small, "at": 0}
+
+    def run():
+        at = holder["at"]
+        holder["small"], _ = stepper.advance(holder["small"], groups, at, at + steps, lambda n: None)
+        jax.block_until_ready((holder["small"], [g.state for g in groups]))
+        holder["at"] = at + steps
+
+    run()  # compile every block length
+    models = [*(n for g in groups for n in g.names), pool.REFERENCE]
+    facts = {
+        "models": models,
+        "groups": [g.names for g in groups],
+        "steps_per_dispatch": cfg.runner.steps_per_dispatch,
+        "wide_d_model": groups[0].model_cfg.d_model,
+        "small_d_model": cfg.model.d_model,
+    }
+    return run, facts
+
+
+def peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
+    """(run, facts): `steps` steps of five wide and one small best-practice PyTorch GPT, one after another."""
+    import torch
+    import torch.nn.functional as F
+
+    from growth import widen
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    wide_cfg = widen.wide_config(cfg.model, cfg.growth)
+    shapes = [wide_cfg] * (len(STUDY_POOL) - 1) + [cfg.model]
+    models = [peer.best_practice_model(m).train() for m in shapes]
+    opts = [peer.adamw(m, cfg.optim, fused=True) for m in models]
+    fwds = [torch.compile(m) if compiled else m for m in models]
+    gen = torch.Generator().manual_seed(0)
+    B, L, V = cfg.runner.batch_size, cfg.model.context, cfg.model.vocab_size
+    batches = [torch.randint(0, V, (B, L + 1), generator=gen) for _ in range(8)]
+    clip = cfg.optim.clip_norm
+
+    def run():
+        torch.set_num_threads(threads)
+        for s in range(steps):
+            batch = batches[s % len(batches)]
+            inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+            for model, fwd, opt in zip(models, fwds, opts, strict=True):
+                logits = fwd(inputs)
+                loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+                opt.step()
+        loss.item()
+
+    run()  # warm-up and compilation
+    facts = {
+        "torch": torch.__version__,
+        "threads": threads,
+        "compiled": compiled,
+        "models": len(models),
+        "params": [sum(q.numel() for q in m.parameters()) for m in models],
+    }
+    return run, facts
+
+
+def measure(p: Preset, tiny: bool, steps: int, threads: list[int], overrides: list[str]) -> dict:
+    """Tokens/s of ours and of the peer at each thread count, alternating repetitions; the ratio per pair."""
+    cfg = study_config(tiny, overrides)
+    runs = {"ours": ours_runner(cfg, steps)}
+    why = peer.torch_missing()
+    if why is None:
+        for t in threads:
+            runs[f"torch_{'eager' if tiny else 'compiled'}_{t}t"] = peer_runner(cfg, steps, t, compiled=not tiny)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(p.reps):
+        for k, (run, _) in runs.items():
+            times[k] += repeat(run, 1, warmup=0)
+    tokens = len(STUDY_POOL) * cfg.runner.batch_size * cfg.model.context * steps
+    out: dict = {"steps": steps, "tokens_per_rep": tokens, "skipped_peer": why}
+    for k, (_, facts) in runs.items():
+        s = spread(times[k])
+        out[k] = facts | {"seconds": s, "tokens_per_s": scaled(s, tokens)}
+        if k != "ours":
+            pairs = [b / a for a, b in zip(times["ours"], times[k], strict=True)]
+            out[k]["ours_over_peer"] = spread(pairs)["median"]
+            out[k]["ours_over_peer_spread"] = spread(pairs)
+    peers = [k for k in runs if k != "ours"]
+    if peers:
+        out["ours_over_best_peer"] = min(out[k]["ours_over_peer"] for k in peers)
+    return out | {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -69,16 +69,16 @@ def _token_file(cfg: Config) -> Path:
 
 
 def _flip_low_bits(path: Path) -> None:
-    """xor the low bit of 8 ids in the middle: still valid ids (the vocabulary size is even), other text."""
+    """xor the low bit of every 50th id: still valid ids (the vocabulary size is even), other text."""
     ids = np.fromfile(path, np.uint16)
-    mid = len(ids) // 2
-    ids[mid : mid + 8] ^= 1
+    ids[::50] ^= 1
     ids.tofile(path)
 
 
 def _fill_ffff(path: Path) -> None:
+    """A quarter of the ids (a stretch in the middle) beyond any vocabulary."""
     ids = np.fromfile(path, np.uint16)
-    ids[100:164] = 0xFFFF
+    ids[len(ids) // 4 : len(ids) // 2] = 0xFFFF
     ids.tofile(path)
 
 
@@ -175,7 +175,7 @@ def test_a_finished_cell_whose_npz_is_deleted_is_recomputed_and_the_report_says_
 
 def _worker(root: Path, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "experiments.grow", *_overrides(root)]
-    return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def _wait(what, timeout: float = 240.0, every: float = 0.005):

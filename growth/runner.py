@@ -216,7 +216,7 @@ def base_state(cfg: Config, data: data_lib.TokenData) -> train.TrainState:
 
 
 def validate(cfg: Config) -> None:
-    pool.check_pool(cfg)
+    pool.check_pool(pool.with_default_pool(cfg))
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
         raise RunnerError(f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}")
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):

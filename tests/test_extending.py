@@ -100,7 +100,6 @@ def test_a_new_candidate_and_metric_reach_results_and_report(extended, tmp_path)
 
 
 def test_a_finished_cell_lacking_a_new_metric_is_run_again(extended, tmp_path, caplog):
-    from growth import results
     from growth.results import CellKey
 
     cfg = Config(name="m", out_dir=str(tmp_path), pool=["exact_copy"])

@@ -134,18 +134,22 @@ def test_an_old_cache_without_manifest_is_rebuilt_with_the_same_ids(clean, tmp_p
 # ---------------------------------------------------------------- empty grids
 
 
-@pytest.mark.parametrize(
-    ("override", "said"),
-    [("pool=[]", "pool=[] is empty"), ("regimes=[]", "regimes=[] is empty"), ("grid=[{pool:[]}]", "grid[0].pool=[]")],
-)
-def test_an_empty_grid_is_refused_in_one_line_before_anything_runs(tmp_path, override, said):
-    cmd = [sys.executable, "-m", "experiments.reproduce", *_overrides(tmp_path), override]
+def test_an_empty_pool_is_refused_in_one_line_before_anything_runs(tmp_path):
+    cmd = [sys.executable, "-m", "experiments.reproduce", *_overrides(tmp_path), "pool=[]"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {said}") and "nothing would run" in last, proc.stderr[-2000:]
+    assert last.startswith("error: pool=[] is empty") and "nothing would run" in last, proc.stderr[-2000:]
     written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file() and "hydra" not in p.parts]
     assert written == []  # no row, no plan, no pretraining (only Hydra's own log)
+
+
+@pytest.mark.parametrize(("override", "said"), [("regimes=[]", "regimes=[]"), ("grid=[{pool:[]}]", "grid[0].pool=[]")])
+def test_empty_regimes_or_an_empty_cell_pool_are_refused_at_compose_time(tmp_path, override, said):
+    with pytest.raises(SystemExit) as e, user_errors():
+        presets.compose([*_overrides(tmp_path), override])
+    assert str(e.value.code).startswith(f"error: {said} is empty, so the grid would have no cells")
+    assert "\n" not in str(e.value.code)
 
 
 # ---------------------------------------------------------------- a deleted per-sequence file
@@ -234,6 +238,7 @@ def _check_one_log_and_clean_rows(cfg: Config, reference: list[tuple]) -> None:
     assert not list((results.results_path(cfg).parent / "leases").glob("*.json"))
 
 
+@pytest.mark.slow  # about 15 s; the double fault below (default suite) fences a stalled worker too
 def test_a_worker_stopped_past_the_stale_time_then_continued_writes_nothing_more(clean, tmp_path):
     cfg, first = _stall_first_worker(clean, tmp_path)
     second = _worker(tmp_path, tmp_path / "b.log")

@@ -35,7 +35,23 @@ def _provenance(results: Results, results_dir: Path | str) -> str:
     for v in versions:
         pretty = ", ".join(f"{k}={val}" for k, val in json.loads(v).items()) or "(not recorded)"
         lines.append(f"Package versions: {pretty}.")
+    unreadable = unreadable_cells(frame)
+    if unreadable:
+        lines.append(
+            f"Could not read the per-sequence losses of {len(unreadable)} cell(s) (file missing; their CIs"
+            f" resample replicates only; rerun the grid to recompute them): {', '.join(unreadable)}."
+        )
     return "\n\n".join(lines)
+
+
+def unreadable_cells(frame: pd.DataFrame) -> list[str]:
+    """The cells (and scratch runs) whose finishing row names a per-sequence file that is not there."""
+    rows = frame[(frame["metric"] == "wall_time") & (frame["seq_losses"] != "")]
+    return sorted(
+        f"{r.experiment} seed{r.seed}-g{r.growth_step}-{r.regime}-r{r.replicate} ({r.seq_losses})"
+        for r in rows.itertuples()
+        if not (Path(r.source).parent / r.seq_losses).is_file()
+    )
 
 
 def _wall_time(frame: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ from growth.files import StorageError, storage_error
 from growth.hosts import HostsError
 from growth.interop.hf_import import HFImportError
 from growth.interop.surgery import SurgeryError
+from growth.lease import GridUnfinished
 from growth.mesh import MeshError
 from growth.model import ConfigError
 from growth.pool import PoolError
@@ -33,6 +34,7 @@ USER_ERRORS = (
     PretrainDiverged,
     HostsError,
     MeshError,
+    GridUnfinished,
 )
 
 

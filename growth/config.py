@@ -351,9 +351,9 @@ class Config:
     seed: int = 0  # pretraining seed (data order, init, dropout)
     out_dir: str = "runs"  # root of every run directory
     growth_step: int = 1000  # pretraining step the wide candidates are grown from
-    # Candidates to grow (names of growth/widen/registry.py); empty = the registry's default pool, filled in
-    # by growth.pool.with_default_pool before anything is hashed or built.
-    pool: list[str] = field(default_factory=list)
+    # Candidates to grow (names of growth/widen/registry.py); None (unset) = the registry's default pool, filled
+    # in by growth.pool.with_default_pool before anything is hashed or built. An empty list is refused.
+    pool: list[str] | None = None
     # continuation regimes run per cell
     regimes: list[Regime] = field(default_factory=lambda: [Regime.deterministic, Regime.stochastic])
     probe_lag: int = 16  # lag of the cheap probe
@@ -373,6 +373,12 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)
+
+    def filled_pool(self) -> list[str]:
+        """The pool once growth.pool.with_default_pool has filled it in (every consumer past that point)."""
+        if self.pool is None:
+            raise ValueError("the pool is unset here: fill it with growth.pool.with_default_pool first")
+        return self.pool
 
 
 def _process_tag() -> str:

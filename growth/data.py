@@ -76,7 +76,7 @@ def load(cfg: DataConfig) -> TokenData:
     """Tokenized, packed training and evaluation data; tokenized into the cache on first use."""
     given = load_pretrained_tokenizer(cfg.tokenizer_path) if cfg.tokenizer_path else None
     fingerprint = hashlib.sha256(given.to_str().encode()).hexdigest()[:16] if given is not None else None
-    root = token_cache.build(cfg, given, fingerprint)
+    root = token_cache.open_verified(cfg, given, fingerprint)  # checked against its manifest
     meta = json.loads((root / "meta.json").read_text())
     length = cfg.context + 1
     described = describe(cfg)

@@ -33,7 +33,7 @@ def cells(cfg: Config) -> list[Config]:
                 cfg,
                 seed=cfg.seed if cell.seed is None else cell.seed,
                 growth_step=cfg.growth_step if cell.growth_step is None else cell.growth_step,
-                pool=list(cfg.pool if cell.pool is None else cell.pool),
+                pool=list(cfg.filled_pool() if cell.pool is None else cell.pool),
                 replicates=cfg.replicates if cell.replicates is None else cell.replicates,
                 growth=growth,
                 optim=optim,
@@ -86,6 +86,9 @@ def reproduce(cfg: Config) -> Path:
             )  # the shared scratch_wide budget (once per seed, k, regime, replicate, policy)
         return held
 
-    lease.drain(one_pass, cfg.workers.poll_s)
+    def left() -> list[str]:
+        return [name for cell in prepared for name in runner.left(cell) + scratch.left(cell)]
+
+    lease.drain(one_pass, left, cfg.workers.poll_s)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
     return out

@@ -2,8 +2,9 @@
 
 A worker claims a cell by writing `leases/<cell>.json` (its host, pid, a random token and a heartbeat
 time) under one lock file for the whole directory. While it computes, a thread refreshes the heartbeat.
-Its rows are written only while it still holds the lease, under the same lock, and the lease is then
-removed. A lease whose heartbeat is older than `workers.stale_s`, or whose pid is gone on this host,
+Every write of the cell's files (its training log, then its npz and rows) is fenced: made under the same
+lock only while the lease file still holds this worker's token, and the lease is removed with the rows.
+A worker that lost its lease writes nothing more for the cell (LeaseLost) and goes on to the next one. A lease whose heartbeat is older than `workers.stale_s`, or whose pid is gone on this host,
 belongs to a dead worker and is taken over. Our construction; docs/scaling.md describes it.
 
 A multi-process job (growth.hosts) is one worker: process 0 claims and writes, and the others follow
@@ -29,6 +30,14 @@ from growth.config import WorkersConfig
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".leases.lock"
+
+
+class LeaseLost(RuntimeError):
+    """This worker's lease on a cell was taken over (it stalled past workers.stale_s): it stops that cell."""
+
+
+class GridUnfinished(RuntimeError):
+    """Cells a worker could not finish and no live worker holds; the message lists them."""
 
 
 def _alive(pid: int) -> bool:
@@ -65,6 +74,7 @@ class Lease:
     owner: dict
     heartbeat_s: float
     follower: bool = False  # a process of a multi-process job other than process 0: it writes nothing
+    lost: bool = False  # another worker took the cell over: nothing more is written for it
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -102,14 +112,35 @@ class Lease:
         if self._thread is not None:
             self._thread.join()
 
+    def _lose(self) -> None:
+        if not self.lost:
+            log.warning(
+                "lease %s was taken over by another worker (this one stalled past workers.stale_s): this worker"
+                " writes nothing more for that cell", self.name,
+            )  # fmt: skip
+        self.lost = True
+        self._stop.set()
+
+    def fence(self, write: Callable[[], None]) -> None:
+        """Run `write` (a write of the cell's files) under the lease lock while the lease is ours, else raise
+        LeaseLost: the worker that took the cell over writes it, and no line of this worker's follows."""
+        if self.follower:  # a follower process writes nothing itself (growth.hosts.is_writer)
+            write()
+            return
+        with files.locked(self.lock):
+            if self.lost or not self._ours():
+                self._lose()
+                raise LeaseLost(f"lease {self.name} was taken over by another worker")
+            write()
+
     def commit(self, write: Callable[[], None]) -> bool:
         """Run `write` (the cell's rows) if the lease is still ours, then drop it; False if it was lost."""
         if self.follower:
             return True
         self._stop_beating()
         with files.locked(self.lock):
-            if not self._ours():
-                log.warning("lease %s was taken over by another worker; dropping this worker's copy", self.name)
+            if self.lost or not self._ours():
+                self._lose()
                 return False
             write()
             self.path.unlink(missing_ok=True)
@@ -158,11 +189,25 @@ def _claim(directory: Path, name: str, workers: WorkersConfig, finished: Callabl
     return Lease(directory, name, owner, workers.heartbeat_s).start()
 
 
-def drain(run_pass: Callable[[], int], poll_s: float) -> None:
-    """Call `run_pass` (returns how many cells other workers still hold) until none is left."""
+def drain(run_pass: Callable[[], int], left: Callable[[], list[str]], poll_s: float) -> None:
+    """Call `run_pass` (returns how many cells live workers still hold) until `left()` (the unfinished cells)
+    is empty: cells held by live workers are waited for, dead or stale leases taken over on the next pass.
+    Raise GridUnfinished when two passes in a row leave the same cells unfinished and no live worker holds any."""
+    stuck: list[str] | None = None
     while True:
         held = hosts.agree_one(run_pass())  # a multi-process job goes on as process 0 does
-        if not held:
+        if held:
+            log.info("%d cell(s) held by other workers; checking again in %.0f s", held, poll_s)
+            stuck = None
+            time.sleep(poll_s)
+            continue
+        unfinished = left()
+        if not hosts.agree_one(len(unfinished)):
             return
-        log.info("%d cell(s) held by other workers; checking again in %.0f s", held, poll_s)
-        time.sleep(poll_s)
+        if hosts.agree_one(int(unfinished == stuck)):
+            raise GridUnfinished(
+                f"{len(unfinished)} cell(s) are unfinished and no live worker holds them after two passes:"
+                f" {', '.join(unfinished)}; see the warnings above, then run the command again"
+            )
+        log.warning("%d cell(s) still unfinished (%s): another pass", len(unfinished), ", ".join(unfinished))
+        stuck = unfinished

@@ -51,15 +51,15 @@ def _stable_key(root: jax.Array, name: str) -> jax.Array:
 
 def with_default_pool(cfg: Config) -> Config:
     """`cfg` with the registry's default pool where it names none."""
-    return cfg if cfg.pool else dataclasses.replace(cfg, pool=widen.registry.default_pool())
+    return cfg if cfg.pool is not None else dataclasses.replace(cfg, pool=widen.registry.default_pool())
 
 
 def check_pool(cfg: Config) -> None:
     """Every pool name is registered and its options are valid (run once per cell, before anything is built)."""
-    unknown = [n for n in cfg.pool if widen.registry.get(n) is None]
+    unknown = [n for n in cfg.filled_pool() if widen.registry.get(n) is None]
     if unknown:
         raise PoolError(f"pool has unknown candidates {unknown}; valid: {', '.join(widen.registry.names())}")
-    for name in cfg.pool:
+    for name in cfg.filled_pool():
         widen.check_options(name, cfg.growth)
 
 
@@ -67,7 +67,7 @@ def growth_batches(cfg: Config, data: data_lib.TokenData | None) -> np.ndarray |
     """The pretraining batches of the `growth.ligo.steps` steps just before the growth step (cycled when
     fewer were taken): what a candidate that trains before its continuation (ligo) may use. None
     unless the pool has an entry with `pregrowth_batches`."""
-    needing = widen.registry.needing_batches(cfg.pool)
+    needing = widen.registry.needing_batches(cfg.filled_pool())
     if not needing:
         return None
     if data is None:
@@ -93,7 +93,7 @@ def build_pool(
     batches = growth_batches(cfg, data)
     return {
         name: widen.grow(name, small_state, cfg.model, cfg.growth, cfg.optim, _stable_key(root, name), batches)
-        for name in cfg.pool
+        for name in cfg.filled_pool()
         if name != REFERENCE
     }
 

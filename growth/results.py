@@ -3,7 +3,7 @@
 A cell is one (seed, growth step, regime, replicate) under one config hash. When it finishes, its
 per-sequence eval losses are written to `seq_losses/<cell>.npz` and then its rows are appended to
 `results.jsonl` in one locked write; the `wall_time` row is written last and marks the cell done, so a
-killed run redoes only unfinished cells (deterministically). Every row of one write carries its
+killed run redoes only unfinished cells (deterministically). A cell whose npz is gone is not finished. Every row of one write carries its
 `write_id` and the wall-time row the write's row count (`n_rows`): a cell counts as finished only when
 all of its rows were read back. docs/results_schema.md has the format.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import logging
 import math
 import uuid
 from collections import Counter
@@ -23,6 +24,8 @@ import numpy as np
 from growth import cost, files, metric_registry
 from growth.config import Config, Regime, config_hash
 from growth.pretrain import trajectory_identity
+
+log = logging.getLogger(__name__)
 
 POOL_ROW = "_pool"  # candidate name of the rows that describe the whole cell
 
@@ -68,7 +71,7 @@ def grow_identity(cfg: Config) -> dict:
             "optim": dataclasses.asdict(cfg.optim),
             "growth": dataclasses.asdict(cfg.growth),
             "runner": dataclasses.asdict(cfg.runner),
-            "pool": list(cfg.pool),
+            "pool": list(cfg.filled_pool()),
             "lags": [cfg.probe_lag, cfg.continuation_lag],
             "growth_step": cfg.growth_step,
             "eval_sequences": cfg.data.eval_sequences,
@@ -97,12 +100,15 @@ class Measured:
 
     candidates: frozenset[str] | None
     metrics: frozenset[str] | None
+    missing: tuple[str, ...] = ()  # files its rows name that are gone (e.g. a deleted seq_losses/*.npz)
 
     def lacks(self, candidates: list[str], metrics: list[str]) -> list[str]:
-        """The asked-for candidates and metrics this cell did not measure (empty when it predates the record)."""
+        """The files this cell's rows name that are gone, and the asked-for candidates and metrics it did not
+        measure (none when it predates the record)."""
+        gone = [f"its file {name} (missing)" for name in self.missing]
         if self.candidates is None or self.metrics is None:
-            return []
-        return sorted(set(candidates) - self.candidates) + sorted(set(metrics) - self.metrics)
+            return gone
+        return gone + sorted(set(candidates) - self.candidates) + sorted(set(metrics) - self.metrics)
 
 
 def finished_cells(path: Path, chash: str) -> dict[CellKey, Measured]:
@@ -121,13 +127,47 @@ def finished_cells(path: Path, chash: str) -> dict[CellKey, Measured]:
         key = CellKey(r["seed"], r["growth_step"], Regime(r["regime"]), int(r.get("replicate", 0)))
         rec = r.get("measured") or {}
         cands, mets = rec.get("candidates"), rec.get("metrics")
-        out[key] = Measured(None if cands is None else frozenset(cands), None if mets is None else frozenset(mets))
+        missing = tuple(missing_files(path.parent, r))
+        out[key] = Measured(
+            None if cands is None else frozenset(cands), None if mets is None else frozenset(mets), missing
+        )
     return out
+
+
+NAMED_FILES = ("seq_losses",)  # row fields that name a file (relative to the results directory) a cell needs
+
+
+def missing_files(root: Path, row: dict) -> list[str]:
+    """The files `row` names (relative to the results directory `root`) that do not exist."""
+    return [str(row[f]) for f in NAMED_FILES if row.get(f) and not (root / str(row[f])).is_file()]
 
 
 def asked_metrics() -> list[str]:
     """The metrics a cell run now writes (growth/metric_registry.py)."""
     return sorted(metric_registry.METRICS)
+
+
+def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False) -> list[CellKey]:
+    """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
+
+    A cell written before cells recorded what they measured is kept, with one line saying so.
+    """
+    done = finished_cells(path, cell_hash(cfg))
+    todo = []
+    for key in keys:
+        if key not in done:
+            todo.append(key)
+            continue
+        if done[key].candidates is None and not done[key].missing:
+            if not quiet:
+                log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
+            continue
+        lacking = done[key].lacks(cfg.filled_pool(), asked_metrics())
+        if lacking:
+            if not quiet:
+                log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
+            todo.append(key)
+    return todo
 
 
 def seq_losses_path(cfg: Config, key: CellKey, chash: str) -> Path:
@@ -161,7 +201,7 @@ def write_cell(cfg: Config, key: CellKey, rows: list[Row], seq: SeqLosses, wall_
         common
         | _fields(Row(POOL_ROW, cfg.continuation_lag, "wall_time", wall_time_s))
         | {"seq_losses": str(seq_path.relative_to(results_path(cfg).parent)), "n_rows": len(rows) + 1}
-        | {"measured": {"candidates": sorted(cfg.pool), "metrics": asked_metrics()}}
+        | {"measured": {"candidates": sorted(cfg.filled_pool()), "metrics": asked_metrics()}}
         | {"cost": cost.cost_fields(cfg)}  # tokens and FLOPs of the speedup (growth.cost)
     )
     files.append_jsonl(results_path(cfg), out)

@@ -25,7 +25,7 @@ from growth.config import Config, Regime, to_config
 from growth.metric_registry import Context, Stage
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
-from growth.tracking import Tracker, progress
+from growth.tracking import Fence, Tracker, progress
 from growth.validate import check_bpe_vocab, check_growth_step
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,16 @@ def curve_rows(name: str, curve: dict[int, float], lags: list[int], diverged_at:
 
 
 def run_cell(
-    cfg: Config, key: CellKey, data: data_lib.TokenData, small_state: train.TrainState, grown: dict[str, widen.Grown]
+    cfg: Config,
+    key: CellKey,
+    data: data_lib.TokenData,
+    small_state: train.TrainState,
+    grown: dict[str, widen.Grown],
+    fence: Fence | None = None,
 ) -> tuple[list[Row], SeqLosses]:
-    """Continue every candidate and the small reference on the same batches; return rows and losses."""
+    """Continue every candidate and the small reference on the same batches; return rows and losses.
+
+    `fence` (the cell's lease) guards each write of its training log: a lost lease stops the cell."""
     rate = 0.0 if key.regime == Regime.deterministic else cfg.runner.stochastic_dropout
     batch_seed, dropout_key = continuation_streams(cfg, key)
     lags = eval_lags(cfg)
@@ -125,7 +132,7 @@ def run_cell(
     seq: dict[str, dict[int, np.ndarray]] = {n: {} for n in names}
     diverged: dict[str, int] = {}
     rows: list[Row] = []
-    tracker = _tracker(cfg, key)
+    tracker = _tracker(cfg, key, fence)
     bar = progress(
         cfg.continuation_lag, f"s{key.seed} g{key.growth_step} {key.regime} r{key.replicate}", cfg.logger.progress
     )
@@ -151,7 +158,7 @@ def run_cell(
     finally:
         bar.close()
         tracker.finish()
-    kept = [n for n in names if n != REFERENCE or REFERENCE in cfg.pool]
+    kept = [n for n in names if n != REFERENCE or REFERENCE in cfg.filled_pool()]
     rows += [Row(name, 0, "growth_tokens", float(g.growth_tokens)) for name, g in grown.items()]
     for name in kept:
         curve = {lag: float(v.mean()) for lag, v in seq[name].items()}
@@ -165,7 +172,7 @@ def run_cell(
     return rows, SeqLosses(candidates=kept, lags=lags, loss=loss)
 
 
-def _tracker(cfg: Config, key: CellKey) -> Tracker:
+def _tracker(cfg: Config, key: CellKey, fence: Fence | None) -> Tracker:
     out = results.results_path(cfg).parent / "grow" / f"{key.stem}-{results.cell_hash(cfg)}"
     return Tracker(
         out,
@@ -175,6 +182,7 @@ def _tracker(cfg: Config, key: CellKey) -> Tracker:
         group=cfg.name,
         run_id=f"grow-{out.name}",
         fresh=True,  # a redone cell starts its log afresh
+        fence=fence,
     )
 
 
@@ -196,7 +204,7 @@ def base_state(cfg: Config, data: data_lib.TokenData) -> train.TrainState:
 
 
 def validate(cfg: Config) -> None:
-    pool.check_pool(cfg)
+    pool.check_pool(pool.with_default_pool(cfg))
     if not 0 < cfg.probe_lag <= cfg.continuation_lag:
         raise RunnerError(f"probe_lag={cfg.probe_lag} must lie in 1..continuation_lag={cfg.continuation_lag}")
     if cfg.growth_step < (0 if cfg.runner.base_dir else 1):
@@ -205,29 +213,6 @@ def validate(cfg: Config) -> None:
         raise RunnerError(f"replicates={cfg.replicates} must be at least 1")
     check_growth_step(cfg)
     check_bpe_vocab(cfg)
-
-
-def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False) -> list[CellKey]:
-    """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
-
-    A cell written before cells recorded what they measured is kept, with one line saying so.
-    """
-    done = results.finished_cells(path, results.cell_hash(cfg))
-    todo = []
-    for key in keys:
-        if key not in done:
-            todo.append(key)
-            continue
-        if done[key].candidates is None:
-            if not quiet:
-                log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
-            continue
-        lacking = done[key].lacks(cfg.pool, results.asked_metrics())
-        if lacking:
-            if not quiet:
-                log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
-            todo.append(key)
-    return todo
 
 
 def prepare(cfg: Config) -> Config:
@@ -242,8 +227,17 @@ def prepare(cfg: Config) -> Config:
 def run(cfg: Config) -> Path:
     """Run every unfinished cell of this (seed, growth step), and wait for those other workers hold."""
     cfg = prepare(cfg)
-    lease.drain(lambda: run_pass(cfg), cfg.workers.poll_s)
+    lease.drain(lambda: run_pass(cfg), lambda: left(cfg), cfg.workers.poll_s)
     return results.results_path(cfg)
+
+
+def cell_keys(cfg: Config) -> list[CellKey]:
+    return [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
+
+
+def left(cfg: Config) -> list[str]:
+    """The cells of this (seed, growth step) not finished yet (`cfg` from `prepare`)."""
+    return [k.stem for k in results.unfinished(cfg, results.results_path(cfg), cell_keys(cfg), quiet=True)]
 
 
 def run_pass(cfg: Config) -> int:
@@ -251,8 +245,8 @@ def run_pass(cfg: Config) -> int:
     live workers still hold."""
     path = results.results_path(cfg)
     chash = results.cell_hash(cfg)
-    keys = [CellKey(cfg.seed, cfg.growth_step, regime, r) for r in range(cfg.replicates) for regime in cfg.regimes]
-    todo = hosts.agreed_subset(keys, unfinished(cfg, path, keys))  # a multi-process job follows process 0
+    keys = cell_keys(cfg)
+    todo = hosts.agreed_subset(keys, results.unfinished(cfg, path, keys))  # a multi-process job follows process 0
     if not todo:
         log.info("seed %d growth step %d: every cell already finished, skipping", cfg.seed, cfg.growth_step)
         return 0
@@ -273,9 +267,11 @@ def run_pass(cfg: Config) -> int:
                 small_state = base_state(cfg, data)
                 setup = (data, small_state, pool.build_pool(cfg, small_state, data))
             t0 = time.perf_counter()
-            rows, seq = run_cell(cfg, key, *setup)
+            rows, seq = run_cell(cfg, key, *setup, fence=claimed.fence)
             wall = time.perf_counter() - t0
             claimed.commit(lambda: results.write_cell(cfg, key, rows, seq, wall))  # noqa: B023 (called at once)
+        except lease.LeaseLost:
+            continue  # the worker that took it over writes it; `left` sees whether it finished
         except BaseException:
             claimed.release()
             raise
@@ -284,4 +280,4 @@ def run_pass(cfg: Config) -> int:
 
 def _finished(cfg: Config, path: Path, key: CellKey) -> bool:
     """Finished and measured everything asked for (a worker that holds it may just have written it)."""
-    return not unfinished(cfg, path, [key], quiet=True)
+    return not results.unfinished(cfg, path, [key], quiet=True)

@@ -66,10 +66,13 @@ def scratch_hash(cfg: Config) -> str:
 def finished(cfg: Config) -> set[tuple[int, str, int]]:
     """(seed, regime, replicate) of every finished scratch run of this config."""
     chash = scratch_hash(cfg)
+    store = store_path(cfg)
     return {
         (r["seed"], r["regime"], int(r["replicate"]))
-        for r in files.read_jsonl(store_path(cfg))
-        if r.get("config_hash") == chash and r.get("candidate") == MARKER
+        for r in files.read_jsonl(store)
+        if r.get("config_hash") == chash
+        and r.get("candidate") == MARKER
+        and not results.missing_files(store.parent, r)  # a deleted npz: not finished, computed again
     }
 
 
@@ -128,6 +131,15 @@ def write(cfg: Config, key: CellKey, loss: np.ndarray, diverged: int | None, wal
     wide = {"flops_per_token_wide": cost.train_flops_per_token(widen.wide_config(cfg.model, cfg.growth))}
     rows.append(common | marker | {"cost": tokens | wide})
     files.append_jsonl(store_path(cfg), rows)
+
+
+def left(cfg: Config) -> list[str]:
+    """The scratch runs of this config's seed, k and policy not finished yet."""
+    if cfg.budget.scratch_steps <= 0:
+        return []
+    done = finished(cfg)
+    keys = [CellKey(cfg.seed, 0, Regime(g), r) for r in range(cfg.replicates) for g in cfg.regimes]
+    return [f"scratch-{k.stem}-k{cfg.growth.k}" for k in keys if (k.seed, str(k.regime), k.replicate) not in done]
 
 
 def run_pass(cfg: Config, data: data_lib.TokenData | None = None) -> int:

@@ -1,7 +1,9 @@
 """Tokenized corpora on disk: a streaming-hash cache key, ids written in chunks to a memory-mapped token file.
 
 `build(cfg)` makes `cache_dir/tokens/<key>/` once: `tokenizer.json`, `train.bin` and `valid.bin`
-(raw ids, uint16 while the vocabulary fits, else int32) and `meta.json`. Memory stays bounded by one
+(raw ids, uint16 while the vocabulary fits, else int32), `manifest.json` (growth.token_manifest) and
+`meta.json`. `open_verified(cfg)` builds it if needed and checks it against its manifest, rebuilding
+a cache that fails the check (or refusing in one line when it cannot be rebuilt). Memory stays bounded by one
 chunk of documents and the tokenizer's training sample, whatever the corpus size. The key hashes the
 source files' bytes as they stream (or the hub name / synthetic seed) with every setting that
 changes the ids, so another corpus or setting never reuses a stale cache.
@@ -12,14 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from growth import corpus, files
+from growth import corpus, files, token_manifest
 from growth import tokenizer as tok_lib
 from growth.config import DataConfig, DataSource
 from growth.textcheck import DataError
@@ -27,16 +31,7 @@ from growth.textcheck import DataError
 log = logging.getLogger(__name__)
 
 FORMAT = "bpe-v2"  # bump when the token files' layout or the ids for given text change
-_HASH_BLOCK = 4 << 20
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, read 4 MiB at a time."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+file_digest = token_manifest.file_digest
 
 
 def content_id(cfg: DataConfig) -> list:
@@ -107,6 +102,7 @@ def build(cfg: DataConfig, given=None, fingerprint: str | None = None) -> Path:
                 what = "training" if role == "train" else "validation"
                 raise DataError(f"empty {what} corpus {corpus.describe(cfg)}; give at least one document")
         vocab = tok.get_vocab_size()
+        token_manifest.write(tmp, tok_lib.token_dtype(vocab), vocab, {r: c["tokens"] for r, c in counts.items()})
         meta = {"key": key, "format": FORMAT, "vocab_size": vocab, "dtype": tok_lib.token_dtype(vocab).name}
         meta |= {"tokenizer_s": trained_s, **{role: c for role, c in counts.items()}}
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -117,6 +113,36 @@ def build(cfg: DataConfig, given=None, fingerprint: str | None = None) -> Path:
 
     files.atomic_write_dir(root, write)
     return root
+
+
+def open_verified(cfg: DataConfig, given=None, fingerprint: str | None = None) -> Path:
+    """`build`'s cache directory, checked against its manifest; a cache that fails the check is rebuilt
+    from the source with one warning line, or refused with one DataError line if that cannot be done."""
+    root = build(cfg, given, fingerprint)
+    try:
+        token_manifest.verify(root)
+        return root
+    except token_manifest.CacheMismatch as e:
+        why = str(e)
+    log.warning("%s; rebuilding the token cache %s", why, corpus.describe(cfg))
+    _discard(root)
+    try:
+        root = build(cfg, given, fingerprint)
+        token_manifest.verify(root)
+    except Exception as e:  # the source is gone (a hub corpus offline, a moved file) or unreadable
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{why}, and the cache cannot be rebuilt from its source: {first}") from None
+    return root
+
+
+def _discard(root: Path) -> None:
+    """Move a failed cache aside (one rename: a concurrent reader keeps its open files) and delete it."""
+    aside = root.parent / f".discarded-{root.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        root.rename(aside)
+    except FileNotFoundError:  # another worker discarded it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def token_file(root: Path, role: str) -> np.ndarray:

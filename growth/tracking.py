@@ -5,6 +5,7 @@ In a multi-process job only process 0 logs (growth.hosts): the others' trackers 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -13,21 +14,38 @@ from growth import hosts
 from growth.config import WandbConfig, WandbMode
 from growth.files import append_jsonl
 
+Fence = Callable[[Callable[[], None]], None]  # runs a write only while the run's lease holds (growth.lease)
+
+
+def _unfenced(write: Callable[[], None]) -> None:
+    write()
+
 
 class Tracker:
-    """Writes metrics to `run_dir/metrics.jsonl` (`fresh`: a new file) and, unless disabled, to a wandb run."""
+    """Writes metrics to `run_dir/metrics.jsonl` (`fresh`: a new file) and, unless disabled, to a wandb run.
+
+    `fence` wraps every write (a grid cell's lease: a worker that lost it raises instead of writing)."""
 
     def __init__(
-        self, run_dir: Path, cfg: WandbConfig, config: dict, name: str, group: str, run_id: str, fresh: bool = False
+        self,
+        run_dir: Path,
+        cfg: WandbConfig,
+        config: dict,
+        name: str,
+        group: str,
+        run_id: str,
+        fresh: bool = False,
+        fence: Fence | None = None,
     ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.wandb_run = None
+        self.fence = fence or _unfenced
         self.writes = hosts.is_writer()
         if not self.writes:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fresh:
-            self.path.unlink(missing_ok=True)
+            self.fence(lambda: self.path.unlink(missing_ok=True))
         if cfg.mode != WandbMode.disabled:
             import wandb
 
@@ -48,9 +66,13 @@ class Tracker:
     def log(self, row: dict, step: int) -> None:
         if not self.writes:
             return
-        append_jsonl(self.path, [row])
-        if self.wandb_run is not None:
-            self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+        def write() -> None:
+            append_jsonl(self.path, [row])
+            if self.wandb_run is not None:
+                self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+        self.fence(write)
 
     def finish(self) -> None:
         if self.wandb_run is not None:

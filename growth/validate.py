@@ -64,6 +64,12 @@ def _no_duplicates(key: str, names: Iterable[Any]) -> None:
         seen.append(str(name))
 
 
+def _not_empty(key: str, names: list | None, fix: str) -> None:
+    """An empty list would make a grid with no cells (or cells with no candidate): nothing would run."""
+    if names is not None and not names:
+        raise ConfigValueError(f"{key}=[] is empty, so the grid would have no cells and nothing would run; {fix}")
+
+
 def check_values(cfg: Config) -> None:
     """Raise ConfigValueError for the first numeric field out of its range."""
     d, m, o, p, g, r, w = cfg.data, cfg.model, cfg.optim, cfg.pretrain, cfg.growth, cfg.runner, cfg.workers
@@ -74,7 +80,11 @@ def check_values(cfg: Config) -> None:
     if cfg.probe_lag > cfg.continuation_lag:
         _fail("probe_lag", cfg.probe_lag, f"<= continuation_lag={cfg.continuation_lag}", cfg.continuation_lag)
     _int_at_least("replicates", cfg.replicates, 1)
-    _no_duplicates("pool", cfg.pool)
+    _not_empty(
+        "pool", cfg.pool, "leave pool unset for the registry's default pool, or name candidates, e.g. pool=[exact_copy]"
+    )
+    _no_duplicates("pool", cfg.pool or [])
+    _not_empty("regimes", cfg.regimes, "e.g. regimes=[deterministic,stochastic]")
     _no_duplicates("regimes", cfg.regimes)
     # data
     _positive("data.hub_timeout_s", d.hub_timeout_s, 10.0)
@@ -145,6 +155,7 @@ def check_values(cfg: Config) -> None:
         if cell.replicates is not None:
             _int_at_least(f"{key}.replicates", cell.replicates, 1)
         if cell.pool is not None:
+            _not_empty(f"{key}.pool", cell.pool, f"leave {key}.pool unset for the top-level pool, or name candidates")
             _no_duplicates(f"{key}.pool", cell.pool)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.report import write_report
 from growth import metric_registry as mr
-from growth import pretrain, runner, widen
+from growth import pretrain, results, runner, widen
 from growth.config import Config, RunnerConfig
 from growth.files import read_jsonl
 from growth.widen import registry
@@ -100,7 +100,6 @@ def test_a_new_candidate_and_metric_reach_results_and_report(extended, tmp_path)
 
 
 def test_a_finished_cell_lacking_a_new_metric_is_run_again(extended, tmp_path, caplog):
-    from growth import results
     from growth.results import CellKey
 
     cfg = Config(name="m", out_dir=str(tmp_path), pool=["exact_copy"])
@@ -112,10 +111,10 @@ def test_a_finished_cell_lacking_a_new_metric_is_run_again(extended, tmp_path, c
     old = {**base, "metric": "wall_time", "measured": {"candidates": ["exact_copy"], "metrics": ["auc"]}}
     path.write_text(json.dumps(old) + "\n")
     with caplog.at_level("WARNING", logger="growth.runner"):
-        assert runner.unfinished(cfg, path, [key]) == [key]
+        assert results.unfinished(cfg, path, [key]) == [key]
     assert "lacks" in caplog.text and "probe_top1" in caplog.text
     path.write_text(json.dumps({**base, "metric": "wall_time"}) + "\n")
     caplog.clear()
     with caplog.at_level("WARNING", logger="growth.runner"):
-        assert runner.unfinished(cfg, path, [key]) == []
+        assert results.unfinished(cfg, path, [key]) == []
     assert "predates" in caplog.text

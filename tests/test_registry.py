@@ -29,7 +29,7 @@ def test_registry_drives_the_default_pool_order_and_reference():
     assert registry.reference() in pool and registry.get(registry.reference()).reference
     assert registry.ordered(["_pool", "zzz", *reversed(pool)]) == [*pool, "zzz"]
     assert len({e.order for e in ENTRIES}) == len(ENTRIES)  # a strict table order
-    assert Config().pool == []  # empty = the registry's default pool (growth.pool.with_default_pool)
+    assert Config().pool is None  # unset = the registry's default pool (growth.pool.with_default_pool)
 
 
 def test_register_refuses_a_bad_entry():

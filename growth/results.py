@@ -63,6 +63,16 @@ def results_path(cfg: Config) -> Path:
     return Path(cfg.out_dir) / cfg.name / "results.jsonl"
 
 
+# Runner settings that change how steps are dispatched, not what they compute: left out of the hash so
+# finished cells stay finished (steps_per_dispatch: the scanned program's updates equal the per-step
+# program's, tests/test_fast_paths.py).
+EXECUTION_ONLY = ("steps_per_dispatch",)
+
+
+def runner_identity(cfg: Config) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg.runner).items() if k not in EXECUTION_ONLY}
+
+
 def grow_identity(cfg: Config) -> dict:
     """What fixes a cell's numbers, besides its CellKey (replicates only says how many keys exist)."""
     return (
@@ -70,7 +80,7 @@ def grow_identity(cfg: Config) -> dict:
         | {
             "optim": dataclasses.asdict(cfg.optim),
             "growth": dataclasses.asdict(cfg.growth),
-            "runner": dataclasses.asdict(cfg.runner),
+            "runner": runner_identity(cfg),
             "pool": list(cfg.filled_pool()),
             "lags": [cfg.probe_lag, cfg.continuation_lag],
             "growth_step": cfg.growth_step,

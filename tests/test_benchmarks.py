@@ -17,8 +17,11 @@ def _positive(tree) -> bool:
 
 
 def test_tiny_benchmark_writes_results(tmp_path):
-    parts = "limit,step,pool,peer,e2e"  # the replicas part has its own (slow) test
-    run.main(["--tiny", "--parts", parts, "--reps", "2", "--steps", "1", "--out", str(tmp_path), "--machine", "test"])
+    parts = "limit,step,pool,peer,cell,e2e"  # the replicas part has its own (slow) test
+    run.main(
+        ["--tiny", "--parts", parts, "--reps", "2", "--steps", "1", "--cell-steps", "3"]
+        + ["--out", str(tmp_path), "--machine", "test"]
+    )
     r = json.loads((tmp_path / "test.json").read_text())
     assert (tmp_path / "test.md").read_text().startswith("# Benchmark")
     assert {"machine", "settings", "limit", "step", "pool", "peer", "e2e", "targets"} <= set(r)
@@ -37,6 +40,15 @@ def test_tiny_benchmark_writes_results(tmp_path):
             assert r["peer"][label]["same_param_count"]
             assert r["peer"][label]["ours_over_best_peer"] > 0
             assert r["peer"][label]["ours_over_hf"] > 0 and r["peer"][label]["ours_over_best_eager"] > 0
+    c = r["cell"]
+    # Ours trains the study pool as the runner does: msg in a group of its own, the small reference beside.
+    assert c["ours"]["groups"] == [["exact_copy", "zero_pad", "shrink_perturb", "scratch_wide"], ["msg"]]
+    assert c["ours"]["models"][-1] == "continue_small" and c["tokens_per_rep"] == 6 * c["steps"] * 16 * 16
+    assert c["ours"]["wide_d_model"] == 2 * c["ours"]["small_d_model"] and c["ours"]["tokens_per_s"]["median"] > 0
+    if c["skipped_peer"] is None:
+        peers = [k for k in c if k.startswith("torch_eager_")]
+        assert peers and all(c[k]["models"] == 6 for k in peers) and c["ours_over_best_peer"] > 0
+    assert "## 4b. A study_cpu_long cell" in (tmp_path / "test.md").read_text()
     e = r["e2e"]["smoke"]
     assert e["wall_s"] > 0 and 0 < e["compile_s"] <= e["wall_s"] and 0 < e["compile_share"] <= 1
     # The tiny grid is one cell with one regime: its wall time is part of the whole.

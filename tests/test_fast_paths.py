@@ -120,3 +120,14 @@ def test_stepper_dispatch_does_not_change_the_run(tiny_cfg):
     np.testing.assert_allclose(out[16][2], out[1][2], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(out[16][:2]), jax.tree.leaves(out[1][:2]), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_steps_per_dispatch_leaves_the_cell_hash(tiny_cfg):
+    """Finished cells stay finished whatever the dispatch: the setting changes no number (test above)."""
+    from growth import results
+
+    tiny_cfg = pool.with_default_pool(tiny_cfg)
+    one = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, steps_per_dispatch=1))
+    assert results.cell_hash(one) == results.cell_hash(tiny_cfg)
+    other = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, eval_every=3))
+    assert results.cell_hash(other) != results.cell_hash(tiny_cfg)

@@ -57,7 +57,9 @@ __all__ = [
 _THROUGHPUT_FIELDS = ("cache_dir", "encode_chunk_docs", "progress")
 # Fields added after run directories were first hashed: they enter the identity only when set away
 # from their default, so the run directories and cell hashes of earlier results stay valid.
-_LATER_FIELDS = ("tokenizer_sample_chars",)
+_LATER_FIELDS = (
+    "tokenizer_sample_chars", "hub_config", "hub_split", "hub_valid_split", "hub_text_field",
+)  # fmt: skip
 
 
 def identity(cfg: DataConfig) -> dict:

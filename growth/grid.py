@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from growth import files, hosts, lease, pool, results, runner, scratch
+from growth import progress as progress_lib
 from growth.config import Config
+from growth.plan import display
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ def reproduce(cfg: Config) -> Path:
             )  # the shared scratch_wide budget (once per seed, k, regime, replicate, policy)
         return held
 
-    lease.drain(one_pass, cfg.workers.poll_s)
+    with progress_lib.showing(display(cfg, prepared)):  # live progress and ETA (growth/progress.py)
+        lease.drain(one_pass, cfg.workers.poll_s)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
     return out

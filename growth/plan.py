@@ -43,12 +43,13 @@ def pretrain_job(cfg: Config) -> Job:
 def jobs(prepared: list[Config]) -> list[Job]:
     """Every job of the grid's prepared cells, in the order the grid runs them (shared ones once)."""
     out: dict[tuple[str, str], Job] = {}
+    needed: dict[tuple[str, str], bool] = {}  # pretraining runs only when one of its grow cells is to run
     for cfg in prepared:
-        if not cfg.runner.base_dir:
-            j = pretrain_job(cfg)
-            out.setdefault(j.key, j)
         keys = [CellKey(cfg.seed, cfg.growth_step, r, i) for i in range(cfg.replicates) for r in cfg.regimes]
         todo = set(runner.unfinished(cfg, results.results_path(cfg), keys, quiet=True))
+        if not cfg.runner.base_dir:
+            j = out.setdefault(pretrain_job(cfg).key, pretrain_job(cfg))
+            needed[j.key] = needed.get(j.key, False) or bool(todo)
         tokens = cfg.runner.batch_size * cfg.model.context
         for key in keys:
             j = Job("grow", grow_name(cfg, key), cfg.continuation_lag, throughput.grow_flops_per_step(cfg), tokens)
@@ -68,6 +69,9 @@ def jobs(prepared: list[Config]) -> list[Job]:
                     )
                     j.done = j.steps if (key.seed, str(key.regime), r) in done else 0
                     out.setdefault(j.key, j)
+    for key, need in needed.items():
+        if not need:
+            out[key].done = out[key].steps
     return list(out.values())
 
 

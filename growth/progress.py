@@ -74,7 +74,7 @@ class Display:
         self.job_timed = (0, 0.0)  # (steps, seconds) timed in the current job
         self.t0 = self.t_step = self.t_line = self.t_draw = time.perf_counter()
         self.job_steps = 0
-        fmt = "{desc} {n}/{total} jobs |{bar}| {elapsed} {postfix}"
+        fmt = "{desc} {n}/{total} jobs |{bar}| {elapsed}{postfix}"  # postfix: ", <status>"
         self.bar = tqdm(
             total=len(jobs), initial=self.n_finished, desc="grid", bar_format=fmt, disable=not self.interactive
         )

@@ -1,7 +1,6 @@
 """Documents of a corpus, streamed one at a time: local files, the hub dataset, or the synthetic corpus.
 
-Nothing here holds a corpus in memory. `data=hub` reads any Hugging Face dataset (a hub id through `datasets` streaming, or a local directory
-written by `Dataset.save_to_disk` or holding parquet / jsonl files), one text column of one split.
+Nothing here holds a corpus in memory. `data=hub` reads any Hugging Face dataset (growth/hub_corpus.py).
 Local files are read incrementally: `.txt` in 1 MiB pieces
 split on `<|endoftext|>` lines (the official TinyStories layout) or on blank lines, `.jsonl` line by
 line, `.parquet` in record batches. The hub dataset is read through `datasets` streaming. Every
@@ -17,13 +16,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
-from growth import synthetic
+from growth import hub_corpus, synthetic
 from growth.config import DataConfig, DataSource
+from growth.doc_clean import _clean, _hub_reachable
 from growth.textcheck import (
     COMPRESSED,
     DataError,
@@ -89,12 +88,6 @@ def _split_stream(p: Path, sep: str, role: str) -> Iterator[str]:
         yield rest
 
 
-def _bad_field(p: Path, value: object) -> DataError:
-    return DataError(
-        f"{str(p)!r}: a 'text' field holds {type(value).__name__} {str(value)[:40]!r}; every 'text' must be a string"
-    )
-
-
 def _json_rows(p: Path, role: str) -> Iterator[str]:
     what = role_names(role)[0]
     with io.TextIOWrapper(open_binary(p), encoding="utf-8") as f:
@@ -151,25 +144,6 @@ def _raw_local(p: Path, role: str) -> Iterator[str]:
     return _split_stream(p, sep, role)
 
 
-def _clean(raw: Iterator, cfg: DataConfig, p: Path | str, limit: int | None) -> Iterator[str]:
-    """Stripped, non-empty (lowercased) documents, at most `limit`; refuses a corpus without any."""
-    n = 0
-    for d in raw:
-        if d is None:
-            continue
-        if not isinstance(d, str):
-            raise _bad_field(Path(p), d)
-        d = d.strip()
-        if not d:
-            continue
-        yield d.lower() if cfg.lowercase else d
-        n += 1
-        if limit and n >= limit:
-            return
-    if n == 0:
-        raise DataError(f"empty corpus: {str(p)!r} holds no text; give a file with at least one story")
-
-
 def local_documents(
     path: str | os.PathLike, cfg: DataConfig, limit: int | None = None, role: str = "train"
 ) -> Iterator[str]:
@@ -183,16 +157,6 @@ def read_local_documents(
 ) -> list[str]:
     """The documents of a local file as a list (small files: examples, tests)."""
     return list(local_documents(path, cfg, limit, role))
-
-
-def _hub_reachable(timeout_s: float) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 def hub_documents(cfg: DataConfig, split: str, limit: int | None) -> Iterator[str]:
@@ -209,77 +173,6 @@ def hub_documents(cfg: DataConfig, split: str, limit: int | None) -> Iterator[st
         cfg.hub_name, split=split, streaming=True, cache_dir=str(Path(cfg.cache_dir) / "datasets")
     )
     return _clean((r["text"] for r in rows), cfg, f"{cfg.hub_name}:{split}", limit)
-
-
-SAVED_MARKERS = ("state.json", "dataset_dict.json")  # a directory written by Dataset(Dict).save_to_disk
-
-
-def local_dataset_dir(cfg: DataConfig) -> Path | None:
-    """data.hub_name as a local dataset directory (save_to_disk, or parquet / jsonl files), if it is one."""
-    p = Path(cfg.hub_name).expanduser()
-    for base in [p] if p.is_absolute() else [p, REPO_ROOT / p]:
-        if base.is_dir():
-            return base
-    return None
-
-
-def _open_split(cfg: DataConfig, split: str):
-    """The rows of one split of data=hub's dataset, streamed (a save_to_disk directory is memory-mapped)."""
-    import datasets
-
-    local = local_dataset_dir(cfg)
-    try:
-        if local is not None and any((local / m).is_file() for m in SAVED_MARKERS):
-            saved = datasets.load_from_disk(str(local))
-            if isinstance(saved, datasets.DatasetDict):
-                if split not in saved:
-                    raise DataError(
-                        f"{str(local)!r} has no split {split!r} (splits: {list(saved)}); set data.hub_split /"
-                        " data.hub_valid_split (null: hold out the first data.max_valid_docs documents)"
-                    )
-                saved = saved[split]
-            return saved
-        if local is None and not _hub_reachable(cfg.hub_timeout_s):
-            raise DataError(
-                f"cannot reach the Hugging Face hub for {cfg.hub_name!r} (no network?); save the dataset with"
-                " Dataset.save_to_disk(DIR) where there is one and give data.hub_name=DIR, or use data=local"
-            )
-        return datasets.load_dataset(
-            str(local or cfg.hub_name), cfg.hub_config, split=split, streaming=True,
-            cache_dir=str(Path(cfg.cache_dir) / "datasets"),
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError) as e:  # an unknown split, config or dataset
-        if isinstance(e, DataError):
-            raise
-        detail = " ".join(str(e).split())[:300]
-        raise DataError(
-            f"cannot open split {split!r} of {cfg.hub_name!r} (config {cfg.hub_config!r}): {detail}; check"
-            " data.hub_name, data.hub_config and data.hub_split"
-        ) from None
-
-
-def _texts(rows, cfg: DataConfig) -> Iterator:
-    field = cfg.hub_text_field
-    for row in rows:
-        if field not in row:
-            raise DataError(f"{cfg.hub_name!r} has no column {field!r} (columns: {list(row)}); set data.hub_text_field")
-        yield row[field]
-
-
-def any_hub_documents(cfg: DataConfig, role: str, limit: int | None) -> Iterator[str]:
-    """data=hub: documents of data.hub_split (train) or data.hub_valid_split; with no held-out split, the
-    first max_valid_docs documents of hub_split are held out and training skips them."""
-    where = f"{cfg.hub_name}:{cfg.hub_split}"
-    if cfg.hub_valid_split is not None:
-        split = cfg.hub_split if role == "train" else cfg.hub_valid_split
-        return _clean(_texts(_open_split(cfg, split), cfg), cfg, f"{cfg.hub_name}:{split}", limit)
-    held = cfg.max_valid_docs or 0
-    if not held:
-        raise DataError("data.hub_valid_split=null holds out data.max_valid_docs documents; set it >= 1")
-    docs = _clean(_texts(_open_split(cfg, cfg.hub_split), cfg), cfg, where, None)
-    if role != "train":
-        return islice(docs, held)
-    return islice(docs, held, None if limit is None else held + limit)
 
 
 def check_source(cfg: DataConfig) -> None:
@@ -304,7 +197,7 @@ def documents(cfg: DataConfig, role: str) -> Iterator[str]:
     if cfg.source == DataSource.local:
         return local_documents(cfg.train_path if role == "train" else cfg.valid_path, cfg, limit, role)  # type: ignore[arg-type]
     if cfg.source == DataSource.hub:
-        return any_hub_documents(cfg, role, limit)
+        return hub_corpus.documents(cfg, role, limit)
     return hub_documents(cfg, "train" if role == "train" else "validation", limit)
 
 

@@ -69,9 +69,9 @@ def jobs(prepared: list[Config]) -> list[Job]:
                     )
                     j.done = j.steps if (key.seed, str(key.regime), r) in done else 0
                     out.setdefault(j.key, j)
-    for key, need in needed.items():
+    for job_key, need in needed.items():
         if not need:
-            out[key].done = out[key].steps
+            out[job_key].done = out[job_key].steps
     return list(out.values())
 
 

@@ -157,10 +157,8 @@ def run_cell(
                 if name not in diverged:
                     seq[name][lag] = values
             rows += [r for r in new_rows if r.candidate not in diverged]
-            tracker.log(
-                {"step": lag} | {f"eval_loss/{n}": float(v[lag].mean()) for n, v in seq.items() if lag in v} | speed,
-                step=lag,
-            )
+            losses_now = {f"eval_loss/{n}": float(v[lag].mean()) for n, v in seq.items() if lag in v}
+            tracker.log({"step": lag} | losses_now | speed, step=lag)
             meter.start()
     finally:
         bar.close()

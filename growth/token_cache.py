@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from growth import corpus, files
+from growth import corpus, files, hub_corpus
 from growth import tokenizer as tok_lib
 from growth.config import DataConfig, DataSource
 from growth.textcheck import DataError
@@ -50,7 +50,7 @@ def content_id(cfg: DataConfig) -> list:
         return ["synthetic", cfg.synthetic_seed, cfg.synthetic_train_docs, cfg.synthetic_valid_docs]
     if cfg.source == DataSource.hub:
         where = [cfg.hub_config, cfg.hub_split, cfg.hub_valid_split, cfg.hub_text_field]
-        local = corpus.local_dataset_dir(cfg)
+        local = hub_corpus.local_dataset_dir(cfg)
         return ["any-hub", cfg.hub_name, *where, *([] if local is None else _dir_listing(local))]
     return ["hub", cfg.hub_name]
 

@@ -50,7 +50,7 @@ def identity(cfg: Config) -> dict:
     """What fixes a scratch run's numbers besides (seed, regime, replicate): no growth step, no pool."""
     return {
         "model": dataclasses.asdict(widen.wide_config(cfg.model, cfg.growth)),
-        "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
+        "data": data_lib.without_later_defaults(cfg.data, data_lib.HUB_FIELDS) | {"cache_dir": None},
         "optim": dataclasses.asdict(cfg.optim),
         "lr_correction": str(cfg.growth.lr_correction),
         "k": cfg.growth.k,

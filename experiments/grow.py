@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import user_errors
-from growth import hosts, runner
+from growth import hosts, plan, progress, runner
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
 
@@ -17,7 +17,9 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         config = to_config(cfg)
         hosts.initialize(config.mesh.distributed)  # before any other JAX call (a multi-process job)
-        print(runner.run(config))
+        prepared = runner.prepare(config)
+        with progress.showing(plan.display(config, [prepared])):  # live progress and ETA
+            print(runner.run(config))
 
 
 if __name__ == "__main__":

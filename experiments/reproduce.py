@@ -1,11 +1,14 @@
-"""Run a whole experiment grid, then the analysis report: `python -m experiments.reproduce experiment=NAME`."""
+"""Run a whole experiment grid, then the analysis report: `python -m experiments.reproduce experiment=NAME`.
+
+`plan=true` lists the grid's jobs, which are finished and an estimated time (from the models' FLOPs and
+a short measured step) without training anything."""
 
 import hydra
 from omegaconf import DictConfig
 
 from analysis.report import write_report
 from experiments.cli import user_errors
-from growth import files, grid, hosts
+from growth import files, grid, hosts, plan, runner
 from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
 
@@ -18,6 +21,9 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         config = to_config(cfg)
         hosts.initialize(config.mesh.distributed)  # before any other JAX call (a multi-process job)
+        if config.plan:
+            print(plan.show(config, [runner.prepare(cell) for cell in grid.cells(config)]))
+            return
         results_dir = grid.reproduce(config)
         if not hosts.is_writer():  # a multi-process job: process 0 writes the report
             return

@@ -30,6 +30,7 @@ class DataSource(StrEnum):
     synthetic = "synthetic"
     local = "local"
     tinystories = "tinystories"
+    hub = "hub"  # any Hugging Face dataset (data.hub_name, hub_config, hub_split, hub_text_field)
 
 
 class Family(StrEnum):
@@ -109,8 +110,15 @@ class DataConfig:
     source: DataSource = DataSource.synthetic
     train_path: str | None = None  # local: .txt (<|endoftext|> or blank-line layout), .jsonl, .parquet
     valid_path: str | None = None  # local: held-out file, same formats as train_path
-    hub_name: str = "roneneldan/TinyStories"  # tinystories: the hub dataset
-    hub_timeout_s: float = 10.0  # tinystories: how long to wait for the hub before failing
+    # tinystories / hub: the dataset (hub: a hub id, or a local directory written by Dataset.save_to_disk
+    # or holding parquet / jsonl files, read offline)
+    hub_name: str = "roneneldan/TinyStories"
+    hub_timeout_s: float = 10.0  # tinystories / hub: how long to wait for the hub before failing
+    hub_config: str | None = None  # hub: the dataset's configuration (e.g. sample-10BT of FineWeb-Edu)
+    hub_split: str = "train"  # hub: the split streamed for training
+    # hub: the held-out split; null = the first max_valid_docs documents of hub_split (which training skips)
+    hub_valid_split: str | None = "validation"
+    hub_text_field: str = "text"  # hub: the column holding each document's text
     max_train_docs: int | None = None  # cap on training documents (hub data is large)
     max_valid_docs: int | None = 2000  # cap on held-out documents
     lowercase: bool = False  # the shared TinyStories sample is lowercased; match it for hub data
@@ -205,6 +213,10 @@ class WandbConfig:
 class LoggerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)  # wandb settings
     progress: bool = True  # progress bars (they stay quiet when stderr is not a terminal)
+    progress_every_s: float = 60.0  # without a terminal (SLURM, CI): one progress line this often
+    # Peak FLOP/s of one device in TFLOP/s for the MFU in the logs; null = looked up from the device kind
+    # and compute dtype (growth/throughput.py), no MFU where it is unknown (e.g. CPUs)
+    peak_tflops: float | None = None
 
 
 @dataclass
@@ -373,6 +385,8 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)  # not part of any run's identity
     # Grid driven by experiments.reproduce: one cell per entry; unset fields take the top-level value.
     grid: list[GridCell] = field(default_factory=list)
+    # experiments.reproduce: list the grid's cells, which are finished and an estimated time, train nothing
+    plan: bool = False
 
     def filled_pool(self) -> list[str]:
         """The pool once growth.pool.with_default_pool has filled it in (every consumer past that point)."""

@@ -1,6 +1,7 @@
 """Documents of a corpus, streamed one at a time: local files, the hub dataset, or the synthetic corpus.
 
-Nothing here holds a corpus in memory. Local files are read incrementally: `.txt` in 1 MiB pieces
+Nothing here holds a corpus in memory. `data=hub` reads any Hugging Face dataset (growth/hub_corpus.py).
+Local files are read incrementally: `.txt` in 1 MiB pieces
 split on `<|endoftext|>` lines (the official TinyStories layout) or on blank lines, `.jsonl` line by
 line, `.parquet` in record batches. The hub dataset is read through `datasets` streaming. Every
 document is stripped (empty ones dropped) and lowercased when `data.lowercase` is set.
@@ -15,13 +16,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
-from growth import synthetic
+from growth import hub_corpus, synthetic
 from growth.config import DataConfig, DataSource
+from growth.doc_clean import _clean, _hub_reachable
 from growth.textcheck import (
     COMPRESSED,
     DataError,
@@ -87,12 +88,6 @@ def _split_stream(p: Path, sep: str, role: str) -> Iterator[str]:
         yield rest
 
 
-def _bad_field(p: Path, value: object) -> DataError:
-    return DataError(
-        f"{str(p)!r}: a 'text' field holds {type(value).__name__} {str(value)[:40]!r}; every 'text' must be a string"
-    )
-
-
 def _json_rows(p: Path, role: str) -> Iterator[str]:
     what = role_names(role)[0]
     with io.TextIOWrapper(open_binary(p), encoding="utf-8") as f:
@@ -149,25 +144,6 @@ def _raw_local(p: Path, role: str) -> Iterator[str]:
     return _split_stream(p, sep, role)
 
 
-def _clean(raw: Iterator, cfg: DataConfig, p: Path | str, limit: int | None) -> Iterator[str]:
-    """Stripped, non-empty (lowercased) documents, at most `limit`; refuses a corpus without any."""
-    n = 0
-    for d in raw:
-        if d is None:
-            continue
-        if not isinstance(d, str):
-            raise _bad_field(Path(p), d)
-        d = d.strip()
-        if not d:
-            continue
-        yield d.lower() if cfg.lowercase else d
-        n += 1
-        if limit and n >= limit:
-            return
-    if n == 0:
-        raise DataError(f"empty corpus: {str(p)!r} holds no text; give a file with at least one story")
-
-
 def local_documents(
     path: str | os.PathLike, cfg: DataConfig, limit: int | None = None, role: str = "train"
 ) -> Iterator[str]:
@@ -181,16 +157,6 @@ def read_local_documents(
 ) -> list[str]:
     """The documents of a local file as a list (small files: examples, tests)."""
     return list(local_documents(path, cfg, limit, role))
-
-
-def _hub_reachable(timeout_s: float) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 def hub_documents(cfg: DataConfig, split: str, limit: int | None) -> Iterator[str]:
@@ -230,6 +196,8 @@ def documents(cfg: DataConfig, role: str) -> Iterator[str]:
         return (synthetic.story(cfg.synthetic_seed, i) for i in range(start, start + count))
     if cfg.source == DataSource.local:
         return local_documents(cfg.train_path if role == "train" else cfg.valid_path, cfg, limit, role)  # type: ignore[arg-type]
+    if cfg.source == DataSource.hub:
+        return hub_corpus.documents(cfg, role, limit)
     return hub_documents(cfg, "train" if role == "train" else "validation", limit)
 
 
@@ -254,4 +222,7 @@ def describe(cfg: DataConfig) -> str:
         return f"from {cfg.train_path!r} (validation {cfg.valid_path!r})"
     if cfg.source == DataSource.tinystories:
         return f"from the hub dataset {cfg.hub_name!r}"
+    if cfg.source == DataSource.hub:
+        held = cfg.hub_valid_split or f"the first {cfg.max_valid_docs} of {cfg.hub_split}"
+        return f"from the dataset {cfg.hub_name!r} (config {cfg.hub_config}, split {cfg.hub_split}, held out {held})"
     return f"from the synthetic corpus (seed {cfg.synthetic_seed})"

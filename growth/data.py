@@ -57,18 +57,24 @@ __all__ = [
 _THROUGHPUT_FIELDS = ("cache_dir", "encode_chunk_docs", "progress")
 # Fields added after run directories were first hashed: they enter the identity only when set away
 # from their default, so the run directories and cell hashes of earlier results stay valid.
-_LATER_FIELDS = ("tokenizer_sample_chars",)
+HUB_FIELDS = ("hub_config", "hub_split", "hub_valid_split", "hub_text_field")  # data=hub's, added last
+_LATER_FIELDS = ("tokenizer_sample_chars", *HUB_FIELDS)
+
+
+def without_later_defaults(cfg: DataConfig, later: tuple[str, ...] = _LATER_FIELDS) -> dict:
+    """asdict(cfg) less the `later` fields (added after hashes were first taken) that sit at their default."""
+    out, default = dataclasses.asdict(cfg), DataConfig()
+    for name in later:
+        if getattr(cfg, name) == getattr(default, name):
+            out.pop(name)
+    return out
 
 
 def identity(cfg: DataConfig) -> dict:
     """The data settings that fix the token stream, for run-directory hashes."""
-    out = dataclasses.asdict(cfg)
-    default = DataConfig()
+    out = without_later_defaults(cfg)
     for name in _THROUGHPUT_FIELDS:
         out.pop(name)
-    for name in _LATER_FIELDS:
-        if getattr(cfg, name) == getattr(default, name):
-            out.pop(name)
     return out | {"cache_dir": None}
 
 

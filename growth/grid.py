@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from growth import files, hosts, lease, pool, results, runner, scratch
+from growth import progress as progress_lib
 from growth.config import Config
+from growth.plan import display
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ def reproduce(cfg: Config) -> Path:
     def left() -> list[str]:
         return [name for cell in prepared for name in runner.left(cell) + scratch.left(cell)]
 
-    lease.drain(one_pass, left, cfg.workers.poll_s)
+    with progress_lib.showing(display(cfg, prepared)):  # live progress and ETA (growth/progress.py)
+        lease.drain(one_pass, left, cfg.workers.poll_s)
     log.info("grid finished in %.1f s", time.perf_counter() - t0)
     return out

@@ -18,13 +18,14 @@ import math
 import time
 from pathlib import Path
 
-from growth import checkpoint, hosts, train
+from growth import checkpoint, hosts, throughput, train
 from growth import data as data_lib
 from growth import mesh as mesh_lib
 from growth import model as model_lib
+from growth import progress as progress_lib
 from growth.config import Config, as_dict, config_hash
 from growth.files import truncate_jsonl
-from growth.tracking import Tracker, progress
+from growth.tracking import Tracker
 from growth.validate import check_bpe_vocab
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,10 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
     evaluate = train.make_eval_fn(graphdef, pcfg.eval_chunk, mesh)
     save_at = set(targets) | {s for s in range(pcfg.save_every, end + 1, pcfg.save_every)}
     tokens_per_step = pcfg.batch_size * cfg.data.context
-    bar = progress(end, f"pretrain seed {cfg.seed}", cfg.logger.progress, initial=start)
+    flops = throughput.flops_per_step(tokens_per_step, [cfg.model])
+    peak = throughput.peak_flops(cfg, throughput.devices(mesh))
+    bar = progress_lib.job("pretrain", progress_lib.pretrain_name(cfg.seed, out), end, tokens_per_step, flops, start,
+                           cfg.logger.progress, cfg.logger.progress_every_s)  # fmt: skip
     t_last, step_last = time.perf_counter(), start
     pending = None
     try:
@@ -169,11 +173,12 @@ def _run_locked(cfg: Config, out: Path, data: data_lib.TokenData | None) -> Path
                 row = {"step": done, "loss": float(metrics["loss"]), "lr": float(metrics["lr"])}
                 now = time.perf_counter()
                 row["tokens_per_s"] = (done - step_last) * tokens_per_step / max(now - t_last, 1e-9)
+                if peak:  # model FLOPs utilisation (growth/throughput.py)
+                    row["mfu"] = row["tokens_per_s"] / tokens_per_step * flops / peak
                 t_last, step_last = now, done
                 if done % pcfg.eval_every == 0 or done == end:
                     row["eval_loss"] = evaluate(state.params, data.eval_BxT1)
                 tracker.log(row, step=done)
-                bar.set_postfix(loss=f"{row['loss']:.3f}")
             if done in save_at:
                 checkpoint.save(mgr, done, state, as_dict(cfg))
         if pending is not None:

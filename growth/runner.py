@@ -17,15 +17,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import base_run, continuation, hosts, lease, metric_registry, pool, pretrain, results, train, widen
+from growth import (
+    base_run,
+    continuation,
+    hosts,
+    lease,
+    metric_registry,
+    pool,
+    pretrain,
+    results,
+    throughput,
+    train,
+    widen,
+)
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import mesh as mesh_lib
+from growth import progress as progress_lib
 from growth.config import Config, Regime, to_config
 from growth.metric_registry import Context, Stage
 from growth.metrics import trapezoid_auc
 from growth.results import CellKey, Row, SeqLosses
-from growth.tracking import Fence, Tracker, progress
+from growth.tracking import Fence, Tracker
 from growth.validate import check_bpe_vocab, check_growth_step
 
 log = logging.getLogger(__name__)
@@ -133,9 +146,7 @@ def run_cell(
     diverged: dict[str, int] = {}
     rows: list[Row] = []
     tracker = _tracker(cfg, key, fence)
-    bar = progress(
-        cfg.continuation_lag, f"s{key.seed} g{key.growth_step} {key.regime} r{key.replicate}", cfg.logger.progress
-    )
+    bar, meter = progress_lib.grow_job(cfg, key), throughput.grow_meter(cfg, mesh)
     try:
         done = 0
         for lag in lags:
@@ -144,6 +155,7 @@ def run_cell(
                 if losses_SxC is not None:
                     found = first_nonfinite(losses_SxC, g.names, done)
                     diverged |= {n: s for n, s in found.items() if n not in diverged}
+            speed = meter.row(lag - done)  # the steps since the last evaluation (synced by device_get)
             done = lag
             seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
             for name, values in seqs.items():
@@ -152,9 +164,9 @@ def run_cell(
                 if name not in diverged:
                     seq[name][lag] = values
             rows += [r for r in new_rows if r.candidate not in diverged]
-            tracker.log(
-                {"step": lag} | {f"eval_loss/{n}": float(v[lag].mean()) for n, v in seq.items() if lag in v}, step=lag
-            )
+            losses_now = {f"eval_loss/{n}": float(v[lag].mean()) for n, v in seq.items() if lag in v}
+            tracker.log({"step": lag} | losses_now | speed, step=lag)
+            meter.start()
     finally:
         bar.close()
         tracker.finish()

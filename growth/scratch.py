@@ -21,12 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import continuation, cost, files, hosts, lease, optimizer, pool, results, runner, train, widen
+from growth import continuation, cost, files, hosts, lease, optimizer, pool, results, runner, throughput, train, widen
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import model as model_lib
+from growth import progress as progress_lib
 from growth.config import Config, Regime, config_hash
 from growth.results import CellKey
+from growth.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def identity(cfg: Config) -> dict:
     """What fixes a scratch run's numbers besides (seed, regime, replicate): no growth step, no pool."""
     return {
         "model": dataclasses.asdict(widen.wide_config(cfg.model, cfg.growth)),
-        "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
+        "data": data_lib.without_later_defaults(cfg.data, data_lib.HUB_FIELDS) | {"cache_dir": None},
         "optim": dataclasses.asdict(cfg.optim),
         "lr_correction": str(cfg.growth.lr_correction),
         "k": cfg.growth.k,
@@ -97,17 +99,33 @@ def run_one(cfg: Config, key: CellKey, data: data_lib.TokenData) -> tuple[np.nda
     lags = eval_lags(cfg)
     loss = np.full((len(lags), data.eval_BxT1.shape[0]), np.nan, np.float32)
     done, diverged = 0, None
-    for i, lag in enumerate(lags):
-        stepper.advance(None, [group], done, lag, lambda n: None)
-        done = lag
-        seq = pool.measure(
-            group, None, None, cfg.model, data.eval_BxT1, cfg.runner.eval_chunk, False, cfg.runner.pool_step
-        )
-        if not np.isfinite(seq.seq_loss).all():
-            diverged = lag
-            break
-        loss[i] = seq.seq_loss[0]
+    bar, meter, tracker = progress_lib.scratch_job(cfg, key), throughput.scratch_meter(cfg), _tracker(cfg, key)
+    try:
+        for i, lag in enumerate(lags):
+            stepper.advance(None, [group], done, lag, bar.update)
+            jax.block_until_ready(group.state)  # the steps' time ends here, before the evaluation
+            speed = meter.row(lag - done)
+            done = lag
+            seq = pool.measure(
+                group, None, None, cfg.model, data.eval_BxT1, cfg.runner.eval_chunk, False, cfg.runner.pool_step
+            )
+            tracker.log({"step": lag, "eval_loss": float(np.mean(seq.seq_loss))} | speed, step=lag)
+            meter.start()
+            if not np.isfinite(seq.seq_loss).all():
+                diverged = lag
+                break
+            loss[i] = seq.seq_loss[0]
+    finally:
+        bar.close()
+        tracker.finish()
     return loss, diverged
+
+
+def _tracker(cfg: Config, key: CellKey) -> Tracker:
+    """metrics.jsonl (and wandb) of one scratch run: its eval loss and throughput at each lag."""
+    out = store_path(cfg).parent / "scratch" / f"{key.stem}-k{cfg.growth.k}-{scratch_hash(cfg)}"
+    return Tracker(out, cfg.logger.wandb, dataclasses.asdict(cfg), name=f"{cfg.name}-scratch-{key.stem}",
+                   group=cfg.name, run_id=f"scratch-{out.name}", fresh=True)  # fmt: skip
 
 
 def write(cfg: Config, key: CellKey, loss: np.ndarray, diverged: int | None, wall_s: float) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from growth import corpus, files, token_manifest
+from growth import corpus, files, hub_corpus, token_manifest
 from growth import tokenizer as tok_lib
 from growth.config import DataConfig, DataSource
 from growth.textcheck import DataError
@@ -43,7 +43,23 @@ def content_id(cfg: DataConfig) -> list:
         return ["local", file_digest(train), file_digest(valid)]
     if cfg.source == DataSource.synthetic:
         return ["synthetic", cfg.synthetic_seed, cfg.synthetic_train_docs, cfg.synthetic_valid_docs]
+    if cfg.source == DataSource.hub:
+        where = [cfg.hub_config, cfg.hub_split, cfg.hub_valid_split, cfg.hub_text_field]
+        local = hub_corpus.local_dataset_dir(cfg)
+        return ["any-hub", cfg.hub_name, *where, *([] if local is None else _dir_listing(local))]
     return ["hub", cfg.hub_name]
+
+
+def _dir_listing(root: Path) -> list:
+    """What identifies a local dataset directory cheaply: every file's name and size, and the small
+    metadata files' contents (save_to_disk's state.json holds the dataset's fingerprint)."""
+    out: list = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out.append([str(p.relative_to(root)), p.stat().st_size])
+            if p.suffix == ".json" and p.stat().st_size < 1 << 20:
+                out.append(file_digest(p))
+    return out
 
 
 def cache_key(cfg: DataConfig, tokenizer_fingerprint: str | None = None) -> str:

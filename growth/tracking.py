@@ -1,14 +1,11 @@
-"""Run logging: `metrics.jsonl` in the run directory, the same metrics to wandb, progress bars.
+"""Run logging: `metrics.jsonl` in the run directory and the same metrics to wandb (progress: growth/progress.py).
 
 In a multi-process job only process 0 logs (growth.hosts): the others' trackers write nothing."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from growth import hosts
 from growth.config import WandbConfig, WandbMode
@@ -78,8 +75,3 @@ class Tracker:
         if self.wandb_run is not None:
             self.wandb_run.finish()
             self.wandb_run = None
-
-
-def progress(total: int, desc: str, enabled: bool, initial: int = 0) -> tqdm:
-    """A progress bar that stays quiet when stderr is not a terminal."""
-    return tqdm(total=total, initial=initial, desc=desc, disable=not (enabled and sys.stderr.isatty()), leave=False)

@@ -88,6 +88,9 @@ def check_values(cfg: Config) -> None:
     _no_duplicates("regimes", cfg.regimes)
     # data
     _positive("data.hub_timeout_s", d.hub_timeout_s, 10.0)
+    _non_negative("logger.progress_every_s", cfg.logger.progress_every_s, 60.0)
+    if cfg.logger.peak_tflops is not None:
+        _positive("logger.peak_tflops", cfg.logger.peak_tflops, 989.0)
     _optional_int_at_least("data.max_train_docs", d.max_train_docs, 1, 1000)
     _optional_int_at_least("data.max_valid_docs", d.max_valid_docs, 1, 2000)
     _int_at_least("data.synthetic_train_docs", d.synthetic_train_docs, 1, 6000)

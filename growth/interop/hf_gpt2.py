@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from growth.config import Activation, ModelConfig, Norm
-from growth.interop.hf_rules import HFFamily, Rule, refuse, same, transpose
+from growth.interop.hf_rules import HFFamily, Part, Rule, refuse, same, transpose
 
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 # Non-persistent attention-mask buffers that old checkpoints still hold; they carry no weights.
@@ -64,6 +62,25 @@ def shared_rules(cfg: ModelConfig) -> list[Rule]:
     return rules
 
 
+def gpt_hf_config(cfg: ModelConfig) -> dict:
+    """The config.json fields GPT-2 and GPT-Neo share, from a gpt-family ModelConfig (dropout off)."""
+    act = {ours: theirs for theirs, ours in reversed(ACTIVATIONS.items())}  # gelu_tanh -> gelu_new
+    return {
+        "vocab_size": cfg.vocab_size,
+        "activation_function": act[cfg.activation],
+        "layer_norm_epsilon": cfg.norm_eps,
+        "tie_word_embeddings": cfg.tie_embeddings,
+    }
+
+
+def _hf_config(cfg: ModelConfig) -> dict:
+    return gpt_hf_config(cfg) | {
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": cfg.d_model, "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads, "n_positions": cfg.context, "n_inner": cfg.mlp_ratio * cfg.d_model,
+        "scale_attn_weights": cfg.attn_scale, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+    }  # fmt: skip
+
+
 def _model_config(hf: dict) -> ModelConfig:
     if hf["scale_attn_by_inverse_layer_idx"]:
         raise refuse("gpt2", "scale_attn_by_inverse_layer_idx", True, "the project model scales every layer alike")
@@ -73,17 +90,13 @@ def _model_config(hf: dict) -> ModelConfig:
     )  # fmt: skip
 
 
-def _split(part: int):
-    return lambda x: np.split(x, 3, axis=-1)[part]
-
-
 def _rules(cfg: ModelConfig) -> list[Rule]:
     rules = shared_rules(cfg)
     for i in range(cfg.n_layers):
         b, h = ("blocks", i), f"h.{i}."
         for part, name in enumerate("qkv"):  # Conv1D weights are (in, out) already
-            rules.append(((*b, "attn", name, "kernel"), h + "attn.c_attn.weight", _split(part)))
-            rules.append(((*b, "attn", name, "bias"), h + "attn.c_attn.bias", _split(part)))
+            rules.append(((*b, "attn", name, "kernel"), h + "attn.c_attn.weight", Part(part, 3)))
+            rules.append(((*b, "attn", name, "bias"), h + "attn.c_attn.bias", Part(part, 3)))
         for ours, theirs in (("attn/o", "attn.c_proj"), ("mlp/fc", "mlp.c_fc"), ("mlp/proj", "mlp.c_proj")):
             rules.append(((*b, *ours.split("/"), "kernel"), f"{h}{theirs}.weight", same))
             rules.append(((*b, *ours.split("/"), "bias"), f"{h}{theirs}.bias", same))
@@ -96,6 +109,7 @@ GPT2 = HFFamily(
     defaults=DEFAULTS,
     prefix="transformer.",
     model_config=_model_config,
+    hf_config=_hf_config,
     rules=_rules,
     buffers=BUFFERS,
 )

@@ -112,6 +112,22 @@ def _qwen2_config(hf: dict) -> ModelConfig:
     return _common(hf, qkv_bias=True)
 
 
+def _hf_config(cfg: ModelConfig, model_type: str, head_class: str) -> dict:
+    out = {
+        "model_type": model_type, "architectures": [head_class], "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model, "intermediate_size": cfg.mlp_hidden or cfg.mlp_ratio * cfg.d_model,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads or cfg.n_heads, "head_dim": cfg.d_model // cfg.n_heads,
+        "max_position_embeddings": cfg.context, "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
+        "tie_word_embeddings": cfg.tie_embeddings, "attention_dropout": 0.0,
+        # both layouts: transformers 4 reads rope_theta, transformers 5 rope_parameters
+        "rope_theta": cfg.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+    }  # fmt: skip
+    if model_type == "llama":
+        return out | {"attention_bias": cfg.qkv_bias, "mlp_bias": False}
+    return out | {"use_sliding_window": False, "sliding_window": None, "max_window_layers": cfg.n_layers}
+
+
 def _rules(cfg: ModelConfig) -> list[Rule]:
     rules: list[Rule] = [
         (("tok_embed", "embedding"), "embed_tokens.weight", same),
@@ -141,6 +157,7 @@ LLAMA = HFFamily(
     defaults=LLAMA_DEFAULTS,
     prefix="model.",
     model_config=_llama_config,
+    hf_config=lambda cfg: _hf_config(cfg, "llama", "LlamaForCausalLM"),
     rules=_rules,
     buffers=BUFFERS,
 )
@@ -150,6 +167,7 @@ QWEN2 = HFFamily(
     defaults=QWEN2_DEFAULTS,
     prefix="model.",
     model_config=_qwen2_config,
+    hf_config=lambda cfg: _hf_config(cfg, "qwen2", "Qwen2ForCausalLM"),
     rules=_rules,
     buffers=BUFFERS,
 )

@@ -7,7 +7,7 @@ is unscaled and `attention_types` expands to one global/local kind per block.
 from __future__ import annotations
 
 from growth.config import ModelConfig
-from growth.interop.hf_gpt2 import BUFFERS, gpt_config, shared_rules
+from growth.interop.hf_gpt2 import BUFFERS, gpt_config, gpt_hf_config, shared_rules
 from growth.interop.hf_rules import HFFamily, Rule, same, transpose, zeros_of_rows
 
 DEFAULTS = {
@@ -27,6 +27,17 @@ def _model_config(hf: dict) -> ModelConfig:
         n_layers=hf["num_layers"], context=hf["max_position_embeddings"], attn_scale=False,
         attention_layers=layers, window_size=hf["window_size"] if "local" in layers else 0,
     )  # fmt: skip
+
+
+def _hf_config(cfg: ModelConfig) -> dict:
+    layers = [str(k) for k in cfg.attention_layers] or ["global"] * cfg.n_layers
+    return gpt_hf_config(cfg) | {
+        "model_type": "gpt_neo", "architectures": ["GPTNeoForCausalLM"], "hidden_size": cfg.d_model,
+        "num_layers": cfg.n_layers, "num_heads": cfg.n_heads, "max_position_embeddings": cfg.context,
+        "intermediate_size": cfg.mlp_ratio * cfg.d_model, "attention_types": [[[str(k)], 1] for k in layers],
+        "window_size": cfg.window_size or DEFAULTS["window_size"], "resid_dropout": 0.0, "embed_dropout": 0.0,
+        "attention_dropout": 0.0,
+    }  # fmt: skip
 
 
 def _rules(cfg: ModelConfig) -> list[Rule]:
@@ -53,6 +64,7 @@ GPT_NEO = HFFamily(
     defaults=DEFAULTS,
     prefix="transformer.",
     model_config=_model_config,
+    hf_config=_hf_config,
     rules=_rules,
     buffers=BUFFERS,
 )

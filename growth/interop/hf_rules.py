@@ -1,9 +1,11 @@
 """What an imported Hugging Face architecture is: one `HFFamily` record, its per-tensor rules and helpers.
 
 A record (growth/interop/hf_gpt2.py, hf_neo.py, hf_llama.py; the registry is hf_families.py) gives the
-config mapping (config.json -> ModelConfig, refusing what the project cannot represent) and one rule
-per project parameter: (project path, HF key, transform of the HF tensor). A torch Linear weight
-(out, in) becomes a kernel (in, out).
+config mapping (config.json -> ModelConfig, refusing what the project cannot represent), its inverse
+(ModelConfig -> config.json, for export) and one rule per project parameter: (project path, HF key,
+transform of the HF tensor). A torch Linear weight (out, in) becomes a kernel (in, out). Every
+transform is one of the invertible ones below, so export (growth/interop/hf_export.py) runs the same
+rules backwards.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class HFFamily:
     prefix: str  # prefix of the body's tensor names, dropped before the rules apply ("transformer.", "model.")
     model_config: Callable[[dict], ModelConfig]  # the project config of a defaults-filled config.json
     rules: Callable[[ModelConfig], list[Rule]]  # one rule per project parameter
+    # the config.json fields (before defaults) that describe a ModelConfig: the inverse of model_config
+    hf_config: Callable[[ModelConfig], dict]
     # tensors that carry no weights and are skipped (old checkpoints' mask buffers, rotary tables)
     buffers: re.Pattern = field(default=NOTHING)
 
@@ -42,6 +46,17 @@ def same(x: np.ndarray) -> np.ndarray:
 
 def transpose(x: np.ndarray) -> np.ndarray:
     return x.T
+
+
+@dataclass(frozen=True)
+class Part:
+    """Part `index` of `of` equal slices of the last axis (GPT-2's fused c_attn holds q, k and v)."""
+
+    index: int
+    of: int
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.split(x, self.of, axis=-1)[self.index]
 
 
 def zeros_of_rows(x: np.ndarray) -> np.ndarray:

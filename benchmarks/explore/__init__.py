@@ -9,6 +9,7 @@
     python -m benchmarks.explore cell [--regime R] --override seed=0 --override growth_step=2000
                                                                one regime cell of the runner: train / evaluate split
     python -m benchmarks.explore eval [--override runner.eval_chunk=32]   the runner's evaluation of a grown pool
+    python -m benchmarks.explore commits --base REV --head REV [--wide]  two commits' step, alternating processes
 
 Variants are explicit loss functions handed to growth.train's step builders (`loss=`); nothing in
 growth/ is patched. The compiled baseline and variants run in alternation, so a drift in machine load

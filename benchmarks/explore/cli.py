@@ -8,6 +8,7 @@ import json
 from benchmarks import explore
 from benchmarks.common import PRESETS
 from benchmarks.explore.cells import cell_split, eval_split
+from benchmarks.explore.commits import compare_commits
 from benchmarks.explore.flags import xla_flags
 from benchmarks.explore.losses import VARIANTS
 from benchmarks.explore.profile import profile
@@ -21,7 +22,7 @@ def main(argv=None) -> None:
         description=explore.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval"])
+    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval", "commits"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -35,8 +36,11 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants: which to run (with the baseline)")
     ap.add_argument("--dropout", type=float, default=0.0, help="variants: model dropout (0.1: the stochastic regime)")
     ap.add_argument("--regime", default="deterministic", choices=[r.value for r in Regime], help="cell: the regime")
+    ap.add_argument("--base", default="HEAD~1", help="commits: the commit to compare against")
+    ap.add_argument("--head", default="HEAD", help="commits: the commit under test")
+    ap.add_argument("--rounds", type=int, default=4, help="commits: alternating rounds (one process per commit each)")
     args = ap.parse_args(argv)
     what = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan, "flags": xla_flags}
-    what |= {"cell": cell_split, "eval": eval_split}
+    what |= {"cell": cell_split, "eval": eval_split, "commits": compare_commits}
     out = what[args.what](args)
     print(json.dumps(out, indent=1, default=float))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from growth import cost, files, metric_registry
-from growth.config import Config, Regime, config_hash
+from growth.config import Config, Regime, config_hash, optim_identity
 from growth.pretrain import trajectory_identity
 
 POOL_ROW = "_pool"  # candidate name of the rows that describe the whole cell
@@ -65,7 +65,7 @@ def grow_identity(cfg: Config) -> dict:
     return (
         trajectory_identity(cfg)
         | {
-            "optim": dataclasses.asdict(cfg.optim),
+            "optim": optim_identity(cfg.optim),
             "growth": dataclasses.asdict(cfg.growth),
             "runner": dataclasses.asdict(cfg.runner),
             "pool": list(cfg.pool),

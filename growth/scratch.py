@@ -25,7 +25,7 @@ from growth import cost, files, hosts, lease, optimizer, pool, results, runner, 
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import model as model_lib
-from growth.config import Config, Regime, config_hash
+from growth.config import Config, Regime, config_hash, optim_identity
 from growth.results import CellKey
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def identity(cfg: Config) -> dict:
     return {
         "model": dataclasses.asdict(widen.wide_config(cfg.model, cfg.growth)),
         "data": dataclasses.asdict(cfg.data) | {"cache_dir": None},
-        "optim": dataclasses.asdict(cfg.optim),
+        "optim": optim_identity(cfg.optim),
         "lr_correction": str(cfg.growth.lr_correction),
         "k": cfg.growth.k,
         "batch_size": cfg.runner.batch_size,

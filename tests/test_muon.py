@@ -89,7 +89,7 @@ def test_the_chain_is_optax_muon_on_hidden_matrices_and_adam_elsewhere():
     ours = optimizer.make_optimizer(optim)
     state, ref_states = ours.init(params), {n: r.init(params) for n, r in refs.items()}
     for i in range(3):
-        grads = jax.tree.map(lambda x: jax.random.normal(jax.random.PRNGKey(i), x.shape), params)
+        grads = jax.tree.map(lambda x, i=i: jax.random.normal(jax.random.PRNGKey(i), x.shape), params)
         mine, state = ours.update(grads, state, params)
         theirs = {}
         for n, r in refs.items():

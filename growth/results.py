@@ -130,6 +130,11 @@ def asked_metrics() -> list[str]:
     return sorted(metric_registry.METRICS)
 
 
+def required_metrics() -> list[str]:
+    """The metrics whose absence makes a finished cell run again (Metric.rerun_missing)."""
+    return sorted(n for n, m in metric_registry.METRICS.items() if m.rerun_missing)
+
+
 def seq_losses_path(cfg: Config, key: CellKey, chash: str) -> Path:
     return results_path(cfg).parent / "seq_losses" / f"{key.stem}-{chash}.npz"
 
@@ -178,6 +183,7 @@ def identity_columns(cfg: Config, key: CellKey, chash: str) -> dict:
         "lr_correction": str(cfg.growth.lr_correction),
         "clip_mode": str(cfg.optim.clip_mode),
         "k": cfg.growth.k,
+        "optimizer": str(cfg.optim.name),
         "config_hash": chash,
     }
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import base_run, hosts, lease, metric_registry, pool, pretrain, results, train, widen
+from growth import base_run, hosts, lease, metric_registry, param_metrics, pool, pretrain, results, train, widen
 from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import mesh as mesh_lib
@@ -151,6 +151,7 @@ def run_cell(
                     diverged |= {n: s for n, s in found.items() if n not in diverged}
             done = lag
             seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
+            new_rows += param_metrics.rows(cfg, lag, groups)  # weight metrics (clone_escape)
             for name, values in seqs.items():
                 if name not in diverged and not np.isfinite(values.mean()):
                     diverged[name] = lag
@@ -234,7 +235,7 @@ def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False
             if not quiet:
                 log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
             continue
-        lacking = done[key].lacks(cfg.pool, results.asked_metrics())
+        lacking = done[key].lacks(cfg.pool, results.required_metrics())
         if lacking:
             if not quiet:
                 log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))

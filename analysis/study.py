@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import budget, budget_plots, claims_growth, claims_seeds, growth_factor, speedup
+from analysis import (
+    budget,
+    budget_plots,
+    claims_growth,
+    claims_seeds,
+    growth_factor,
+    growth_step_axis,
+    optimizer_axis,
+    speedup,
+)
 from analysis.curves import group_curves, scratch_curves
 from analysis.load import NoResultsError, load_results
 from analysis.plots import _slug
@@ -179,6 +188,9 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
     k_table, bounds = growth_factor.k_axis(speeds, s.k_rung)
     claims = claims_growth.claims_table(groups, speeds, s.n_resamples, s.seed, s.margin, s.k_rung)
     pooled = claims_seeds.pooled_claims(results.frame, groups, s.n_resamples, s.seed)
+    by_optimizer = optimizer_axis.winners(results.frame, s.n_resamples, s.seed)
+    escapes = optimizer_axis.escape(results.frame, s.n_resamples, s.seed)
+    by_step = growth_step_axis.compare(speeds, scratch, s.n_resamples, s.seed)
     figures += budget_plots.budget_figures(table, winners, out / "figures")
     for key, part in speed_table.groupby(GROUP_KEY) if len(speed_table) else []:
         path = budget_plots.plot_speedup_ladder(
@@ -191,7 +203,9 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         figures += [path] if path else []
     for name, frame in {"budget.csv": table, "budget_winners.csv": winners, "budget_selectors.csv": selectors,
                         "speedup.csv": speed_table, "speedup_vs_k.csv": k_table, "k_bound.csv": bounds,
-                        "claims_2605.13405.csv": claims, "claims_2604.04281_pooled.csv": pooled}.items():  # fmt: skip
+                        "claims_2605.13405.csv": claims, "claims_2604.04281_pooled.csv": pooled,
+                        "optimizer_winners.csv": by_optimizer, "optimizer_escape.csv": escapes,
+                        "growth_step_speedup.csv": by_step}.items():  # fmt: skip
         write_csv(frame, out / name)
     paper = ""
     if s.paper_report:
@@ -221,6 +235,14 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         _speedup_md(speed_table),
         "## Growth factor\n",
         markdown_table(bounds) + "\n" if len(bounds) else "*Needs two values of k with a ladder.*\n",
+        "## Does the winner or the escape change with the optimizer\n",
+        "Cells matched across optim.name by (regime, policy, k, growth step, horizon); escape metrics: mean over "
+        "seeds [95% hierarchical CI] per optimizer and their difference (analysis/optimizer_axis.py).\n",
+        optimizer_axis.markdown(by_optimizer, escapes),
+        "## Does the speedup change with the growth step\n",
+        "FLOP speedup (pretraining charged to its own growth step) at one target loss shared by the growth steps, "
+        "and its ratio to the earliest step [95% CI] (analysis/growth_step_axis.py).\n",
+        growth_step_axis.markdown(by_step),
         "## Claims of arXiv 2605.13405\n",
         _claims_md(claims),
         "## Claims 1-3 of arXiv 2604.04281 pooled over seeds (hierarchical bootstrap; analysis.claims_seeds)\n",

@@ -129,4 +129,4 @@ def test_coverage_takes_a_pool_scratch_as_finished_and_a_missing_shared_run_as_m
     assert table.loc[("long", 0), "scratch_run"] == "in pool" and table.loc[("long", 0), "grow_cell"] == "done"
     assert table.loc[("long", 1), "grow_cell"] == "missing"  # planned, not run
     assert table.loc[("main", 0), "scratch_run"] == "missing"  # a shared scratch run was planned
-    assert _coverage_md(table.reset_index()).startswith("2 (seed, k, policy, regime) run(s) missing")
+    assert _coverage_md(table.reset_index()).startswith("2 (seed, k, policy, regime, growth step) run(s) missing")

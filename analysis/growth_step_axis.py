@@ -90,7 +90,10 @@ def markdown(table: pd.DataFrame) -> str:
 
     if table.empty:
         return "*Needs one (experiment, regime, policy) with a speedup ladder at two or more growth steps.*\n"
-    lines = []
+    lines = [
+        "FLOP speedup (pretraining charged to its own growth step) at one target loss shared by the growth"
+        " steps, and its ratio to the earliest step [95% CI] (analysis/growth_step_axis.py).\n"
+    ]
     for (experiment, regime, policy), part in table.groupby(KEY, sort=True):
         t = part.assign(
             speedup=[_ci(r.speedup_flops, r.flops_ci_low, r.flops_ci_high) for r in part.itertuples()],

@@ -122,7 +122,10 @@ def markdown(win: pd.DataFrame, esc: pd.DataFrame) -> str:
 
     if win.empty and esc.empty:
         return f"*No matched cells: needs rows of both optimizers ({BASE} and {OTHER}) at one (regime, policy, k, growth step, horizon).*\n"
-    lines = []
+    lines = [
+        "Cells matched across optim.name by (regime, policy, k, growth step, horizon); escape metrics: mean over"
+        " seeds [95% hierarchical CI] per optimizer and their difference (analysis/optimizer_axis.py).\n"
+    ]
     if not win.empty:
         t = win.assign(**{
             BASE: [f"{r[f'{BASE}_winner']} ({r[f'{BASE}_support']:.2f}, {r[f'{BASE}_seeds']} seeds)" for _, r in win.iterrows()],

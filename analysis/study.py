@@ -239,12 +239,8 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         "## Growth factor\n",
         markdown_table(bounds) + "\n" if len(bounds) else "*Needs two values of k with a ladder.*\n",
         "## Does the winner or the escape change with the optimizer\n",
-        "Cells matched across optim.name by (regime, policy, k, growth step, horizon); escape metrics: mean over "
-        "seeds [95% hierarchical CI] per optimizer and their difference (analysis/optimizer_axis.py).\n",
         optimizer_axis.markdown(by_optimizer, escapes),
         "## Does the speedup change with the growth step\n",
-        "FLOP speedup (pretraining charged to its own growth step) at one target loss shared by the growth steps, "
-        "and its ratio to the earliest step [95% CI] (analysis/growth_step_axis.py).\n",
         growth_step_axis.markdown(by_step),
         "## Claims of arXiv 2605.13405\n",
         _claims_md(claims),

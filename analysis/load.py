@@ -27,6 +27,7 @@ COLUMNS = (
     "policy",
     "k",
     "lr_policy",
+    "optimizer",
     "seq_losses",
     "cost",
     "versions",
@@ -37,6 +38,7 @@ DEFAULT_LR_CORRECTION, DEFAULT_CLIP_MODE = "none", "global"
 
 
 DEFAULT_K = 2  # growth factor of rows written before cells recorded it
+DEFAULT_OPTIMIZER = "adamw"  # optimizer of rows written before cells recorded it (optim.name)
 
 
 def policy_name(lr_correction: str, clip_mode: str, k: int = DEFAULT_K) -> str:
@@ -129,6 +131,7 @@ def _read_counted(path: Path) -> tuple[list[dict], int]:
                     "policy": policy_name(lr_correction, clip_mode, k),
                     "k": k,
                     "lr_policy": policy_name(lr_correction, clip_mode),
+                    "optimizer": str(row.get("optimizer") or DEFAULT_OPTIMIZER),
                     "seq_losses": str(row.get("seq_losses") or ""),
                     "cost": json.dumps(row.get("cost") or {}, sort_keys=True),  # growth.cost, on `_pool` rows
                     "versions": json.dumps(row.get("versions") or {}, sort_keys=True),

@@ -169,9 +169,15 @@ def _speedups(
 
 
 def group_speedup(
-    curves: Curves, scratch: ScratchCurves | None, n_targets: int, n_resamples: int, seed: int
+    curves: Curves,
+    scratch: ScratchCurves | None,
+    n_targets: int,
+    n_resamples: int,
+    seed: int,
+    targets: np.ndarray | None = None,
 ) -> GroupSpeedup | None:
-    """The ladder, speedups with pooled and per-seed CIs of one group; None without any scratch curve."""
+    """The ladder (or the given `targets`), speedups with pooled and per-seed CIs of one group; None without
+    any scratch curve."""
     if scratch is None and SCRATCH not in curves.candidates:
         return None
     data, n_cand, n_scr, source = _align(curves, scratch)
@@ -183,7 +189,8 @@ def group_speedup(
     est = data.estimate()
     lag0 = est[:n_cand].reshape(len(curves.candidates), -1)[:, 0]
     top = float(np.nanmin([v for n, v in zip(curves.candidates, lag0, strict=True) if n != SCRATCH] or [np.nan]))
-    targets = ladder(top, float(np.nanmin(est[n_cand : n_cand + n_scr])), n_targets)
+    if targets is None:
+        targets = ladder(top, float(np.nanmin(est[n_cand : n_cand + n_scr])), n_targets)
     rng_key = [seed, zlib.crc32(repr((curves.key, curves.lr_policy)).encode())]
     pooled = _speedups(
         data, curves, n_cand, n_scr, scr_lags, targets, names, n_resamples, np.random.default_rng(rng_key)

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import budget, budget_plots, claims_growth, claims_seeds, growth_factor, speedup
+from analysis import (
+    budget,
+    budget_plots,
+    claims_growth,
+    claims_seeds,
+    growth_factor,
+    growth_step_axis,
+    optimizer_axis,
+    speedup,
+)
 from analysis.curves import group_curves, scratch_curves
 from analysis.load import NoResultsError, load_results
 from analysis.plots import _slug
@@ -110,8 +119,8 @@ FINISHED = ["done", "in pool"]  # a coverage status that needs nothing more ("in
 
 
 def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame) -> pd.DataFrame:
-    """Per (experiment, policy, k, seed, regime): grow cell and scratch run finished, and whether a plan expects it."""
-    key = ["experiment", "lr_policy", "k", "seed", "regime"]
+    """Per (experiment, policy, k, seed, regime, growth step): grow cell, scratch run, and whether a plan expects it."""
+    key = ["experiment", "lr_policy", "k", "seed", "regime", "growth_step"]  # a shared scratch run: no step
     planned = [  # a plan lies in its experiment's results directory, out_dir/<name>
         r | {"experiment": p.parent.name}
         for root in roots
@@ -119,13 +128,14 @@ def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame)
         for r in json.loads(p.read_text(encoding="utf-8"))
     ]
     table = frame[frame["metric"] == "wall_time"][key].drop_duplicates().assign(grow_cell="done")
-    if not scratch_wall.empty:
-        table = table.merge(scratch_wall[key].drop_duplicates().assign(scratch_run="done"), on=key, how="outer")
     if planned:
         plans = pd.DataFrame(planned)
         no_scratch = plans.get("scratch_steps", pd.Series(1, index=plans.index)).fillna(1) == 0  # older plans: expected
         plans = plans[key].assign(planned="yes", scratch_planned=~no_scratch.to_numpy())
         table = table.merge(plans.drop_duplicates(key), on=key, how="outer")
+    if not scratch_wall.empty:  # a shared scratch run serves every growth step of its (seed, k, policy, regime)
+        shared = key[:-1]
+        table = table.merge(scratch_wall[shared].drop_duplicates().assign(scratch_run="done"), on=shared, how="left")
     for column in ("grow_cell", "scratch_run"):
         table[column] = table[column].fillna("missing") if column in table else "missing"
     if "scratch_planned" in table:  # a plan without a shared scratch run: its curve comes from the pool
@@ -135,19 +145,21 @@ def coverage(roots: list[Path], frame: pd.DataFrame, scratch_wall: pd.DataFrame)
 
 
 def _coverage_md(table: pd.DataFrame) -> str:
-    """Seeds per (experiment, policy, k, regime) that finished, and what the plan still lacks."""
+    """Seeds per (experiment, policy, k, regime, growth step) that finished, and what the plan still lacks."""
     lines = []
-    for (experiment, policy, k, regime), part in table.groupby(["experiment", "lr_policy", "k", "regime"]):
+    for (experiment, policy, k, regime, step), part in table.groupby(
+        ["experiment", "lr_policy", "k", "regime", "growth_step"]
+    ):
         finished = part[(part["grow_cell"] == "done") & part["scratch_run"].isin(FINISHED)]["seed"]
         lacking = {
             what: ", ".join(str(x) for x in part[~part[column].isin(FINISHED)]["seed"])
             for what, column in (("grow cell", "grow_cell"), ("scratch run", "scratch_run"))
         }
         missing = "; ".join(f"{what}: seed {seeds}" for what, seeds in lacking.items() if seeds)
-        lines.append({"experiment": experiment, "policy": policy, "k": k, "regime": regime, "seeds finished": ", ".join(map(str, finished)) or "none",
+        lines.append({"experiment": experiment, "policy": policy, "k": k, "regime": regime, "growth step": step, "seeds finished": ", ".join(map(str, finished)) or "none",
                       "missing": missing or "nothing"})  # fmt: skip
     n_missing = int(((table["grow_cell"] != "done") | ~table["scratch_run"].isin(FINISHED)).sum())
-    head = f"{n_missing} (seed, k, policy, regime) run(s) missing" + (
+    head = f"{n_missing} (seed, k, policy, regime, growth step) run(s) missing" + (
         " against the grid plan (grid_plan.json)" if "planned" in table else " (no grid plan found)"
     )
     return head + ".\n\n" + markdown_table(pd.DataFrame(lines)) + "\n"
@@ -179,6 +191,9 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
     k_table, bounds = growth_factor.k_axis(speeds, s.k_rung)
     claims = claims_growth.claims_table(groups, speeds, s.n_resamples, s.seed, s.margin, s.k_rung)
     pooled = claims_seeds.pooled_claims(results.frame, groups, s.n_resamples, s.seed)
+    by_optimizer = optimizer_axis.winners(results.frame, s.n_resamples, s.seed)
+    escapes = optimizer_axis.escape(results.frame, s.n_resamples, s.seed)
+    by_step = growth_step_axis.compare(speeds, scratch, s.n_resamples, s.seed)
     figures += budget_plots.budget_figures(table, winners, out / "figures")
     for key, part in speed_table.groupby(GROUP_KEY) if len(speed_table) else []:
         path = budget_plots.plot_speedup_ladder(
@@ -191,7 +206,9 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         figures += [path] if path else []
     for name, frame in {"budget.csv": table, "budget_winners.csv": winners, "budget_selectors.csv": selectors,
                         "speedup.csv": speed_table, "speedup_vs_k.csv": k_table, "k_bound.csv": bounds,
-                        "claims_2605.13405.csv": claims, "claims_2604.04281_pooled.csv": pooled}.items():  # fmt: skip
+                        "claims_2605.13405.csv": claims, "claims_2604.04281_pooled.csv": pooled,
+                        "optimizer_winners.csv": by_optimizer, "optimizer_escape.csv": escapes,
+                        "growth_step_speedup.csv": by_step}.items():  # fmt: skip
         write_csv(frame, out / name)
     paper = ""
     if s.paper_report:
@@ -221,6 +238,10 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         _speedup_md(speed_table),
         "## Growth factor\n",
         markdown_table(bounds) + "\n" if len(bounds) else "*Needs two values of k with a ladder.*\n",
+        "## Does the winner or the escape change with the optimizer\n",
+        optimizer_axis.markdown(by_optimizer, escapes),
+        "## Does the speedup change with the growth step\n",
+        growth_step_axis.markdown(by_step),
         "## Claims of arXiv 2605.13405\n",
         _claims_md(claims),
         "## Claims 1-3 of arXiv 2604.04281 pooled over seeds (hierarchical bootstrap; analysis.claims_seeds)\n",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from growth import checkpoint
 from growth import data as data_lib
-from growth.config import Config, ModelConfig
+from growth.config import Config, ConfigValueError, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,13 @@ def with_base_run(cfg: Config) -> Config:
     base = Path(cfg.runner.base_dir)
     saved = checkpoint.read_config(base / "checkpoints", cfg.growth_step)
     model_cfg = ModelConfig(**saved["model"])
+    trained = saved.get("optim", {}).get("name", "adamw")  # runs saved before Muon existed: AdamW
+    if trained != cfg.optim.name and not (base / SOURCE_FILE).is_file():  # an import's moments are all zero
+        raise ConfigValueError(
+            f"the base run {str(base)!r} was trained with optim.name={trained} but this run asks for"
+            f" optim.name={cfg.optim.name}; its optimizer state holds the other optimizer's moments. Set"
+            f" optim.name={trained}, or pretrain a base run with optim.name={cfg.optim.name}"
+        )
     data = cfg.data
     if (base / SOURCE_FILE).is_file() or data.tokenizer_path:
         tok = data.tokenizer_path or base_tokenizer(base)

@@ -64,6 +64,11 @@ class Decay(StrEnum):
 ClipMode = StrEnum("ClipMode", {"global": "global", "clone_consistent": "clone_consistent"})  # type: ignore[misc]
 
 
+class OptimName(StrEnum):
+    adamw = "adamw"  # AdamW on every tensor
+    muon = "muon"  # Muon on the hidden matrices, AdamW on the rest (growth/muon.py)
+
+
 class WandbMode(StrEnum):
     offline = "offline"
     online = "online"
@@ -176,7 +181,22 @@ class ModelConfig:
 
 
 @dataclass
+class MuonConfig:
+    """Muon's own settings (growth/muon.py); read only with optim.name=muon."""
+
+    beta: float = 0.95  # momentum of the gradient's exponential average (Keller Jordan's default)
+    nesterov: bool = True  # orthogonalise the Nesterov look-ahead of the momentum, as optax does
+    ns_steps: int = 5  # Newton-Schulz iterations of the orthogonalisation (optax's quintic coefficients)
+    # Update RMS of every Muon matrix: consistent_rms * sqrt(max(fan_in, fan_out)) times the orthogonalised
+    # momentum, so its RMS matches AdamW's and one lr, schedule and weight decay serve both halves
+    # (Liu et al. 2025, "Muon is scalable"); 0 = optax's width scaling sqrt(max(1, fan_out / fan_in)).
+    consistent_rms: float = 0.2
+
+
+@dataclass
 class OptimConfig:
+    # which update rule: adamw on every tensor, or muon on the hidden matrices and AdamW on the rest
+    name: OptimName = OptimName.adamw
     lr: float = 3e-3  # peak learning rate
     warmup_steps: int = 100  # linear warmup steps
     decay: Decay = Decay.cosine  # schedule after warmup
@@ -188,6 +208,17 @@ class OptimConfig:
     weight_decay: float = 0.1  # decoupled weight decay (AdamW)
     clip_norm: float = 1.0  # gradient-norm clip; 0 disables
     clip_mode: ClipMode = ClipMode["global"]  # which norm a grown model is clipped by (docs/strategies.md)
+    muon: MuonConfig = field(default_factory=MuonConfig)  # optim.name=muon: Muon's settings
+
+
+def optim_identity(optim: OptimConfig) -> dict:
+    """The optimizer config as run identities hash it: an AdamW config without the Muon fields, so the
+    hashes (run directories, finished cells) of every run made before Muon existed are unchanged."""
+    out = dataclasses.asdict(optim)
+    if optim.name == OptimName.adamw:
+        out.pop("name")
+        out.pop("muon")
+    return out
 
 
 @dataclass

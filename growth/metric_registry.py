@@ -96,6 +96,12 @@ class Metric:
     fmt: str | None = None  # format spec of one number; None: 4 decimals
     parts: tuple[str, ...] = ()  # the parts it needs (computed by the pool's comparison program)
     value: Callable[[dict[str, float], Context], float | None] | None = None  # None: written by the runner
+    # A metric of the candidate's weights instead (growth/param_metrics.py writes it at its stage's lag):
+    # (flat float64 params, the growth factor of every space) -> value, or None where undefined.
+    from_params: Callable[[dict[str, Any], dict[str, int]], float | None] | None = None
+    # A finished cell without it is run again (results.required_metrics); False: cells written before the
+    # metric existed keep their rows (a new diagnostic must not redo a finished study).
+    rerun_missing: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,11 @@ register_metric(Metric(  # written by the runner from Grown.growth_tokens (ligo'
     "growth_tokens", _ZERO, "tokens spent growing", "pre-growth tokens the candidate trained on, once", fmt=".0f",
 ))
 register_metric(Metric("diverged", Stage.event, "diverged", "the first lag with a non-finite loss"))
+register_metric(Metric(
+    "clone_escape", Stage.continuation, "distance from the cloned subspace",
+    "sqrt(sum over widened tensors of |W - W averaged over its copies|^2 / |W|^2), on the weights",
+    fmt=".2e", from_params=lambda params, fac: metrics.clone_escape(params, fac), rerun_missing=False,
+))
 register_column(Column("probe_eval_loss", "eval_loss", "probe_lag"))
 
 register_signal(Signal("token_kl", "token_kl", Direction.lower_better))

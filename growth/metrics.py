@@ -32,3 +32,28 @@ def escape_parts(residual_BxLxD: jax.Array, projector_DxD: jax.Array) -> tuple[j
 def trapezoid_auc(lags: list[int], losses: list[float]) -> float:
     """Area under the eval-loss curve over its lags, divided by the last lag (a mean loss)."""
     return float(np.trapezoid(losses, lags) / (lags[-1] - lags[0]))
+
+
+def clone_escape(params: dict[str, np.ndarray], factors: dict[str, int]) -> float | None:
+    """How far wide weights have left the cloned subspace: sqrt(sum |W - S(W)|^2 / sum |W|^2) over the
+    widened tensors, S averaging the copies of every widened axis (axis of size f d: unit i and its copies
+    i + d, ..., i + (f - 1) d). 0 for an exact clone (W' = tile(W) / c_in); for k = 2, W - S(W) is the
+    antisymmetric part (a - b) / 2 of each cloned pair. None when no tensor is widened."""
+    from growth import masks
+    from growth.widen import core  # growth.widen imports the optimizer chain; only this function needs it
+
+    num = den = 0.0
+    for path, w in params.items():
+        if masks.is_mask(path):
+            continue
+        w = np.asarray(w, np.float64)
+        sym = w
+        for axis, space in enumerate(core.layout(path).spaces):
+            f = core.factor(space, factors)
+            if f > 1:
+                blocks = sym.reshape(sym.shape[:axis] + (f, sym.shape[axis] // f) + sym.shape[axis + 1 :])
+                sym = np.broadcast_to(blocks.mean(axis=axis, keepdims=True), blocks.shape).reshape(w.shape)
+        if sym is not w:
+            num += float(np.sum((w - sym) ** 2))
+            den += float(np.sum(w**2))
+    return float(np.sqrt(num / den)) if den > 0 else None

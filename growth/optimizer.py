@@ -1,7 +1,9 @@
 """The AdamW chain, named so every counter is read and moved by name, never by position.
 
   clip      -> weighted global-norm clip (ClipState.weight: per-tensor weight of its squared norm)
-  adam      -> scale_by_adam (Adam's bias-correction `count`, mu, nu)
+  adam      -> scale_by_adam (Adam's bias-correction `count`, mu, nu); under optim.name=muon,
+               growth.muon.scale_by_muon_adam (Muon on the hidden matrices, Adam elsewhere; the same
+               field names, so growth maps both alike)
   direction -> per-tensor direction scale, reset-unit re-warmup, its own `count`
   decay     -> add_decayed_weights
   schedule  -> the schedule's `count`, steps since growth, optional re-warmup
@@ -21,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from growth.config import Decay, OptimConfig
+from growth import muon
+from growth.config import Decay, OptimConfig, OptimName
 
 CLIP, ADAM, DIRECTION, DECAY, SCHEDULE = "clip", "adam", "direction", "decay", "schedule"
 
@@ -140,10 +143,15 @@ def decay_mask(params):
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """The named AdamW chain; see the module docstring for its counters."""
+    """The named chain (AdamW, or Muon + AdamW); see the module docstring for its counters."""
+    direction = (
+        muon.scale_by_muon_adam(cfg)
+        if cfg.name == OptimName.muon
+        else optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    )
     return optax.named_chain(
         (CLIP, clip_by_weighted_norm(cfg.clip_norm)),
-        (ADAM, optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)),
+        (ADAM, direction),
         (DIRECTION, scale_direction()),
         (DECAY, optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask)),
         (SCHEDULE, scale_by_growth_schedule(make_schedule(cfg))),

@@ -12,7 +12,6 @@ and redone from the newest checkpoint that verifies.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -23,7 +22,7 @@ from growth import data as data_lib
 from growth import mesh as mesh_lib
 from growth import model as model_lib
 from growth import progress as progress_lib
-from growth.config import Config, as_dict, config_hash
+from growth.config import Config, as_dict, config_hash, optim_identity
 from growth.files import truncate_jsonl
 from growth.tracking import Tracker
 from growth.validate import check_bpe_vocab
@@ -51,7 +50,7 @@ def trajectory_identity(cfg: Config) -> dict:
         "data": data_lib.identity(cfg.data),
         "model": model_lib.identity(cfg.model),
         # clip_mode only matters once a model is grown: a never-grown model's weights are all 1.
-        "optim": {k: v for k, v in dataclasses.asdict(cfg.optim).items() if k != "clip_mode"},
+        "optim": {k: v for k, v in optim_identity(cfg.optim).items() if k != "clip_mode"},
         "batch_size": cfg.pretrain.batch_size,
     }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from growth import cost, files, metric_registry
-from growth.config import Config, Regime, config_hash
+from growth.config import Config, Regime, config_hash, optim_identity
 from growth.pretrain import trajectory_identity
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def grow_identity(cfg: Config) -> dict:
     return (
         trajectory_identity(cfg)
         | {
-            "optim": dataclasses.asdict(cfg.optim),
+            "optim": optim_identity(cfg.optim),
             "growth": dataclasses.asdict(cfg.growth),
             "runner": runner_identity(cfg),
             "pool": list(cfg.filled_pool()),
@@ -157,6 +157,11 @@ def asked_metrics() -> list[str]:
     return sorted(metric_registry.METRICS)
 
 
+def required_metrics() -> list[str]:
+    """The metrics whose absence makes a finished cell run again (Metric.rerun_missing)."""
+    return sorted(n for n, m in metric_registry.METRICS.items() if m.rerun_missing)
+
+
 def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False) -> list[CellKey]:
     """The cells to run: never run, or finished without a candidate or metric asked for now (rerun whole).
 
@@ -172,7 +177,7 @@ def unfinished(cfg: Config, path: Path, keys: list[CellKey], quiet: bool = False
             if not quiet:
                 log.warning("cell %s predates the record of what a cell measured: kept as written", key.stem)
             continue
-        lacking = done[key].lacks(cfg.filled_pool(), asked_metrics())
+        lacking = done[key].lacks(cfg.filled_pool(), required_metrics())
         if lacking:
             if not quiet:
                 log.warning("cell %s is finished but lacks %s: running it again", key.stem, ", ".join(lacking))
@@ -228,6 +233,7 @@ def identity_columns(cfg: Config, key: CellKey, chash: str) -> dict:
         "lr_correction": str(cfg.growth.lr_correction),
         "clip_mode": str(cfg.optim.clip_mode),
         "k": cfg.growth.k,
+        "optimizer": str(cfg.optim.name),
         "config_hash": chash,
     }
 

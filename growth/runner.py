@@ -23,6 +23,7 @@ from growth import (
     hosts,
     lease,
     metric_registry,
+    param_metrics,
     pool,
     pretrain,
     results,
@@ -158,6 +159,7 @@ def run_cell(
             speed = meter.row(lag - done)  # the steps since the last evaluation (synced by device_get)
             done = lag
             seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
+            new_rows += param_metrics.rows(cfg, lag, groups)  # weight metrics (clone_escape)
             for name, values in seqs.items():
                 if name not in diverged and not np.isfinite(values.mean()):
                     diverged[name] = lag

@@ -26,7 +26,7 @@ from growth import data as data_lib
 from growth import lags as lags_lib
 from growth import model as model_lib
 from growth import progress as progress_lib
-from growth.config import Config, Regime, config_hash
+from growth.config import Config, Regime, config_hash, optim_identity
 from growth.results import CellKey
 from growth.tracking import Tracker
 
@@ -51,7 +51,7 @@ def identity(cfg: Config) -> dict:
     return {
         "model": dataclasses.asdict(widen.wide_config(cfg.model, cfg.growth)),
         "data": data_lib.without_later_defaults(cfg.data, data_lib.HUB_FIELDS) | {"cache_dir": None},
-        "optim": dataclasses.asdict(cfg.optim),
+        "optim": optim_identity(cfg.optim),
         "lr_correction": str(cfg.growth.lr_correction),
         "k": cfg.growth.k,
         "batch_size": cfg.runner.batch_size,

@@ -119,6 +119,9 @@ def check_values(cfg: Config) -> None:
     _positive("optim.eps", o.eps, 1e-8)
     _non_negative("optim.weight_decay", o.weight_decay, 0.1)
     _non_negative("optim.clip_norm", o.clip_norm, 1.0)
+    _in_unit("optim.muon.beta", o.muon.beta, 0.95)
+    _int_at_least("optim.muon.ns_steps", o.muon.ns_steps, 1, 5)
+    _non_negative("optim.muon.consistent_rms", o.muon.consistent_rms, 0.2)
     # pretraining
     _int_at_least("pretrain.steps", p.steps, 1, 2000)
     _int_at_least("pretrain.batch_size", p.batch_size, 1, 16)

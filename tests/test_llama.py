@@ -251,8 +251,10 @@ def test_width_policy_uses_each_spaces_factor_as_exact_copy_does(n_kv, bias):
     policy = lambda g: tuple(
         flatten(x) for x in (g.state.opt_state[optimizer.DIRECTION].scale, g.state.opt_state[optimizer.CLIP].weight)
     )
-    ref_scale, ref_weight = policy(grow("exact_copy", small, cfg, spec, optim, jax.random.PRNGKey(2)))
-    scale, weight = assemble.width_policy(sorted(ref_scale), spec, optim, core.factors(cfg, k), small)
+    ref = grow("exact_copy", small, cfg, spec, optim, jax.random.PRNGKey(2))
+    ref_scale, ref_weight = policy(ref)
+    shapes = {p: tuple(x.shape) for p, x in flatten(ref.state.params).items()}
+    scale, weight = assemble.width_policy(shapes, spec, optim, core.factors(cfg, k), small)
     fresh_scale, fresh_weight = policy(grow("scratch_wide", small, cfg, spec, optim, jax.random.PRNGKey(2)))
     for path in ref_scale:
         assert scale[path] == pytest.approx(float(ref_scale[path])), path

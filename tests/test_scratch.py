@@ -76,7 +76,8 @@ def test_study_report_from_the_tiny_grid(tiny_grid):
         "Claims 1-3 of arXiv 2604.04281 pooled over seeds",
     ):
         assert section in text
-    assert "0 (seed, k, policy, regime) run(s) missing against the grid plan" in text
+    assert "0 (seed, k, policy, regime, growth step) run(s) missing against the grid plan" in text
+    assert "Does the speedup change with the growth step" in text and "vs earliest step" in text  # steps 10, 30
     plan = json.loads((results.results_path(tiny_grid).parent / grid.PLAN).read_text())
     assert [(p["growth_step"], p["regime"]) for p in plan] == [(10, "deterministic"), (30, "deterministic")]
     pooled = pd.read_csv(out / "claims_2604.04281_pooled.csv")
@@ -129,4 +130,4 @@ def test_coverage_takes_a_pool_scratch_as_finished_and_a_missing_shared_run_as_m
     assert table.loc[("long", 0), "scratch_run"] == "in pool" and table.loc[("long", 0), "grow_cell"] == "done"
     assert table.loc[("long", 1), "grow_cell"] == "missing"  # planned, not run
     assert table.loc[("main", 0), "scratch_run"] == "missing"  # a shared scratch run was planned
-    assert _coverage_md(table.reset_index()).startswith("2 (seed, k, policy, regime) run(s) missing")
+    assert _coverage_md(table.reset_index()).startswith("2 (seed, k, policy, regime, growth step) run(s) missing")

@@ -10,7 +10,7 @@ gradient norm by (output-width ratio) / (input-width ratio).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -130,9 +130,14 @@ def finish_placing(
 
 
 def width_policy(
-    paths: list[str], spec: GrowthConfig, optim_cfg: OptimConfig, fac: core.Factors, base: train.TrainState | None
+    shapes: Mapping[str, tuple[int, ...]],
+    spec: GrowthConfig,
+    optim_cfg: OptimConfig,
+    fac: core.Factors,
+    base: train.TrainState | None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(direction scale, clip weight) of every wide tensor: `base`'s (1 for a fresh run) times the width ratios.
+    """(direction scale, clip weight) of every wide tensor (by its wide shape): `base`'s (1 for a fresh
+    run) times the width ratios.
 
     `fac` is the growth factor of every space (`core.factors` of the small config): a multi-query
     model's kv spaces keep factor 1, so its k / v kernels read a k-times wider input but write an
@@ -142,13 +147,19 @@ def width_policy(
     fan_in = spec.lr_correction == LrCorrection.fan_in
     consistent = optim_cfg.clip_mode == ClipMode["clone_consistent"]
     scale, weight = {}, {}
-    for path in paths:
+    for path in sorted(shapes):
         s, w = float(base_scale.get(path, 1.0)), float(base_weight.get(path, 1.0))
         if not masks.is_mask(path):  # masks get no gradient: their entries do not matter
-            s /= core.c_in(path, fac) if fan_in else 1
+            small_shape = _small_shape(path, shapes[path], fac)
+            s *= wide_state.fan_in_factor(path, small_shape, fac, optim_cfg) if fan_in else 1
             w *= core.c_out(path, fac) / core.c_in(path, fac) if consistent else 1
         scale[path], weight[path] = s, w
     return scale, weight
+
+
+def _small_shape(path: str, wide_shape: tuple[int, ...], fac: core.Factors) -> tuple[int, ...]:
+    """The small shape of a wide tensor: each axis divided by its space's growth factor."""
+    return tuple(n // core.factor(space, fac) for n, space in zip(wide_shape, core.layout(path).spaces, strict=True))
 
 
 def build_state(
@@ -175,7 +186,7 @@ def build_state(
             if tuple(np.shape(tree[path])) != shape:
                 raise AssertionError(f"wide {what} {path}: shape {np.shape(tree[path])}, expected {shape}")
     p = trees.unflatten_like(template, params)
-    scale, weight = width_policy(sorted(shapes), spec, optim_cfg, core.factors(small_cfg, k), small)
+    scale, weight = width_policy(shapes, spec, optim_cfg, core.factors(small_cfg, k), small)
     opt = wide_state.wide_opt_state(
         small,
         p,

@@ -60,7 +60,7 @@ def _assemble(small, small_cfg, spec, optim_cfg, k, params, mu, nu, embed, reset
             trees.unflatten_like(template, nu),
             optimizer.make_optimizer(optim_cfg),
             spec,
-            wide_state.direction_scale(small, spec, core.factors(small_cfg, k)),
+            wide_state.direction_scale(small, spec, core.factors(small_cfg, k), optim_cfg),
             wide_state.clip_weight(small, optim_cfg, core.factors(small_cfg, k)),
             reset_mask,
             rewarm,
@@ -141,7 +141,7 @@ def scratch_wide(
     opt = tx.init(params)
     k = core.check_k(spec.k)
     scale, weight = assemble.width_policy(
-        sorted(trees.flatten(params)), spec, optim_cfg, core.factors(small_cfg, k), None
+        {p: tuple(x.shape) for p, x in trees.flatten(params).items()}, spec, optim_cfg, core.factors(small_cfg, k), None
     )
     per_tensor = lambda values: jax.tree_util.tree_map_with_path(
         lambda p, _: jnp.asarray(values[trees.path_str(p)], jnp.float32), params
@@ -249,6 +249,18 @@ def check_options(name: str, spec: GrowthConfig) -> None:
         entry.check(spec)
 
 
+def _check_optimizer(small: train.TrainState, optim_cfg: OptimConfig) -> None:
+    """The small state's optimizer state must be the one optim_cfg builds: Adam's moments are not Muon's."""
+    want = type(jax.eval_shape(optimizer.make_optimizer(optim_cfg).init, small.params)[optimizer.ADAM])
+    got = type(small.opt_state[optimizer.ADAM])
+    if got is not want:
+        trained = "muon" if got.__name__ == "MuonAdamState" else "adamw"
+        raise GrowthError(
+            f"optim.name={optim_cfg.name} but the small state was trained with {trained}; grow it under"
+            f" optim.name={trained}, or pretrain a base run with optim.name={optim_cfg.name}"
+        )
+
+
 def grow(
     name: str,
     small: train.TrainState,
@@ -268,6 +280,7 @@ def grow(
         raise UnknownCandidate(f"unknown growth candidate {name!r}; valid names: {', '.join(registry.names())}")
     check_options(name, spec)
     core.check_state(small, small_cfg)
+    _check_optimizer(small, optim_cfg)
     extra = {"batches": batches} if entry.pregrowth_batches else {}
     out = entry.build(small, small_cfg, spec, optim_cfg, key, **extra)
     if not isinstance(out, Grown):

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import optimizer, train
-from growth.config import ClipMode, GrowthConfig, LrCorrection, OptimConfig, Schedule
+from growth import muon, optimizer, train
+from growth.config import ClipMode, GrowthConfig, LrCorrection, OptimConfig, OptimName, Schedule
 from growth.widen.core import Factors, c_in, c_out
 from growth.widen.trees import flatten, path_str
 
@@ -41,6 +41,8 @@ def wide_opt_state(
         lambda p, _: jnp.asarray(values[path_str(p)], jnp.float32), params
     )
     clip = optimizer.ClipState(weight=per_tensor(clip_weight))
+    if isinstance(abstract[optimizer.ADAM], muon.MuonAdamState):  # nu is never read on a Muon leaf: keep it 0
+        nu = jax.tree_util.tree_map_with_path(lambda p, v: v * 0 if muon.is_muon(path_str(p), v.shape) else v, nu)
     adam = abstract[optimizer.ADAM]._replace(count=i32(small_adam.count), mu=mu, nu=nu)
     mask = reset_mask or {}
     direction = optimizer.DirectionState(
@@ -65,11 +67,25 @@ def wide_opt_state(
     return opt
 
 
-def direction_scale(small: train.TrainState, spec: GrowthConfig, k: Factors) -> dict[str, float]:
-    """Per-tensor Adam-direction scale: the small run's, times 1 / c_in under lr_correction=fan_in."""
+def fan_in_factor(path: str, small_shape: tuple[int, ...], k: Factors, optim_cfg: OptimConfig) -> float:
+    """lr_correction=fan_in's factor of one tensor: 1 / c_in for an Adam direction, and for a Muon
+    matrix sqrt(c_out / c_in) x s_small / s_wide (growth.muon.width_lr_ratio; docs/strategies.md)."""
+    if optim_cfg.name == OptimName.muon and muon.is_muon(path, small_shape):
+        return muon.width_lr_ratio(small_shape, c_in(path, k), c_out(path, k), optim_cfg.muon.consistent_rms)
+    return 1.0 / c_in(path, k)
+
+
+def direction_scale(
+    small: train.TrainState, spec: GrowthConfig, k: Factors, optim_cfg: OptimConfig
+) -> dict[str, float]:
+    """Per-tensor direction scale: the small run's, times `fan_in_factor` under lr_correction=fan_in."""
     small_scale = flatten(small.opt_state[optimizer.DIRECTION].scale)
+    shapes = {path: tuple(x.shape) for path, x in flatten(small.params).items()}
     fan_in = spec.lr_correction == LrCorrection.fan_in
-    return {path: float(s) / (c_in(path, k) if fan_in else 1) for path, s in small_scale.items()}
+    return {
+        path: float(s) * (fan_in_factor(path, shapes[path], k, optim_cfg) if fan_in else 1)
+        for path, s in small_scale.items()
+    }
 
 
 def clip_weight(small: train.TrainState, optim_cfg: OptimConfig, k: Factors) -> dict[str, float]:

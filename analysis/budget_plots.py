@@ -17,6 +17,31 @@ def _lag_axis(ax, lags: np.ndarray) -> None:
     ax.set_xlabel("budget: steps after growth (lag)")
 
 
+def ci_range(values: np.ndarray) -> tuple[float, float]:
+    """Log-axis limits that hold every finite positive point and CI end, with a margin."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if not len(v):
+        return 0.1, 10.0
+    return float(v.min()) / 2, float(v.max()) * 2
+
+
+def draw_ci(ax, x, y, low, high, lims: tuple[float, float], color, label: str | None = None, **kw) -> None:
+    """Points with their 95% CIs on a log axis. A finite end is a whisker; an end at 0 or infinity (a ratio
+    the data cannot bound) is an arrow from the point to the axis edge, never a whisker to an arbitrary 1e-2
+    or 1e3 (issue 31)."""
+    x, y, low, high = (np.asarray(a, float) for a in (x, y, low, high))
+    open_low = ~(np.isfinite(low) & (low > 0))
+    open_high = ~np.isfinite(high)
+    below = np.where(open_low, 0.0, np.maximum(y - low, 0))
+    above = np.where(open_high, 0.0, np.maximum(high - y, 0))
+    ax.errorbar(x, y, yerr=[below, above], color=color, label=label, **kw)
+    arrow = {"arrowstyle": "-|>", "color": color, "lw": 1.0, "shrinkA": 4, "shrinkB": 0}
+    for xi, yi in zip(x[open_high], y[open_high], strict=True):
+        ax.annotate("", xy=(xi, lims[1]), xytext=(xi, yi), arrowprops=arrow)
+    for xi, yi in zip(x[open_low], y[open_low], strict=True):
+        ax.annotate("", xy=(xi, lims[0]), xytext=(xi, yi), arrowprops=arrow)
+
+
 def plot_reference_diff(table: pd.DataFrame, path: Path) -> Path | None:
     """Paired difference of each candidate's eval loss to the reference vs budget, with 95% CI bands."""
     reference = table["reference"].iloc[0]
@@ -72,23 +97,25 @@ def plot_speedup_vs_k(table: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig = _new_figure(6, 4)
     ax = fig.add_subplot()
+    ok_rows = table[table["status"] == "ok"]
+    lims = ci_range(ok_rows[["speedup_flops", "flops_ci_low", "flops_ci_high"]].to_numpy(float).ravel())
+    lims = (min(lims[0], 0.1), max(lims[1], 2.0))  # 0.1 marks "not reached"; 1 (break-even) always shows
     for name, part in table.groupby("candidate"):
         part = part.sort_values("k")
-        ok = part["status"] == "ok"
+        ok = (part["status"] == "ok").to_numpy()
         color = candidate_color(str(name))
-        y = part["speedup_flops"].to_numpy(float)
-        low = np.clip(part["flops_ci_low"].to_numpy(float), 1e-3, 1e3)
-        high = np.clip(part["flops_ci_high"].to_numpy(float), 1e-3, 1e3)
-        ax.errorbar(part["k"][ok], y[ok], yerr=[y[ok] - low[ok], high[ok] - y[ok]], color=color, marker="o",
-                    capsize=3, label=str(name))  # fmt: skip
-        ax.scatter(part["k"][~ok], [0.1] * int((~ok).sum()), marker="x", color=color)
+        k = part["k"].to_numpy(float)
+        y, low, high = (part[c].to_numpy(float)[ok] for c in ("speedup_flops", "flops_ci_low", "flops_ci_high"))
+        draw_ci(ax, k[ok], y, low, high, lims, color, str(name), marker="o", capsize=3)
+        ax.scatter(k[~ok], [0.1] * int((~ok).sum()), marker="x", color=color)
     ax.axhline(1, color="0.3", ls="--", lw=0.8)
     ax.set_yscale("log")
+    ax.set_ylim(*lims)
     ax.set_xlabel("growth factor k")
-    ax.set_ylabel("FLOP speedup vs scratch (pretraining charged)")
+    ax.set_ylabel("FLOP speedup vs scratch")
     head = table.iloc[0]
-    ax.set_title(f"{head['lr_policy']} {head['regime']} g{head['growth_step']}, rung {head['rung']}: speedup vs k"
-                 " (x at 0.1: not reached)", fontsize=9)  # fmt: skip
+    ax.set_title(f"{head['lr_policy']} {head['regime']} g{head['growth_step']}, rung {head['rung']}: speedup vs k\n"
+                 "(pretraining charged; x at 0.1: not reached; arrow: CI open to that side)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -103,30 +130,33 @@ def plot_speedup_ladder(table: pd.DataFrame, path: Path) -> Path | None:
     names = sorted(table["candidate"].unique())
     offsets = dict(zip(names, np.linspace(-0.25, 0.25, len(names)), strict=True))  # side by side at a rung
     for ax, unit, label in (
-        (axes[0], "tokens", "tokens after growth"),
-        (axes[1], "flops", "FLOPs, pretraining charged"),
+        (axes[0], "tokens", "in tokens after growth"),
+        (axes[1], "flops", "in FLOPs, pretraining charged"),
     ):
+        ok_rows = table[table["status"] == "ok"]
+        columns = [f"speedup_{unit}", f"{unit}_ci_low", f"{unit}_ci_high"]
+        bounds = table.loc[table["status"] != "ok", f"{unit}_bound"].to_numpy(float)
+        lims = ci_range(np.concatenate([ok_rows[columns].to_numpy(float).ravel(), bounds, [1.0]]))
         for name in names:
             part = table[table["candidate"] == name].sort_values("rung")
             ok = (part["status"] == "ok").to_numpy()
             x = part["rung"].to_numpy(float) + offsets[name]
-            y = part[f"speedup_{unit}"].to_numpy(float)
-            low = np.clip(part[f"{unit}_ci_low"].to_numpy(float), 1e-2, None)
-            high = np.clip(part[f"{unit}_ci_high"].to_numpy(float), None, 1e3)
+            y, low, high = (part[c].to_numpy(float)[ok] for c in columns)
             color = candidate_color(str(name))
-            ax.errorbar(x[ok], y[ok], yerr=[np.maximum(y[ok] - low[ok], 0), np.maximum(high[ok] - y[ok], 0)],
-                        color=color, marker="o", ls="none", capsize=2, label=str(name))  # fmt: skip
+            draw_ci(ax, x[ok], y, low, high, lims, color, str(name), marker="o", ls="none", capsize=2)
             ax.scatter(x[~ok], part[f"{unit}_bound"].to_numpy(float)[~ok], marker="v", color=color, s=25)
         ax.axhline(1, color="0.3", ls="--", lw=0.8)
         ax.set_yscale("log")
-        ax.set_ylabel(f"speedup vs scratch_wide ({label})")
+        ax.set_ylim(*lims)
+        ax.set_ylabel("speedup vs scratch_wide")
+        ax.set_title(label, fontsize=9)
         rungs = table.drop_duplicates("rung").sort_values("rung")
         ax.set_xticks(rungs["rung"], [f"{r.rung}\n{r.target_loss:.2f}" for r in rungs.itertuples()], fontsize=7)
         ax.set_xlabel("rung: target eval loss (nats)")
     axes[0].legend(fontsize=7, ncol=2)
     head = table.iloc[0]
-    fig.suptitle(f"{head['experiment']} {head['policy']} {head['regime']}: speedup per target"
-                 " (v: not reached, at the bound its budget proves)", fontsize=9)  # fmt: skip
+    fig.suptitle(f"{head['experiment']} {head['policy']} {head['regime']}: speedup per target\n"
+                 "(v: not reached, at the bound its budget proves; arrow: CI open to that side)", fontsize=9)  # fmt: skip
     return _save(fig, path)
 
 

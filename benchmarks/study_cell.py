@@ -83,6 +83,9 @@ def peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    # Dynamo guards on the module instance: each of the models (per thread count) is one more compiled
+    # entry of the same forward, past the default limit of 8 the rest would run eager.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     wide_cfg = widen.wide_config(cfg.model, cfg.growth)
     shapes = [wide_cfg] * (len(STUDY_POOL) - 1) + [cfg.model]
     models = [peer.best_practice_model(m).train() for m in shapes]

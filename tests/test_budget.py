@@ -58,3 +58,23 @@ def test_winner_change_shows_in_table_winners_and_figure(tmp_path):
     kl = taus[taus["signal"] == "probe_kl"].set_index("lag")
     assert kl.loc[400, "tau"] == 1.0 and abs(kl.loc[0, "tau"] - 1 / 3) < 1e-9
     assert kl.loc[400, "ci_low"] <= 1.0 <= kl.loc[400, "ci_high"]
+
+
+def test_an_open_ci_is_an_arrow_to_the_axis_edge_not_a_whisker():
+    """A CI end at 0 or infinity is drawn as an arrow to the axis edge; finite ends stay whiskers."""
+    from matplotlib.text import Annotation
+
+    from analysis.plots import _new_figure
+
+    fig = _new_figure(4, 3)
+    ax = fig.add_subplot()
+    ax.set_yscale("log")
+    y, low, high = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.0, 2.0]), np.array([np.inf, 3.0, 4.0])
+    lims = budget_plots.ci_range(np.concatenate([y, low, high]))
+    assert lims == (0.25, 8.0)  # the finite positive values, halved and doubled
+    budget_plots.draw_ci(ax, [1, 2, 3], y, low, high, lims, "C0", "x", marker="o")
+    arrows = [a for a in ax.get_children() if isinstance(a, Annotation)]
+    assert sorted((a.xy[0], a.xy[1]) for a in arrows) == [(1.0, 8.0), (2.0, 0.25)]
+    segments = ax.containers[0].lines[2][0].get_segments()  # the whiskers: one segment per point
+    ends = sorted((float(s[0][1]), float(s[1][1])) for s in segments)
+    assert ends == [(0.5, 1.0), (2.0, 3.0), (2.0, 4.0)]  # open sides have zero length, no 1e-2 / 1e3 ends

@@ -15,7 +15,6 @@ the ratio is taken per pair of repetitions.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -49,8 +48,7 @@ def ours_runner(cfg, steps: int):
     """(run, facts): `steps` continuation steps of the cell's models, trained as the runner trains them."""
     from growth import continuation, pool, train
 
-    graphdef_and_state = train.fresh_state(dataclasses.replace(cfg, seed=0))
-    small = graphdef_and_state[2]
+    _, _, small = train.fresh_state(cfg)
     grown = pool.build_pool(cfg, small)
     groups = pool.group_pool(grown)
     stepper = continuation.Stepper(cfg, _random_data(cfg), groups, 0.0, batch_seed=0, mesh=None)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from growth import synthetic
-from growth.batches import TokenData, pack
 from growth.config import DataConfig, DataSource
-from growth.corpus import EOT, format_suffix, resolve_path
-from growth.textcheck import read_head
-from growth.tokenizer import train_tokenizer
+from growth.data import synthetic
+from growth.data.batches import TokenData, pack
+from growth.data.corpus import EOT, format_suffix, resolve_path
+from growth.data.textcheck import read_head
+from growth.data.tokenizer import train_tokenizer
 
 
 def read_documents(path: str, cfg: DataConfig, limit: int | None) -> list[str]:

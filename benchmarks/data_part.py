@@ -1,7 +1,7 @@
 """The `data` benchmark part: the streamed, memory-mapped data path on a generated corpus of >= 400 MB.
 
 A corpus is generated from the in-tree TinyStories sample (its stories, shuffled anew in every
-repetition, in the official `<|endoftext|>` layout) and tokenized through `growth.data.load` with
+repetition, in the official `<|endoftext|>` layout) and tokenized through `growth.data.pipeline.load` with
 the project's settings, in a fresh process whose peak resident memory is read back. The in-memory
 path it replaced (`benchmarks.data_legacy`) runs in the same benchmark run on a ~40 MB corpus it can
 hold. tokens/s is training tokens over the whole load: reading, the tokenizer's training, encoding.
@@ -25,7 +25,7 @@ MB = 1 << 20
 def generate(path: Path, megabytes: float, seed: int = 0) -> dict:
     """Write a `<|endoftext|>`-separated corpus of about `megabytes` MB; returns its size and story count."""
     from growth.config import DataConfig
-    from growth.corpus import EOT, TINYSTORIES_DIR, local_documents
+    from growth.data.corpus import EOT, TINYSTORIES_DIR, local_documents
 
     stories = list(local_documents(TINYSTORIES_DIR / "TinyStories-train-sample.txt.xz", DataConfig()))
     rng = np.random.default_rng(seed)
@@ -48,7 +48,7 @@ def _measure(which: str, train: Path, valid: Path, cache: Path, overrides: list[
     ).data
     start = time.perf_counter()
     if which == "new":
-        from growth import data
+        from growth.data import pipeline as data
 
         loaded = data.load(cfg)
         tokens = int(loaded.train_BxT1.size)
@@ -72,7 +72,7 @@ def _subprocess(which: str, train: Path, valid: Path, cache: Path, overrides: li
 
 def run(new_mb: float = 400, old_mb: float = 40, overrides: list[str] | None = None, log=print) -> dict:
     """Both paths, each in its own process, on corpora generated in a temporary directory."""
-    from growth.corpus import TINYSTORIES_DIR
+    from growth.data.corpus import TINYSTORIES_DIR
 
     overrides = overrides or []
     valid = TINYSTORIES_DIR / "TinyStories-valid-sample.txt.xz"

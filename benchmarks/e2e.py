@@ -1,4 +1,4 @@
-"""Part 5: wall time of a whole experiment grid (growth.grid.reproduce) and the share spent compiling."""
+"""Part 5: wall time of a whole experiment grid (growth.experiment.grid.reproduce) and the share spent compiling."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPO, CompileClock, Preset, compose
-from growth import pool, results
-from growth.files import read_jsonl
+from growth.experiment import pool, results
+from growth.store.files import read_jsonl
 
 
 def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -> list[str]:
@@ -34,7 +34,7 @@ def experiment_overrides(name: str, p: Preset, out_dir: str, extra: list[str]) -
 
 
 # Names the e2e part accepts besides one experiment: experiments run one after another into one
-# out_dir, so those sharing a trajectory share its pretraining (growth.pretrain.run_dir).
+# out_dir, so those sharing a trajectory share its pretraining (growth.experiment.pretrain.run_dir).
 GROUPS = {"paper_cpu_presets": ["paper_cpu", "paper_cpu_fanin"]}
 
 
@@ -50,7 +50,7 @@ def end_to_end(name: str, p: Preset, extra: list[str], clock: CompileClock, keep
     `keep_in`: run in `keep_in/<name>` (which must not exist yet, so the run starts from scratch) and
     keep it, results and checkpoints, instead of a temporary directory.
     """
-    from growth import grid
+    from growth.experiment import grid
 
     names = GROUPS.get(name) or name.split("+")
     if len(set(names)) != len(names):

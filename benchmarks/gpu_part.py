@@ -1,7 +1,7 @@
 """The `gpu` benchmark part: train-step tokens/s and model FLOPs utilisation (MFU) of experiment=paper_gpu.
 
-The step is growth.train.jit_train_step on the paper_gpu model (bf16 matmuls, float32 master
-weights) at its batch, on a data mesh over every device (growth.mesh). MFU is model FLOP/s over the
+The step is growth.training.train.jit_train_step on the paper_gpu model (bf16 matmuls, float32 master
+weights) at its batch, on a data mesh over every device (growth.distributed.mesh). MFU is model FLOP/s over the
 devices' dense bf16 peak: from the table below by device kind, or `--peak-tflops`. A CPU has no
 entry: there MFU is left null and only tokens/s and model FLOP/s are reported (`--tiny` runs the
 part on a CPU in seconds, to prove the code path). No figure in this repository was measured on a GPU
@@ -15,9 +15,9 @@ import jax
 from benchmarks.common import compose, repeat
 from benchmarks.jax_parts import flops_per_token as count_flops
 from benchmarks.jax_parts import fresh, random_batch, rates
-from growth import mesh as mesh_lib
-from growth import train
 from growth.config import MeshConfig
+from growth.distributed import mesh as mesh_lib
+from growth.training import train
 
 # Dense bf16 peak TFLOP/s per device (vendor data sheets, SXM parts, without sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import Preset, repeat, scaled, spread
-from growth import model as model_lib
-from growth import optimizer, train, widen
+from growth import widen
 from growth.config import Config, ModelConfig, PoolStep
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 
 # ---------------------------------------------------------------- 1. matmul limit
 
@@ -95,7 +96,7 @@ _runners: dict = {}
 
 
 def step_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset):
-    """(run, facts): `p.steps_per_rep` steps of growth.train.jit_train_step on the real model, compiled.
+    """(run, facts): `p.steps_per_rep` steps of growth.training.train.jit_train_step on the real model, compiled.
 
     Parts 2 and 4 share one runner per model, batch and preset.
     """

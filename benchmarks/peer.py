@@ -9,7 +9,7 @@ from growth.config import Activation, Config, ModelConfig, Norm
 
 
 def adamw(model, o, **impl):
-    """torch AdamW with our hyperparameters; weight decay on matrices only, as growth.optimizer.decay_mask."""
+    """torch AdamW with our hyperparameters; weight decay on matrices only, as growth.training.optimizer.decay_mask."""
     import torch
 
     decay = [q for q in model.parameters() if q.ndim >= 2]
@@ -55,7 +55,7 @@ def gpt2(model_cfg: ModelConfig):
 def torch_runner(cfg: Config, model_cfg: ModelConfig, batch_size: int, p: Preset, threads: int):
     """(run, facts): `p.steps_per_rep` steps of forward, backward, global-norm clip and AdamW.
 
-    The same work as growth.train's step; the learning-rate schedule is left out (it costs nothing
+    The same work as growth.training.train's step; the learning-rate schedule is left out (it costs nothing
     measurable in either framework).
     """
     import torch

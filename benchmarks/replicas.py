@@ -1,7 +1,7 @@
 """The replicates of a cell, two ways: stacked in one pool step, or split over processes pinned one per core.
 
 With `replicates: R`, the C wide candidates of a cell continue R times from the same pretrained state:
-R x C independent continuations. They can be stacked into one `growth.train.jit_pool_step` (the runner's
+R x C independent continuations. They can be stacked into one `growth.training.train.jit_pool_step` (the runner's
 way for one replicate's candidates), or the replicates split over P processes, each pinned to one core
 with XLA single-threaded, each running its share stacked. Repetitions alternate: the stacked step in
 this process, then all children at once (started together by a file barrier); the children compile and
@@ -33,8 +33,8 @@ def _stacked_runner(cfg, p: Preset, n_candidates: int, steps: int):
     import jax.numpy as jnp
 
     from benchmarks.jax_parts import fresh, random_batch, wide_model
-    from growth import model as model_lib
-    from growth import optimizer, train
+    from growth.models import gpt as model_lib
+    from growth.training import optimizer, train
 
     wide = wide_model(cfg)
     tx = optimizer.make_optimizer(cfg.optim)

@@ -49,7 +49,7 @@ def markdown(r: dict) -> str:
         d = r["data"]
         lines += [
             "",
-            f"## Data path (growth.data.load; load {_load(d)})",
+            f"## Data path (growth.data.pipeline.load; load {_load(d)})",
             "",
             "| path | corpus MB | stories | train tokens | seconds | tokens/s | peak RSS GB |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -69,7 +69,7 @@ def markdown(r: dict) -> str:
     if "step" in r:
         lines += [
             "",
-            f"## 2. Train step (growth.train.jit_train_step){_when(next(iter(r['step'].values())))}",
+            f"## 2. Train step (growth.training.train.jit_train_step){_when(next(iter(r['step'].values())))}",
             "",
             "FLOPs/token = 6 N + 12 n_layers d_model context; N = parameters less the token and position embeddings.",
             "",
@@ -130,7 +130,7 @@ def markdown(r: dict) -> str:
             "",
             f"## 4b. A study_cpu_long cell: six models, {C['steps']} continuation steps{_when(C)}",
             "",
-            "ours: the runner's continuation (growth.continuation.Stepper); torch: the best-practice GPT under"
+            "ours: the runner's continuation (growth.experiment.continuation.Stepper); torch: the best-practice GPT under"
             " torch.compile, fused AdamW, the six models one after another (benchmarks/study_cell.py).",
             "",
             "| run | tokens/s | ours / this |",
@@ -144,7 +144,7 @@ def markdown(r: dict) -> str:
     if "e2e" in r:
         lines += [
             "",
-            "## 5. End to end (growth.grid.reproduce, one run each)",
+            "## 5. End to end (growth.experiment.grid.reproduce, one run each)",
             "",
             "| experiment | cells | wall s | regime cells s | pretrain and rest s | compile s | compile share | |",
             "|---|---:|---:|---:|---:|---:|---:|---|",

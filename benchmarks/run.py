@@ -7,12 +7,12 @@ Writes `benchmarks/results/<host>-<cpu vendor>.json` and `.md` (one file per CPU
   pool   the stacked candidate pool (runner.pool_step: map and vmap) against the same candidates stepped one after another
   peer   the same model and batch trained by Hugging Face GPT-2 + torch.optim.AdamW and by a best-practice
          PyTorch GPT (fused qkv, SDPA, fused AdamW) eager and under torch.compile, on the CPU
-  e2e    wall time of whole experiment grids (growth.grid.reproduce) and the share spent compiling;
+  e2e    wall time of whole experiment grids (growth.experiment.grid.reproduce) and the share spent compiling;
          paper_cpu_presets is paper_cpu and paper_cpu_fanin into one out_dir (pretraining shared)
   replicas  a cell's replicate continuations stacked in one pool step against one process per core
   cell   one study_cpu_long regime cell (six models) trained N steps as the runner does, against a
          torch.compile peer training the same six models (benchmarks/study_cell.py)
-  data   growth.data.load on a generated >= 400 MB corpus (peak RSS, tokens/s) and the old in-memory
+  data   growth.data.pipeline.load on a generated >= 400 MB corpus (peak RSS, tokens/s) and the old in-memory
          path on ~40 MB in the same run (benchmarks/data_part.py)
   gpu    tokens/s and MFU of experiment=paper_gpu's train step on every device (benchmarks/gpu_part.py;
          --tiny runs it on a CPU)
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
     if p.matmul_precision != "default":
         jax.config.update("jax_default_matmul_precision", p.matmul_precision)
     if args.compile_cache:
-        from growth.compile_cache import enable
+        from growth.store.compile_cache import enable
 
         enable(REPO / ".cache" / "jax")
 

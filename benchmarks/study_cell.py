@@ -1,7 +1,7 @@
 """The study-cell part: one regime cell of `experiment=study_cpu_long` trained for N continuation steps,
 ours against a PyTorch peer that trains the same six models.
 
-Ours is what the runner does in a cell (growth.continuation.Stepper): the pool's wide candidates
+Ours is what the runner does in a cell (growth.experiment.continuation.Stepper): the pool's wide candidates
 stacked by model config (exact_copy, zero_pad, shrink_perturb and scratch_wide in one program, msg in
 its own), and the small reference (continue_small), on the same batches, `runner.steps_per_dispatch`
 steps per program call. Evaluation is left out: the peer has none to match.
@@ -37,7 +37,7 @@ def study_config(tiny: bool, overrides: list[str]):
 
 
 def _random_data(cfg, n_seq: int = 512):
-    from growth.batches import TokenData
+    from growth.data.batches import TokenData
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.model.vocab_size, (n_seq, cfg.model.context + 1), dtype=np.int32)
@@ -46,7 +46,8 @@ def _random_data(cfg, n_seq: int = 512):
 
 def ours_runner(cfg, steps: int):
     """(run, facts): `steps` continuation steps of the cell's models, trained as the runner trains them."""
-    from growth import continuation, pool, train
+    from growth.experiment import continuation, pool
+    from growth.training import train
 
     _, _, small = train.fresh_state(cfg)
     grown = pool.build_pool(cfg, small)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import transformers
 
-from growth import data as data_lib
 from growth.config import DataConfig
+from growth.data import pipeline as data_lib
 
 SAMPLE = data_lib.TINYSTORIES_DIR
 

@@ -23,11 +23,11 @@ import torch
 import transformers
 from hydra import compose, initialize_config_dir
 
-from growth import base_run, runner
-from growth import data as data_lib
 from growth.config import DataConfig, register_configs, to_config
-from growth.files import read_jsonl
+from growth.data import pipeline as data_lib
+from growth.experiment import base_run, runner
 from growth.interop import hf_import
+from growth.store.files import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = data_lib.TINYSTORIES_DIR

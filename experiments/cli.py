@@ -7,19 +7,19 @@ would bury that line, so the entry points turn these (and only these) into a pla
 import contextlib
 import logging
 
-from growth.checkpoint import CheckpointError
 from growth.config import ConfigValueError
-from growth.data import DataError
-from growth.files import StorageError, storage_error
-from growth.hosts import HostsError
+from growth.data.pipeline import DataError
+from growth.distributed.hosts import HostsError
+from growth.distributed.mesh import MeshError
+from growth.experiment.pool import PoolError
+from growth.experiment.pretrain import PretrainDiverged
+from growth.experiment.runner import RunnerError
 from growth.interop.hf_import import HFImportError
 from growth.interop.surgery import SurgeryError
-from growth.lease import GridUnfinished
-from growth.mesh import MeshError
-from growth.model import ConfigError
-from growth.pool import PoolError
-from growth.pretrain import PretrainDiverged
-from growth.runner import RunnerError
+from growth.models.gpt import ConfigError
+from growth.store.checkpoint import CheckpointError
+from growth.store.files import StorageError, storage_error
+from growth.store.lease import GridUnfinished
 
 USER_ERRORS = (
     DataError,

@@ -4,9 +4,10 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import user_errors
-from growth import hosts, plan, progress, runner
-from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
+from growth.distributed import hosts
+from growth.experiment import plan, progress, runner
+from growth.store.compile_cache import enable as enable_compile_cache
 
 register_configs()
 

@@ -6,11 +6,13 @@ a short measured step) without training anything."""
 import hydra
 from omegaconf import DictConfig
 
-from analysis.report import write_report
+from analysis.report.paper import write_report
 from experiments.cli import user_errors
-from growth import files, grid, hosts, plan, runner
-from growth.compile_cache import enable as enable_compile_cache
 from growth.config import register_configs, to_config
+from growth.distributed import hosts
+from growth.experiment import grid, plan, runner
+from growth.store import files
+from growth.store.compile_cache import enable as enable_compile_cache
 
 register_configs()
 

@@ -66,7 +66,7 @@ ClipMode = StrEnum("ClipMode", {"global": "global", "clone_consistent": "clone_c
 
 class OptimName(StrEnum):
     adamw = "adamw"  # AdamW on every tensor
-    muon = "muon"  # Muon on the hidden matrices, AdamW on the rest (growth/muon.py)
+    muon = "muon"  # Muon on the hidden matrices, AdamW on the rest (growth/training/muon.py)
 
 
 class WandbMode(StrEnum):
@@ -141,7 +141,7 @@ class DataConfig:
     encode_chunk_docs: int = 8192  # documents encoded at once into the token file (bounds memory)
     progress: bool = True  # tokenization progress bar (documents, tokens/s), quiet when stderr is no terminal
     # A saved tokenizer (tokenizer.json, or a directory with it or vocab.json + merges.txt) to use instead
-    # of training a BPE; growing an imported checkpoint sets it from the base run (growth.base_run.with_base_run).
+    # of training a BPE; growing an imported checkpoint sets it from the base run (growth.experiment.base_run.with_base_run).
     tokenizer_path: str | None = None
 
 
@@ -172,7 +172,7 @@ class ModelConfig:
     attn_scale: bool = True  # divide attention scores by sqrt(head_dim); GPT-Neo uses false
     attention_layers: list[AttentionKind] = field(default_factory=list)  # per block; empty = all global
     window_size: int = 0  # local blocks see the last window_size positions (themselves included)
-    # The block family (growth/family.py); the fields below are read by the llama family only.
+    # The block family (growth/models/family.py); the fields below are read by the llama family only.
     family: Family = Family.gpt
     n_kv_heads: int | None = None  # llama: key/value heads, dividing n_heads (1 = multi-query); None = n_heads
     mlp_hidden: int | None = None  # llama: SwiGLU hidden width (HF intermediate_size); None = mlp_ratio * d_model
@@ -182,7 +182,7 @@ class ModelConfig:
 
 @dataclass
 class MuonConfig:
-    """Muon's own settings (growth/muon.py); read only with optim.name=muon."""
+    """Muon's own settings (growth/training/muon.py); read only with optim.name=muon."""
 
     beta: float = 0.95  # momentum of the gradient's exponential average (Keller Jordan's default)
     nesterov: bool = True  # orthogonalise the Nesterov look-ahead of the momentum, as optax does
@@ -246,7 +246,7 @@ class LoggerConfig:
     progress: bool = True  # progress bars (they stay quiet when stderr is not a terminal)
     progress_every_s: float = 60.0  # without a terminal (SLURM, CI): one progress line this often
     # Peak FLOP/s of one device in TFLOP/s for the MFU in the logs; null = looked up from the device kind
-    # and compute dtype (growth/throughput.py), no MFU where it is unknown (e.g. CPUs)
+    # and compute dtype (growth/measure/throughput.py), no MFU where it is unknown (e.g. CPUs)
     peak_tflops: float | None = None
 
 
@@ -347,7 +347,7 @@ class RunnerConfig:
 
 @dataclass
 class MeshConfig:
-    # Devices on the data-parallel axis (growth.mesh): 1 = one device (the plain path), 0 = all devices
+    # Devices on the data-parallel axis (growth.distributed.mesh): 1 = one device (the plain path), 0 = all devices
     # of the job; the training and evaluation batches must divide by it.
     devices: int = 1
     fsdp: bool = False  # split parameters and Adam's moments over the axis too, instead of replicating them
@@ -371,7 +371,7 @@ class BudgetConfig:
     # Extra evaluation lags, log-spaced between 1 and continuation_lag (rounded, deduplicated), on top of
     # every runner.eval_every steps: long continuations cost few evaluations. 0 = off.
     log_eval_lags: int = 0
-    # Steps of the scratch_wide run of its own (growth.scratch), computed once per (seed, k, regime,
+    # Steps of the scratch_wide run of its own (growth.experiment.scratch), computed once per (seed, k, regime,
     # replicate, policy) and shared by every grid cell; 0 = no such run (the pool's scratch_wide only).
     scratch_steps: int = 0
     scratch_log_eval_lags: int = 32  # log-spaced evaluation lags of that run (lag 0 and its last step always)
@@ -395,7 +395,7 @@ class Config:
     out_dir: str = "runs"  # root of every run directory
     growth_step: int = 1000  # pretraining step the wide candidates are grown from
     # Candidates to grow (names of growth/widen/registry.py); None (unset) = the registry's default pool, filled
-    # in by growth.pool.with_default_pool before anything is hashed or built. An empty list is refused.
+    # in by growth.experiment.pool.with_default_pool before anything is hashed or built. An empty list is refused.
     pool: list[str] | None = None
     # continuation regimes run per cell
     regimes: list[Regime] = field(default_factory=lambda: [Regime.deterministic, Regime.stochastic])
@@ -420,9 +420,9 @@ class Config:
     plan: bool = False
 
     def filled_pool(self) -> list[str]:
-        """The pool once growth.pool.with_default_pool has filled it in (every consumer past that point)."""
+        """The pool once growth.experiment.pool.with_default_pool has filled it in (every consumer past that point)."""
         if self.pool is None:
-            raise ValueError("the pool is unset here: fill it with growth.pool.with_default_pool first")
+            raise ValueError("the pool is unset here: fill it with growth.experiment.pool.with_default_pool first")
         return self.pool
 
 

@@ -1,7 +1,7 @@
 """Range checks of every numeric config field, run when a config is composed (growth.config.to_config).
 
 Each refusal is one line naming the key, the bad value and a valid one, raised before any compute.
-The choice (Enum) checks stay in OmegaConf and the model's shape checks in growth.model; these add
+The choice (Enum) checks stay in OmegaConf and the model's shape checks in growth.models.gpt; these add
 the ranges, the ordering of the lags, duplicate names, the growth step a preset's pretraining
 reaches (check_growth_step, called by the runner, since a pretraining-only command never grows) and
 the BPE vocabulary floor (check_bpe_vocab, called by the commands that train a tokenizer).
@@ -100,7 +100,7 @@ def check_values(cfg: Config) -> None:
     _int_at_least("data.min_frequency", d.min_frequency, 1, 2)
     _int_at_least("data.context", d.context, 1, 128)
     _int_at_least("data.eval_sequences", d.eval_sequences, 1, 64)
-    # model (shapes and head counts: growth.model.validate_model_config)
+    # model (shapes and head counts: growth.models.gpt.validate_model_config)
     _int_at_least("model.vocab_size", m.vocab_size, 1, 4096)
     _int_at_least("model.mlp_ratio", m.mlp_ratio, 1, 4)
     _int_at_least("model.context", m.context, 1, 128)

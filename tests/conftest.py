@@ -16,8 +16,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # (JAX_DISABLE_MOST_OPTIMIZATIONS=0). Set before jax is imported; worker subprocesses inherit it.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
-from growth import compile_cache, presets
+from growth import presets
 from growth.config import Config
+from growth.store import compile_cache
 
 REPO = Path(__file__).resolve().parents[1]
 compile_cache.enable(REPO / ".cache" / "jax-tests")

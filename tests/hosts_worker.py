@@ -72,14 +72,15 @@ def _digest(tree) -> str:
 def light(tmp: Path) -> dict:
     """The init path, writer selection, a decision agreed, and a split state saved and restored."""
     writes = _watch_writes(tmp / "two")
-    from growth import hosts
+    from growth.distributed import hosts
 
     hosts.initialize()  # from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
     import jax
     import numpy as np
 
-    from growth import checkpoint, mesh
-    from growth.tracking import Tracker
+    from growth.distributed import mesh
+    from growth.store import checkpoint
+    from growth.training.tracking import Tracker
     from tests.conftest import tiny_config
 
     m = mesh.make(MeshConfig(devices=0, fsdp=True))
@@ -114,12 +115,14 @@ def light(tmp: Path) -> dict:
 def full(tmp: Path) -> dict:
     """Pretraining, a checkpoint gathered to process 0, restores on both, growth and one regime cell."""
     writes = _watch_writes(tmp / "two")
-    from growth import hosts
+    from growth.distributed import hosts
 
     hosts.initialize()
     import jax
 
-    from growth import checkpoint, pretrain, runner, train
+    from growth.experiment import pretrain, runner
+    from growth.store import checkpoint
+    from growth.training import train
 
     saved: dict[int, str] = {}
     save = checkpoint.save

@@ -9,10 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import checkpoint, mesh, pool, pretrain, runner, train
-from growth import data as data_lib
-from growth import model as model_lib
 from growth.config import GrowthConfig, MeshConfig
+from growth.data import pipeline as data_lib
+from growth.distributed import mesh
+from growth.experiment import pool, pretrain, runner
+from growth.models import gpt as model_lib
+from growth.store import checkpoint
+from growth.training import train
 from growth.widen import grow
 from tests.conftest import tiny_config
 

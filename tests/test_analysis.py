@@ -11,12 +11,12 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from analysis.cells import summarize
-from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, evaluate_claims
-from analysis.load import NoResultsError, load_results
-from analysis.rankings import rank_all
-from analysis.report import main, write_report
-from analysis.selectors import cell_agreement, selector_table
+from analysis.claims.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, evaluate_claims
+from analysis.loading.cells import summarize
+from analysis.loading.load import NoResultsError, load_results
+from analysis.ranking.rankings import rank_all
+from analysis.ranking.selectors import cell_agreement, selector_table
+from analysis.report.paper import main, write_report
 from growth.widen import registry
 
 PROBE_LAG, CONT_LAG = 16, 128

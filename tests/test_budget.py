@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import budget, budget_plots
-from analysis.curves import Curves
+from analysis.axes import budget
+from analysis.axes.curves import Curves
+from analysis.output import budget_plots
 
 LAGS = np.arange(0, 401, 20)
 CROSS = 200  # exact_copy (3 - 0.001 l) and fast (3.1 - 0.0015 l) cross here
@@ -64,7 +65,7 @@ def test_an_open_ci_is_an_arrow_to_the_axis_edge_not_a_whisker():
     """A CI end at 0 or infinity is drawn as an arrow to the axis edge; finite ends stay whiskers."""
     from matplotlib.text import Annotation
 
-    from analysis.plots import _new_figure
+    from analysis.output.plots import _new_figure
 
     fig = _new_figure(4, 3)
     ax = fig.add_subplot()

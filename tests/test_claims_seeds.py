@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import claims_seeds
-from analysis.claim_text import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
-from analysis.curves import Curves
+from analysis.axes.curves import Curves
+from analysis.claims import claims_seeds
+from analysis.claims.claim_text import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
 
 LAGS = np.array([0, 16, 100, 150, 400])
 NAMES = ["exact_copy", "structured_non_clone", "perturbative"]

@@ -22,7 +22,7 @@ from growth.config import (
     register_configs,
     to_config,
 )
-from growth.grid import cells
+from growth.experiment.grid import cells
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -136,7 +136,8 @@ def test_unknown_candidate_is_one_line_from_the_command_line(tmp_path):
 def test_the_tiny_preset_grows_from_its_own_pretraining_under_the_given_root(tmp_path):
     """configs/experiment/tiny.yaml: the one tiny config of the tests and `benchmarks.run --tiny`."""
     from benchmarks.common import TINY
-    from growth import presets, runner
+    from growth import presets
+    from growth.experiment import runner
     from tests.conftest import tiny_config
 
     cfg = presets.tiny(tmp_path, ["pool=[exact_copy,continue_small]"])

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from growth import data as data_lib
-from growth import synthetic
 from growth.config import DataConfig
+from growth.data import pipeline as data_lib
+from growth.data import synthetic
 from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 

@@ -1,14 +1,16 @@
-"""data=hub (growth/corpus.py): any `datasets` dataset, offline from a directory saved in the test."""
+"""data=hub (growth/data/corpus.py): any `datasets` dataset, offline from a directory saved in the test."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from growth import corpus, presets, pretrain
-from growth import data as data_lib
+from growth import presets
 from growth.config import DataConfig
-from growth.files import read_jsonl
+from growth.data import corpus
+from growth.data import pipeline as data_lib
+from growth.experiment import pretrain
+from growth.store.files import read_jsonl
 from tests.conftest import PRETRAIN_LONGER, VALID_SAMPLE
 
 datasets = pytest.importorskip("datasets")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks import data_legacy
-from growth import corpus, data, token_cache, tokenizer
 from growth.config import DataConfig
+from growth.data import corpus, token_cache, tokenizer
+from growth.data import pipeline as data
 from tests.conftest import TRAIN_SAMPLE, VALID_SAMPLE
 
 

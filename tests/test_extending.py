@@ -9,11 +9,12 @@ import jax.numpy as jnp
 import pandas as pd
 import pytest
 
-from analysis.report import write_report
-from growth import metric_registry as mr
-from growth import pretrain, results, runner, widen
+from analysis.report.paper import write_report
+from growth import widen
 from growth.config import Config, RunnerConfig
-from growth.files import read_jsonl
+from growth.experiment import pretrain, results, runner
+from growth.measure import metric_registry as mr
+from growth.store.files import read_jsonl
 from growth.widen import registry
 
 
@@ -100,7 +101,7 @@ def test_a_new_candidate_and_metric_reach_results_and_report(extended, tmp_path)
 
 
 def test_a_finished_cell_lacking_a_new_metric_is_run_again(extended, tmp_path, caplog):
-    from growth.results import CellKey
+    from growth.experiment.results import CellKey
 
     cfg = Config(name="m", out_dir=str(tmp_path), pool=["exact_copy"])
     key = CellKey(0, 1, "deterministic", 0)
@@ -110,11 +111,11 @@ def test_a_finished_cell_lacking_a_new_metric_is_run_again(extended, tmp_path, c
     base = {"seed": 0, "growth_step": 1, "regime": "deterministic", "replicate": 0, "config_hash": chash}
     old = {**base, "metric": "wall_time", "measured": {"candidates": ["exact_copy"], "metrics": ["auc"]}}
     path.write_text(json.dumps(old) + "\n")
-    with caplog.at_level("WARNING", logger="growth.runner"):
+    with caplog.at_level("WARNING", logger="growth.experiment.runner"):
         assert results.unfinished(cfg, path, [key]) == [key]
     assert "lacks" in caplog.text and "probe_top1" in caplog.text
     path.write_text(json.dumps({**base, "metric": "wall_time"}) + "\n")
     caplog.clear()
-    with caplog.at_level("WARNING", logger="growth.runner"):
+    with caplog.at_level("WARNING", logger="growth.experiment.runner"):
         assert results.unfinished(cfg, path, [key]) == []
     assert "predates" in caplog.text

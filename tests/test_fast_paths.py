@@ -10,13 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import attention, continuation, pool, train
-from growth import data as data_lib
-from growth.layers import Dropout
+from growth.data import pipeline as data_lib
+from growth.experiment import continuation, pool
+from growth.models import attention
+from growth.models.layers import Dropout
+from growth.training import train
 
 
 def _reference_attention(q, k, v, allowed, keep, divisor, keep_prob):
-    """The textbook forward, differentiated by JAX: what growth.attention.attend replaced."""
+    """The textbook forward, differentiated by JAX: what growth.models.attention.attend replaced."""
     s = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32) / divisor
     p = jax.nn.softmax(jnp.where(allowed, s, jnp.finfo(jnp.float32).min), axis=-1)
     p = p if keep is None else jnp.where(keep, p / keep_prob, 0.0)
@@ -124,7 +126,7 @@ def test_stepper_dispatch_does_not_change_the_run(tiny_cfg):
 
 def test_steps_per_dispatch_leaves_the_cell_hash(tiny_cfg):
     """Finished cells stay finished whatever the dispatch: the setting changes no number (test above)."""
-    from growth import results
+    from growth.experiment import results
 
     tiny_cfg = pool.with_default_pool(tiny_cfg)
     one = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, steps_per_dispatch=1))

@@ -19,9 +19,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments.cli import user_errors
-from growth import checkpoint, files, lease, pretrain, results, runner, train
 from growth.config import Config, RunnerConfig, WorkersConfig
-from growth.results import CellKey
+from growth.experiment import pretrain, results, runner
+from growth.experiment.results import CellKey
+from growth.store import checkpoint, files, lease
+from growth.training import train
 from tests.conftest import REPO, tiny_config
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
@@ -156,8 +158,8 @@ def test_a_cell_with_a_lost_row_is_not_finished(tmp_path):
 
 
 def test_report_header_states_the_unparseable_count(tmp_path):
-    from analysis.load import load_results
-    from analysis.render import _provenance
+    from analysis.loading.load import load_results
+    from analysis.report.render import _provenance
 
     src = REPO / "docs" / "results" / "paper_cpu" / "results.jsonl"
     path = tmp_path / "paper_cpu" / "results.jsonl"
@@ -190,7 +192,7 @@ def test_a_live_lease_is_respected_and_a_stale_one_taken_over(tmp_path):
 
 def test_the_lease_of_a_killed_worker_is_taken_over_at_once(tmp_path):
     code = (
-        "import sys; from pathlib import Path; from growth import lease; from growth.config import WorkersConfig;"
+        "import sys; from pathlib import Path; from growth.store import lease; from growth.config import WorkersConfig;"
         "lease.claim(Path(sys.argv[1]), 'cell', WorkersConfig(), lambda: False); import os; os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=ENV, check=True, timeout=120)

@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.load import load_results
-from analysis.render import _provenance
+from analysis.loading.load import load_results
+from analysis.report.render import _provenance
 from experiments.cli import user_errors
-from growth import corpus, files, lease, presets, results, runner, token_cache
-from growth import data as data_lib
+from growth import presets
 from growth.config import Config
+from growth.data import corpus, token_cache
+from growth.data import pipeline as data_lib
+from growth.experiment import results, runner
+from growth.store import files, lease
 from tests.conftest import REPO
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO), GROWTH_JAX_CACHE=str(REPO / ".cache" / "jax-tests"))
@@ -95,9 +98,9 @@ def test_a_corrupted_token_cache_is_named_and_rebuilt(clean, tmp_path, caplog, c
     shutil.copytree(Path(cfg.data.cache_dir), Path(other.data.cache_dir))  # the clean run's cache...
     train = _token_file(other)
     corrupt(train)  # ...with bits flipped or a stretch of ids beyond the vocabulary
-    with caplog.at_level(logging.WARNING, logger="growth.token_cache"):
+    with caplog.at_level(logging.WARNING, logger="growth.data.token_cache"):
         runner.run(other)
-    lines = [r.getMessage() for r in caplog.records if r.name == "growth.token_cache"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "growth.data.token_cache"]
     assert len(lines) == 1 and str(train) in lines[0] and said in lines[0] and "rebuilding" in lines[0], lines
     assert _rows(other) == reference  # pretrained and grown on the rebuilt cache: the clean run's rows
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from experiments import export_hf
-from growth import model as model_lib
-from growth import optimizer, pretrain, train, widen
+from growth import widen
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.experiment import pretrain
 from growth.interop import hf_export, hf_import
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 from growth.widen.trees import flatten
 from tests.test_hf_llama import TOKENS, _hf_logits, _hf_model, _ours
 

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from growth import base_run, checkpoint, optimizer, runner, train, widen
-from growth import data as data_lib
-from growth import model as model_lib
+from growth import widen
 from growth.config import DataConfig, GrowthConfig, OptimConfig, to_config
-from growth.files import read_jsonl
+from growth.data import pipeline as data_lib
+from growth.experiment import base_run, runner
 from growth.interop import hf_import
+from growth.models import gpt as model_lib
+from growth.store import checkpoint
+from growth.store.files import read_jsonl
+from growth.training import optimizer, train
 from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 D, F, V, T, L = 16, 64, 40, 12, 2

@@ -10,12 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import base_run, optimizer, runner, train, widen
-from growth import data as data_lib
-from growth import model as model_lib
+from growth import widen
 from growth.config import DataConfig, GrowthConfig, OptimConfig
-from growth.files import read_jsonl
+from growth.data import pipeline as data_lib
+from growth.experiment import base_run, runner
 from growth.interop import hf_import
+from growth.models import gpt as model_lib
+from growth.store.files import read_jsonl
+from growth.training import optimizer, train
 from tests.conftest import VALID_SAMPLE
 from tests.test_hf_import import _compose, _grow_overrides
 

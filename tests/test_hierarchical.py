@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import hierarchical as h
+from analysis.axes import hierarchical as h
 
 
 def simulate(rng: np.random.Generator, n_studies: int, seeds: int, reps: int, seqs: int, sd: dict) -> np.ndarray:

@@ -14,8 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from growth import hosts, pretrain, runner, train
 from growth.config import MeshConfig
+from growth.distributed import hosts
+from growth.experiment import pretrain, runner
+from growth.training import train
 from tests import hosts_worker
 from tests.conftest import REPO
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("growth", "analysis")
 MAX_LINES = 300
 # The schema is one file on purpose; data.py is split by issue 22.
-LONG_ALLOWED = {"growth/config.py", "growth/data.py"}
+LONG_ALLOWED = {"growth/config.py", "growth/data/pipeline.py"}
 
 
 def _modules() -> dict[str, Path]:
@@ -109,8 +109,11 @@ def test_growth_does_not_import_analysis_or_interop():
 
 def test_the_walk_sees_real_edges():
     # The checks above are only as good as the graph: it must hold edges we know exist.
-    assert "growth.config" in GRAPH["growth.pool"] and "growth.widen.registry" in GRAPH["analysis.cells"]
-    assert "growth.widen" in GRAPH["analysis.cells"]  # the package __init__ an import runs
+    assert (
+        "growth.config" in GRAPH["growth.experiment.pool"]
+        and "growth.widen.registry" in GRAPH["analysis.loading.cells"]
+    )
+    assert "growth.widen" in GRAPH["analysis.loading.cells"]  # the package __init__ an import runs
 
 
 def test_modules_are_short():

@@ -1,4 +1,4 @@
-"""The llama family (growth/llama.py, SPEC 2b): model checks, growth of every candidate with MHA, GQA
+"""The llama family (growth/models/llama.py, SPEC 2b): model checks, growth of every candidate with MHA, GQA
 and MQA, RoPE-commuting structured rotations, and the exact trajectory under fan_in."""
 
 import dataclasses
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from growth import llama, optimizer, train
-from growth import model as model_lib
 from growth.config import GrowthConfig, ModelConfig
+from growth.models import gpt as model_lib
+from growth.models import llama
+from growth.training import optimizer, train
 from growth.widen import assemble, core, grow, wide_config
 from growth.widen.core import flatten
 from growth.widen.structured import rope_rotation

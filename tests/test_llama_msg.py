@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import masks
-from growth import model as model_lib
 from growth.config import GrowthConfig
+from growth.models import gpt as model_lib
+from growth.models import masks
 from growth.widen import GrowthError, grow
 from growth.widen.trees import flatten, unflatten_like
 from tests.test_llama import small_state

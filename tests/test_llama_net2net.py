@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import optimizer
 from growth.config import GrowthConfig
+from growth.training import optimizer
 from growth.widen import grow, net2net, trees
 from growth.widen.trees import flatten
 from tests.test_llama import small_state

@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from growth import mesh
 from growth.config import MeshConfig
+from growth.distributed import mesh
 from tests.conftest import REPO
 
 

@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import model as model_lib
 from growth.config import ModelConfig
+from growth.models import gpt as model_lib
 
 
 def _cfg(**kw):
@@ -98,7 +98,7 @@ def test_both_families_check_the_context_and_split_dropout_keys_in_one_place(fam
     """layers.CausalLM.dropout_keys: one sequence-length check and one key per block, for every family."""
     from flax import nnx
 
-    from growth.layers import ConfigError
+    from growth.models.layers import ConfigError
 
     extra = dict(family="llama", norm="rmsnorm", n_kv_heads=1) if family == "llama" else {}
     m = model_lib.module(_cfg(dropout=0.1, **extra), nnx.Rngs(0))

@@ -1,4 +1,4 @@
-"""Muon as the optimizer (growth/muon.py) and width growth of a Muon train state (docs/strategies.md
+"""Muon as the optimizer (growth/training/muon.py) and width growth of a Muon train state (docs/strategies.md
 "Muon"): the chain against optax, the orthogonalisation of a clone, the momentum map against a real
 step, lag-0 preservation, the width-aware learning rate, every candidate, and the refusals."""
 
@@ -12,9 +12,9 @@ import pytest
 from optax.contrib import MuonDimensionNumbers
 from optax.contrib import muon as optax_muon
 
-from growth import model as model_lib
-from growth import muon, optimizer, train
 from growth.config import GrowthConfig, ModelConfig, MuonConfig, OptimConfig
+from growth.models import gpt as model_lib
+from growth.training import muon, optimizer, train
 from growth.widen import GrowthError, grow, registry
 from growth.widen.core import flatten
 

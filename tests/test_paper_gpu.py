@@ -2,8 +2,8 @@
 
 from hydra import compose, initialize_config_dir
 
-from growth import pretrain, runner
 from growth.config import register_configs, to_config
+from growth.experiment import pretrain, runner
 from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 TINY = [

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 from growth.widen import grow
 
 OPTIM = OptimConfig(lr=1e-2, warmup_steps=2, decay_steps=20, clip_norm=0.0)

@@ -1,4 +1,4 @@
-"""Live progress (growth/progress.py), the plan (growth/plan.py) and throughput in the logs (growth/throughput.py)."""
+"""Live progress (growth/experiment/progress.py), the plan (growth/experiment/plan.py) and throughput in the logs (growth/measure/throughput.py)."""
 
 import logging
 import subprocess
@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from growth import plan, presets, progress, runner, throughput
-from growth.files import read_jsonl
-from growth.progress import Display, Job
+from growth import presets
+from growth.experiment import plan, progress, runner
+from growth.experiment.progress import Display, Job
+from growth.measure import throughput
+from growth.store.files import read_jsonl
 from tests.conftest import PRETRAIN_LONGER, REPO
 
 
@@ -26,7 +28,7 @@ def test_eta_is_the_flops_left_over_the_measured_rate(monkeypatch, caplog):
     jobs = [Job("grow", "a", 4, 10.0, 8), Job("scratch", "b", 4, 20.0, 8), Job("grow", "old", 3, 5.0, 8, done=3)]
     display = Display(jobs, enabled=True, every_s=0.0)  # stderr is no terminal here: log lines
     assert not display.interactive and display.n_finished == 1
-    with caplog.at_level(logging.INFO, logger="growth.progress"):
+    with caplog.at_level(logging.INFO, logger="growth.experiment.progress"):
         display.start(Job("grow", "a", 4, 10.0, 8))
         for t in (5.0, 6.0, 7.0):  # the first step compiles (5 s): not counted in the rate
             clock.t = t
@@ -49,7 +51,10 @@ def test_grow_shows_progress_logs_throughput_and_the_plan_sees_it_finished(tmp_p
     prepared = [runner.prepare(cfg)]
     before = plan.jobs(prepared)
     assert [(j.kind, j.finished) for j in before] == [("pretrain", False), ("grow", False)]
-    with caplog.at_level(logging.INFO, logger="growth.progress"), progress.showing(plan.display(cfg, prepared)):
+    with (
+        caplog.at_level(logging.INFO, logger="growth.experiment.progress"),
+        progress.showing(plan.display(cfg, prepared)),
+    ):
         path = runner.run(cfg)
     lines = [m for m in caplog.messages if m.startswith("grid ")]
     assert any(" | pretrain seed0 " in m and " tok/s | ETA " in m for m in lines), lines

@@ -29,7 +29,7 @@ def test_registry_drives_the_default_pool_order_and_reference():
     assert registry.reference() in pool and registry.get(registry.reference()).reference
     assert registry.ordered(["_pool", "zzz", *reversed(pool)]) == [*pool, "zzz"]
     assert len({e.order for e in ENTRIES}) == len(ENTRIES)  # a strict table order
-    assert Config().pool is None  # unset = the registry's default pool (growth.pool.with_default_pool)
+    assert Config().pool is None  # unset = the registry's default pool (growth.experiment.pool.with_default_pool)
 
 
 def test_register_refuses_a_bad_entry():
@@ -45,7 +45,7 @@ def test_register_refuses_a_bad_entry():
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_preserving_flag_matches_the_grown_function(entry):
     cfg, small = small_state("A")
-    # an entry that trains before continuing (ligo) gets pre-growth batches, as growth.pool draws them
+    # an entry that trains before continuing (ligo) gets pre-growth batches, as growth.experiment.pool draws them
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 2, cfg.context + 1))
     batches = tokens if entry.pregrowth_batches else None
     grown = grow(entry.name, small, cfg, GrowthConfig(), OPTIM, jax.random.PRNGKey(5), batches)

@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from growth import checkpoint, optimizer, pool, presets, pretrain, results, runner, train, widen
-from growth import model as model_lib
+from growth import presets, widen
 from growth.config import Config, ConfigValueError, to_config
-from growth.files import read_jsonl
+from growth.experiment import pool, pretrain, results, runner
+from growth.models import gpt as model_lib
+from growth.store import checkpoint
+from growth.store.files import read_jsonl
+from growth.training import optimizer, train
 from tests.conftest import REPO
 
 

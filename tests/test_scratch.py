@@ -9,10 +9,13 @@ import json
 import pandas as pd
 import pytest
 
-from analysis.study import StudySettings, write_study
-from growth import cost, files, grid, results, scratch, widen
+from analysis.study.report import StudySettings, write_study
+from growth import widen
 from growth.config import BudgetConfig, GridCell, ModelConfig
-from growth.lags import log_spaced
+from growth.experiment import grid, results, scratch
+from growth.measure import cost
+from growth.measure.lags import log_spaced
+from growth.store import files
 from tests.conftest import tiny_config
 
 
@@ -106,7 +109,7 @@ def test_study_preset_covers_what_section_6b_asks():
 
 
 def test_long_part_continues_the_warm_starts_as_long_as_scratch_and_shares_the_pretraining():
-    from growth.pretrain import trajectory_identity
+    from growth.experiment.pretrain import trajectory_identity
     from tests.test_config import _compose
 
     main, long = _compose(["experiment=study_cpu"]), _compose(["experiment=study_cpu_long"])
@@ -118,7 +121,7 @@ def test_long_part_continues_the_warm_starts_as_long_as_scratch_and_shares_the_p
 
 
 def test_coverage_takes_a_pool_scratch_as_finished_and_a_missing_shared_run_as_missing(tmp_path):
-    from analysis.study import _coverage_md, coverage
+    from analysis.study.report import _coverage_md, coverage
 
     plan = {"lr_policy": "none/global", "k": 2, "regime": "deterministic", "growth_step": 10, "replicates": 1}
     for name, seeds, steps in (("long", [0, 1], 0), ("main", [0], 3000)):

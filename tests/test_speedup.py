@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import speedup as sp
-from analysis.curves import Curves, ScratchCurves
+from analysis.axes import speedup as sp
+from analysis.axes.curves import Curves, ScratchCurves
 
 COST = {"tokens_per_step": 100, "flops_per_token_small": 1.0, "flops_per_token_wide": 3.0, "pretrain_tokens": 100_000}
 
@@ -102,7 +102,7 @@ def test_a_noisy_speedup_keeps_a_positive_ci_widened_on_the_log_scale():
 def test_growth_factor_bound_is_unknown_where_a_miss_proves_nothing():
     import dataclasses
 
-    from analysis import growth_factor
+    from analysis.axes import growth_factor
 
     curves, scratch = synthetic(noise=0.0)
     results = [

@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from analysis.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
-from analysis.load import load_results
-from analysis.report import analyse_policy, main, write_report
-from analysis.stats import (
+from analysis.claims.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN
+from analysis.loading.load import load_results
+from analysis.ranking.stats import (
     NUMERICAL_TOLERANCE,
     bootstrap_mean_ci,
     collect_cells,
@@ -25,6 +24,7 @@ from analysis.stats import (
     read_seq_losses,
     weighted_means,
 )
+from analysis.report.paper import analyse_policy, main, write_report
 from growth.widen import registry
 
 E, P, A, S, W, C = registry.default_pool()
@@ -201,7 +201,7 @@ def test_kendall_tau_b_matches_scipy_with_ties() -> None:
 
 
 def test_per_sequence_auc_matches_the_auc_row() -> None:
-    from growth.metrics import trapezoid_auc
+    from growth.measure.metrics import trapezoid_auc
 
     loss = np.random.default_rng(5).normal(3, 0.1, (len(LAGS), 4))
     seq = per_sequence_auc(LAGS, loss)
@@ -343,9 +343,9 @@ def test_differences_at_float_rounding_are_tied_not_ranked(tmp_path: Path) -> No
 
 
 def test_every_claim_is_one_record_judged_on_one_path():
-    """analysis.claims.CLAIMS: one ClaimTest per claim of SPEC section 1; no data gives 'not run' on both paths."""
-    from analysis.claim_text import CLAIM_TEXT, Inputs
-    from analysis.claims import CLAIMS
+    """analysis.claims.verdicts.CLAIMS: one ClaimTest per claim of SPEC section 1; no data gives 'not run' on both paths."""
+    from analysis.claims.claim_text import CLAIM_TEXT, Inputs
+    from analysis.claims.verdicts import CLAIMS
 
     assert [c.claim_id for c in CLAIMS] == sorted(CLAIM_TEXT)
     ranks = pd.DataFrame(columns=["experiment", "seed", "growth_step", "regime", "stage", "candidate", "status"])

@@ -1,4 +1,4 @@
-"""The study's optimizer and growth-step sections (analysis/optimizer_axis.py, analysis/growth_step_axis.py)
+"""The study's optimizer and growth-step sections (analysis/axes/optimizer_axis.py, analysis/axes/growth_step_axis.py)
 on synthetic inputs with known answers."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import growth_step_axis, optimizer_axis, speedup
-from analysis.curves import Curves
+from analysis.axes import growth_step_axis, optimizer_axis, speedup
+from analysis.axes.curves import Curves
 
 SEEDS = range(5)
 

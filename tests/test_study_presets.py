@@ -7,9 +7,11 @@ import dataclasses
 
 import pytest
 
-from growth import files, grid, presets, results
+from growth import presets
 from growth.config import GridCell
-from growth.pretrain import trajectory_identity
+from growth.experiment import grid, results
+from growth.experiment.pretrain import trajectory_identity
+from growth.store import files
 
 SHRINK = [  # the tiny preset's sizes (configs/experiment/tiny.yaml); pool, optimizer, regimes and grid stay
     "data=synthetic", "model=tiny", "data.vocab_size=320", "data.context=16", "data.synthetic_train_docs=200",

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
 from growth.interop import surgery
-from growth.model import ConfigError
+from growth.models import gpt as model_lib
+from growth.models.gpt import ConfigError
+from growth.training import optimizer, train
 from growth.widen import depth as depth_growth
 
 # ---------------------------------------------------------------- partial init

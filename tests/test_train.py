@@ -7,10 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth import checkpoint, optimizer, pretrain, train
-from growth import data as data_lib
 from growth.config import Config, ConfigValueError, ModelConfig, OptimConfig, PoolStep, to_config
-from growth.files import read_jsonl
+from growth.data import pipeline as data_lib
+from growth.experiment import pretrain
+from growth.store import checkpoint
+from growth.store.files import read_jsonl
+from growth.training import optimizer, train
 
 
 def _leaves_equal(a, b) -> bool:
@@ -76,7 +78,7 @@ def test_pool_step_is_each_candidates_own_step(tiny_cfg, how):
 
 def test_stacked_evaluation_map_equals_vmap_equals_one_by_one(tiny_cfg):
     """The evaluation programs give each stacked candidate its own per-sequence losses, either way."""
-    from growth import pool
+    from growth.experiment import pool
 
     graphdef, _, _ = train.fresh_state(tiny_cfg)
     params = [train.fresh_state(dataclasses.replace(tiny_cfg, seed=s))[2].params for s in (1, 2, 3)]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from growth import pretrain, runner
 from growth.config import Config, ConfigValueError, register_configs, to_config
-from growth.grid import reproduce
+from growth.experiment import pretrain, runner
+from growth.experiment.grid import reproduce
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
@@ -121,7 +121,8 @@ def test_each_bad_value_is_one_line_from_the_command_line(tmp_path, override, me
 def test_to_config_runs_once_at_the_entry_point_and_never_in_the_runner(monkeypatch, tmp_path):
     import sys
 
-    from growth import config, grid, pool, presets
+    from growth import config, presets
+    from growth.experiment import grid, pool
 
     real, calls = config.to_config, []
 

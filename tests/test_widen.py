@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 from growth.widen import GrowthError, UnknownCandidate, grow, registry, wide_config
 from growth.widen.core import flatten
 

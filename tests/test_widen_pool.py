@@ -11,10 +11,13 @@ import numpy as np
 import optax
 import pytest
 
-from growth import checkpoint, masks, optimizer, pool, runner, train
-from growth import model as model_lib
 from growth.config import GrowthConfig
-from growth.files import read_jsonl
+from growth.experiment import pool, runner
+from growth.models import gpt as model_lib
+from growth.models import masks
+from growth.store import checkpoint
+from growth.store.files import read_jsonl
+from growth.training import optimizer, train
 from growth.widen import GrowthError, assemble, grow, net2net, registry, trees
 from growth.widen.trees import flatten
 from tests.test_runner import _with, base  # noqa: F401  (base: the shared tiny pretrained run)

@@ -11,7 +11,7 @@
     python -m benchmarks.explore eval [--override runner.eval_chunk=32]   the runner's evaluation of a grown pool
     python -m benchmarks.explore commits --base REV --head REV [--wide]  two commits' step, alternating processes
 
-Variants are explicit loss functions handed to growth.train's step builders (`loss=`); nothing in
+Variants are explicit loss functions handed to growth.training.train's step builders (`loss=`); nothing in
 growth/ is patched. The compiled baseline and variants run in alternation, so a drift in machine load
 hits all alike. Every variant is first checked against the baseline's loss and gradients (with dropout
 off: variants of the dropout masks change the random stream, not the function). The findings are in

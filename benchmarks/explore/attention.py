@@ -1,4 +1,4 @@
-"""The variants' rewritten model: growth.model.GPT's forward written out with the attention swappable.
+"""The variants' rewritten model: growth.models.gpt.GPT's forward written out with the attention swappable.
 
 Each attention function `(attn, x, deterministic, rngs)` runs inside `forward`; nothing in growth/ is modified.
 """
@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from growth import model as model_lib
+from growth.models import gpt as model_lib
 
 
 def attention_current(attn, x_BxLxD, *, deterministic, rngs):
-    """The library's attention, called explicitly (growth.model.Attention.__call__)."""
+    """The library's attention, called explicitly (growth.models.gpt.Attention.__call__)."""
     return model_lib.Attention.__call__(attn, x_BxLxD, deterministic=deterministic, rngs=rngs)
 
 
@@ -98,7 +98,7 @@ def attention_deferred(attn, x_BxLxD, *, deterministic, rngs):
 
 
 def forward(graphdef, params, tokens_BxL, dropout_key, attention):
-    """(model, final normed hidden (B, L, D)): growth.model.GPT's forward with `attention` swapped in."""
+    """(model, final normed hidden (B, L, D)): growth.models.gpt.GPT's forward with `attention` swapped in."""
     m = nnx.merge(graphdef, params)
     n = len(m.blocks)
     deterministic = dropout_key is None or m.cfg.dropout == 0.0

@@ -16,8 +16,8 @@ from benchmarks.explore.setup import machine_info_brief
 def _grown_pool(args):
     """(cfg, data, small state, grown pool) of the runner for the preset and --override (pretraining
     resumed, or run first, in the config's out_dir), with wandb and progress bars off."""
-    from growth import data as data_lib
-    from growth import pool, runner
+    from growth.data import pipeline as data_lib
+    from growth.experiment import pool, runner
 
     quiet = ["logger.wandb.mode=disabled", "logger.progress=false"]
     cfg = compose(PRESETS[args.preset].overrides + quiet + args.override)  # typed once, by compose
@@ -29,13 +29,13 @@ def _grown_pool(args):
 def cell_split(args) -> dict:
     """One regime cell of the runner (seed and growth step from --override), timed whole, and its evaluations alone.
 
-    The cell is `growth.runner.run_cell` as a grid runs it (pretraining resumed or run in the config's
+    The cell is `growth.experiment.runner.run_cell` as a grid runs it (pretraining resumed or run in the config's
     out_dir first); the evaluation share is the runner's `evaluate` at every lag of the cell on the
     grown pool, timed on its own; training is the rest. The first repetition includes compilation.
     """
-    from growth import pool, runner
     from growth.config import Regime
-    from growth.results import CellKey
+    from growth.experiment import pool, runner
+    from growth.experiment.results import CellKey
 
     cfg, data, small, grown = _grown_pool(args)
     groups = pool.group_pool(grown)
@@ -59,7 +59,7 @@ def eval_split(args) -> dict:
     """The runner's evaluation of one grown pool on the held-out set: the small model, then each stacked
     group without and with the lag-0 / probe comparisons (runner.eval_chunk and runner.pool_step from
     the config, so --override runner.eval_chunk=32 or runner.pool_step=vmap times the alternatives)."""
-    from growth import pool
+    from growth.experiment import pool
 
     cfg, data, small, grown = _grown_pool(args)
     groups = pool.group_pool(grown)

@@ -1,4 +1,4 @@
-"""Proposed loss heads and the table of variants: explicit losses for growth.train's step builders (`loss=`).
+"""Proposed loss heads and the table of variants: explicit losses for growth.training.train's step builders (`loss=`).
 
 A variant is an attention function (benchmarks/explore/attention.py) and a head-and-loss function
 `(model, hidden, targets)`, made into a loss `(graphdef, params, batch_BxT1, dropout_key) -> loss`.
@@ -18,7 +18,7 @@ from benchmarks.explore.attention import (
     attention_variant,
     forward,
 )
-from growth import train
+from growth.training import train
 
 
 def _head(m, h):
@@ -26,7 +26,7 @@ def _head(m, h):
 
 
 def head_current(m, h_BxLxD, targets_BxL):
-    """The library's loss head: growth.train.head_cross_entropy (logits in row blocks, custom VJP)."""
+    """The library's loss head: growth.training.train.head_cross_entropy (logits in row blocks, custom VJP)."""
     return train.head_cross_entropy(h_BxLxD, m.head_matrix(), targets_BxL)
 
 
@@ -72,7 +72,7 @@ def head_barrier(m, h_BxLxD, targets_BxL):
 
 
 def head_blocks(block_rows: int):
-    """growth.train.head_cross_entropy with another row-block size."""
+    """growth.training.train.head_cross_entropy with another row-block size."""
 
     def head(m, h_BxLxD, targets_BxL):
         return train.head_cross_entropy(h_BxLxD, m.head_matrix(), targets_BxL, block_rows)
@@ -124,7 +124,7 @@ def head_recompute(m, h_BxLxD, targets_BxL):
 
 
 def make_loss(attention=attention_current, head=head_current, key_impl: str | None = None) -> train.LossFn:
-    """A loss for growth.train's step builders from an attention, a head-and-loss and a dropout key kind.
+    """A loss for growth.training.train's step builders from an attention, a head-and-loss and a dropout key kind.
 
     `key_impl` ("rbg", "unsafe_rbg") re-wraps the step's threefry dropout key as a key of that PRNG for
     the masks only (the checkpointed key stays threefry).
@@ -160,7 +160,7 @@ def microbatched(n: int) -> train.LossFn:
     return loss
 
 
-VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.train.loss_fn itself
+VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.training.train.loss_fn itself
     "baseline": None,
     "explicit_forward": make_loss(),  # the variants' forward with the library's pieces: must equal baseline
     "attention_autodiff": make_loss(attention_variant(False, "blhd")),  # the attention before issue 29

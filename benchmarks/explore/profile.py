@@ -13,7 +13,7 @@ from benchmarks.common import repeat, spread, warm_step_runner
 from benchmarks.explore.losses import VARIANTS
 from benchmarks.explore.setup import compiled_step, setup
 from benchmarks.jax_parts import flops_per_token, random_batch
-from growth import model as model_lib
+from growth.models import gpt as model_lib
 
 
 def categorize(text: str, vocab: int, context: int) -> str:

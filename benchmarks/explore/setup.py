@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from benchmarks.common import PRESETS, compose
 from benchmarks.jax_parts import fresh, wide_model
-from growth import train
+from growth.training import train
 
 
 def setup(args):

@@ -12,12 +12,12 @@ from benchmarks.common import PRESETS, repeat, spread, warm_step_runner
 from benchmarks.explore.losses import VARIANTS
 from benchmarks.explore.setup import compiled_step, machine_info_brief, setup
 from benchmarks.jax_parts import fresh, random_batch, time_pool_paths
-from growth import model as model_lib
-from growth import optimizer, train
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 
 
 def check_variant(graphdef, params, batch, loss: train.LossFn | None) -> dict:
-    """Loss and largest gradient difference of a variant against growth.train.loss_fn, dropout off."""
+    """Loss and largest gradient difference of a variant against growth.training.train.loss_fn, dropout off."""
 
     def value_and_grad(fn):
         return jax.jit(jax.value_and_grad(lambda p: fn(graphdef, p, batch, None)))(params)

@@ -2,7 +2,7 @@
 
 A run directory is a pretraining run or an import (growth/interop/hf_import.py), both with
 `checkpoints/<step>` and the run's config saved beside each step. A candidate is grown exactly as the
-runner grows it for that seed (growth.pool.build_pool: the same key, options and state), so the
+runner grows it for that seed (growth.experiment.pool.build_pool: the same key, options and state), so the
 exported model is the one a cell's lag-0 rows measured.
 """
 
@@ -14,9 +14,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from growth import base_run, checkpoint, pool, token_cache, train
 from growth.config import Config, ModelConfig, to_config
+from growth.data import token_cache
+from growth.experiment import base_run, pool
 from growth.interop.hf_files import HFImportError
+from growth.store import checkpoint
+from growth.training import train
 
 log = logging.getLogger(__name__)
 

@@ -22,19 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from growth import masks
-from growth import model as model_lib
 from growth.config import AttentionKind, Family, ModelConfig
 from growth.interop.hf_families import FAMILIES
 from growth.interop.hf_files import HFImportError
 from growth.interop.hf_import import TOKENIZER_FILES, convert, model_config
 from growth.interop.hf_rules import Part, same, transpose, zeros_of_rows
+from growth.models import gpt as model_lib
+from growth.models import masks
 from growth.widen.trees import flatten, unflatten_like
 
 # Fields that change how a model trains or is stored, not the function it computes.
 _TRAINING_ONLY = ("dropout", "init_std", "dtype", "compute_dtype")
 HEAD = "lm_head."
-EOT = "<|endoftext|>"  # the harness's document separator (growth.corpus.EOT)  # the head's keys sit outside the body's prefix ("model.", "transformer.")
+EOT = "<|endoftext|>"  # the harness's document separator (growth.data.corpus.EOT)  # the head's keys sit outside the body's prefix ("model.", "transformer.")
 
 
 class HFExportError(HFImportError):

@@ -4,7 +4,7 @@
 `save_pretrained` (growth/interop/hf_files.py); the architecture's record (growth/interop/hf_families.py)
 maps the config and gives one rule per parameter, and `convert` checks every tensor against the
 model. `write_base_checkpoint` saves the result as a step-0 pretraining checkpoint (fresh optimizer
-state) that the growth runner can widen (`runner.base_dir`, read by growth/base_run.py);
+state) that the growth runner can widen (`runner.base_dir`, read by growth/experiment/base_run.py);
 `load_tokenizer` loads the checkpoint's own tokenizer. Layout rules: docs/surgery.md.
 """
 
@@ -19,14 +19,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from growth import checkpoint, optimizer, train
-from growth import data as data_lib
-from growth import model as model_lib
-from growth.base_run import SOURCE_FILE
 from growth.config import Config, DataConfig, ModelConfig, OptimConfig, as_dict
+from growth.data import pipeline as data_lib
+from growth.experiment.base_run import SOURCE_FILE
 from growth.interop.hf_families import ARCHITECTURES, FAMILIES, family_of
 from growth.interop.hf_files import HFImportError, directory, read_config_json, read_state_dict
 from growth.interop.hf_rules import torch_linear
+from growth.models import gpt as model_lib
+from growth.store import checkpoint
+from growth.training import optimizer, train
 
 __all__ = ["ARCHITECTURES", "FAMILIES", "HFImportError", "read_state_dict", "torch_linear"]  # re-exported
 

@@ -2,7 +2,7 @@
 
 Both store torch Linear weights (out, in), transposed here into kernels (in, out). Query head h owns
 rows h*hd .. (h+1)*hd of q_proj and reads kv head h // (H / K): the same head layout and grouping as
-growth/llama.py. transformers' RoPE is rotate-half (pairs (j, j + hd/2), `rotate_half`) and so is the
+growth/models/llama.py. transformers' RoPE is rotate-half (pairs (j, j + hd/2), `rotate_half`) and so is the
 project's, so q_proj and k_proj need no row permutation. Qwen2 differs from Llama only by its q/k/v
 biases (always on) and its optional sliding window (refused).
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from growth import train
+from growth.training import train
 
 
 class SurgeryError(ValueError):

@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import masks, optimizer, train
-from growth import model as model_lib
 from growth.config import ClipMode, GrowthConfig, LrCorrection, ModelConfig, OptimConfig
+from growth.models import gpt as model_lib
+from growth.models import masks
+from growth.training import optimizer, train
 from growth.widen import core, trees, wide_state
 from growth.widen.core import Grown, GrowthError
 

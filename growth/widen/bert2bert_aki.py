@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import jax
 
-from growth import train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.training import train
 from growth.widen import assemble, core
 from growth.widen.core import Grown
 

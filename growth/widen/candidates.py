@@ -11,8 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import (
     AsymmetricResetConfig,
     DepthConfig,
@@ -24,6 +22,8 @@ from growth.config import (
     StructuredConfig,
     check_choice,
 )
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 from growth.widen import (
     assemble,
     core,

@@ -19,9 +19,6 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from growth import family as family_lib
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import (
     GrowthConfig,
     LrCorrection,
@@ -29,14 +26,17 @@ from growth.config import (
     Schedule,
     check_choice,
 )
-from growth.model import ConfigError
+from growth.models import family as family_lib
+from growth.models import gpt as model_lib
+from growth.models.gpt import ConfigError
+from growth.training import optimizer, train
 from growth.widen.trees import flatten, numpy_rng, path_str, to_numpy, unflatten_like
 
 __all__ = ["flatten", "numpy_rng", "path_str", "to_numpy", "unflatten_like"]  # the tree helpers, by their old home
 
 RESID = family_lib.RESID
 # The growth factor of every space: one int (every space widens by k) or per space (a multi-query
-# model's kv spaces stay at 1: growth.family).
+# model's kv spaces stay at 1: growth.models.family).
 Factors = int | Mapping[str, int]
 
 
@@ -122,8 +122,8 @@ def check_state(small: train.TrainState, small_cfg: ModelConfig) -> None:
     names = (optimizer.CLIP, optimizer.ADAM, optimizer.DIRECTION, optimizer.DECAY, optimizer.SCHEDULE)
     if not isinstance(opt, Mapping) or tuple(opt) != names or not hasattr(opt[optimizer.ADAM], "mu"):
         raise GrowthError(
-            f"the small state's opt_state is not the growth.optimizer.make_optimizer chain (named {list(names)});"
-            " build the small run with growth.optimizer.make_optimizer"
+            f"the small state's opt_state is not the growth.training.optimizer.make_optimizer chain (named {list(names)});"
+            " build the small run with growth.training.optimizer.make_optimizer"
         )
     for name in ("mu", "nu"):
         moments = flatten(getattr(opt[optimizer.ADAM], name))
@@ -144,7 +144,7 @@ class Layout(NamedTuple):
 
 
 def layout(path: str) -> Layout:
-    """Which space each axis of a parameter lives in, from its path (growth/model.py docstring)."""
+    """Which space each axis of a parameter lives in, from its path (growth/models/gpt.py docstring)."""
     parts = path.split("/")
     leaf = parts[-1]
     if parts[0] in ("tok_embed", "pos_embed"):

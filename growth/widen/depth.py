@@ -13,10 +13,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import DepthConfig, DepthInit, ModelConfig, OptimConfig, check_choice
-from growth.model import ConfigError
+from growth.models import gpt as model_lib
+from growth.models.gpt import ConfigError
+from growth.training import optimizer, train
 
 
 def _zero_writers(block: dict) -> dict:

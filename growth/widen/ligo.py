@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from growth import model as model_lib
-from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.models import gpt as model_lib
+from growth.training import optimizer, train
 from growth.widen import assemble, core, trees
 from growth.widen.core import RESID, Grown, GrowthError, Term
 
@@ -42,7 +42,7 @@ def check_batches(batches: np.ndarray | None) -> None:
     if batches is None or len(batches) < 1:
         raise GrowthError(
             "ligo trains its growth operator on pretraining batches before the growth step and got none;"
-            " grow it through growth.pool.build_pool (which draws them) or pass batches="
+            " grow it through growth.experiment.pool.build_pool (which draws them) or pass batches="
         )
 
 

@@ -2,7 +2,7 @@
 
 The small tensors are placed in the leading block of a fresh wide init (as zero_pad, but the new
 entries keep their fresh values). New units (residual dims, heads, MLP hidden units) enter through
-masks (growth/masks.py) that start at 0 and rise linearly to 1 over `ramp_steps` train steps. Every
+masks (growth/models/masks.py) that start at 0 and rise linearly to 1 over `ramp_steps` train steps. Every
 writer's output and every norm's output is multiplied by the residual mask, and the norms take their
 statistics over the mask-weighted dims, so at mask 0 the new residual dims are exactly 0, the norms
 see the small model's dims only, new heads and hidden units add nothing, and the wide function is the
@@ -23,9 +23,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from growth import masks, train
 from growth.config import Family, GrowthConfig, ModelConfig, OptimConfig
-from growth.model_checks import hidden
+from growth.models import masks
+from growth.models.checks import hidden
+from growth.training import train
 from growth.widen import assemble
 from growth.widen.core import Grown, GrowthError
 

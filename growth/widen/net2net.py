@@ -23,8 +23,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from growth import optimizer, train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.training import optimizer, train
 from growth.widen import assemble, core, trees
 from growth.widen.core import RESID, Grown, GrowthError
 

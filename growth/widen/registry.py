@@ -48,7 +48,7 @@ class Candidate:
     reference: bool = False  # the small model continued: the baseline every candidate is compared with
     widens: bool = True  # False: the model keeps its width (the reference, depth growth)
     # It trains before its continuation on pretraining batches drawn before the growth step (ligo): the
-    # pool draws them (growth.pool.growth_batches) and `grow` passes them to `build` as `batches=`.
+    # pool draws them (growth.experiment.pool.growth_batches) and `grow` passes them to `build` as `batches=`.
     pregrowth_batches: bool = False
 
 

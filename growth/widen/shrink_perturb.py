@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from growth import train
 from growth.config import GrowthConfig, ModelConfig, OptimConfig
+from growth.training import train
 from growth.widen import assemble
 from growth.widen.core import Grown, GrowthError
 

@@ -15,9 +15,9 @@ import jax
 import numpy as np
 from scipy.linalg import block_diag
 
-from growth import family as family_lib
-from growth import llama
 from growth.config import Family, GrowthConfig, ModelConfig
+from growth.models import family as family_lib
+from growth.models import llama
 from growth.widen import core
 from growth.widen.core import RESID, GrowthError, Term
 
@@ -86,7 +86,7 @@ def _llama_head_maps(cfg: ModelConfig, k: int, rng: np.random.Generator) -> dict
 
 
 def _readers(cfg: ModelConfig) -> dict[str, list[str]]:
-    """Norm prefix -> the kernels that read it (growth.family names them per family)."""
+    """Norm prefix -> the kernels that read it (growth.models.family names them per family)."""
     names = family_lib.record(cfg).norm_readers
     out = {}
     for i in range(cfg.n_layers):

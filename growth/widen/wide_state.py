@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from growth import muon, optimizer, train
 from growth.config import ClipMode, GrowthConfig, LrCorrection, OptimConfig, OptimName, Schedule
+from growth.training import muon, optimizer, train
 from growth.widen.core import Factors, c_in, c_out
 from growth.widen.trees import flatten, path_str
 
@@ -69,7 +69,7 @@ def wide_opt_state(
 
 def fan_in_factor(path: str, small_shape: tuple[int, ...], k: Factors, optim_cfg: OptimConfig) -> float:
     """lr_correction=fan_in's factor of one tensor: 1 / c_in for an Adam direction, and for a Muon
-    matrix sqrt(c_out / c_in) x s_small / s_wide (growth.muon.width_lr_ratio; docs/strategies.md)."""
+    matrix sqrt(c_out / c_in) x s_small / s_wide (growth.training.muon.width_lr_ratio; docs/strategies.md)."""
     if optim_cfg.name == OptimName.muon and muon.is_muon(path, small_shape):
         return muon.width_lr_ratio(small_shape, c_in(path, k), c_out(path, k), optim_cfg.muon.consistent_rms)
     return 1.0 / c_in(path, k)

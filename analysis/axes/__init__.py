@@ -1,0 +1,1 @@
+"""analysis.axes: placeholder, written by hand in the next commit."""

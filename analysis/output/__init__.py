@@ -1,0 +1,1 @@
+"""analysis.output: placeholder, written by hand in the next commit."""

@@ -1,0 +1,1 @@
+"""analysis.study: placeholder, written by hand in the next commit."""

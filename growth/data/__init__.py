@@ -1,0 +1,1 @@
+"""growth.data: placeholder, written by hand in the next commit."""

@@ -1,0 +1,1 @@
+"""growth.experiment: placeholder, written by hand in the next commit."""

@@ -1,0 +1,81 @@
+"""The continuation's training between two evaluation lags: every candidate group and the small
+reference on the same batches, several steps per compiled program.
+
+A stretch of steps is cut into blocks whose lengths are powers of two up to
+`runner.steps_per_dispatch`, so at most log2(steps_per_dispatch) + 1 scanned programs compile for
+any set of lags; each block's batches are staged on the device at once. On a mesh, or with
+`steps_per_dispatch: 1`, each step is its own program call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from jax.sharding import Mesh
+
+from growth.config import Config
+from growth.data import pipeline as data_lib
+from growth.distributed import mesh as mesh_lib
+from growth.experiment import pool
+
+
+def blocks(start: int, stop: int, most: int) -> Iterator[tuple[int, int]]:
+    """(first step, length) of consecutive blocks covering [start, stop), each a power of two <= most."""
+    size = 1 << (max(most, 1).bit_length() - 1)  # the largest power of two <= most
+    while start < stop:
+        while size > stop - start:
+            size //= 2
+        yield start, size
+        start += size
+
+
+class Stepper:
+    """The compiled steps of one cell: `advance(small, groups, start, stop)` trains from step `start` to
+    `stop` (steps after growth) and returns the small state and each group's losses, (steps, candidates).
+    The small reference is left out when `small` is None (a scratch run)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        data: data_lib.TokenData,
+        groups: list[pool.Group],
+        dropout: float,
+        batch_seed: int,
+        mesh: Mesh | None,
+        first_batch: int | None = None,
+    ):
+        """`first_batch`: the batch stream's step at step 0 (default: the growth step, where the small run left off)."""
+        self.cfg, self.data, self.batch_seed, self.mesh = cfg, data, batch_seed, mesh
+        self.first_batch = cfg.growth_step if first_batch is None else first_batch
+        self.most = 1 if mesh is not None else cfg.runner.steps_per_dispatch
+        self.scanned = self.most > 1
+        self.small_step = pool.small_step(cfg, dropout, self.scanned)
+        self.pool_steps = [pool.pool_step(cfg, g, dropout, self.scanned) for g in groups]
+
+    def _batches(self, first: int, n: int):
+        at = [
+            data_lib.batch_at(self.data, self.batch_seed, self.first_batch + j, self.cfg.runner.batch_size)
+            for j in range(first, first + n)
+        ]
+        if not self.scanned:
+            return mesh_lib.put_batch(self.mesh, at[0])
+        return mesh_lib.put_batch(None, np.stack(at))
+
+    def advance(
+        self, small: Any, groups: list[pool.Group], start: int, stop: int, on_steps: Callable[[int], None]
+    ) -> tuple[Any, list[np.ndarray | None]]:
+        losses: list[list[Any]] = [[] for _ in groups]
+        for first, n in blocks(start, stop, self.most):
+            batch = self._batches(first, n)
+            if small is not None:
+                small, _ = self.small_step(small, batch)
+            for gi, (step, g) in enumerate(zip(self.pool_steps, groups, strict=True)):
+                g.state, metrics = step(g.state, batch)
+                losses[gi].append(metrics["loss"] if self.scanned else metrics["loss"][None])
+            on_steps(n)
+        out = [
+            np.concatenate([np.asarray(x) for x in group_losses]) if group_losses else None for group_losses in losses
+        ]
+        return small, out

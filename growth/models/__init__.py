@@ -1,0 +1,1 @@
+"""growth.models: placeholder, written by hand in the next commit."""

@@ -1,0 +1,1 @@
+"""growth.store: placeholder, written by hand in the next commit."""

@@ -1,0 +1,1 @@
+"""growth.training: placeholder, written by hand in the next commit."""

@@ -23,11 +23,12 @@ import torch
 import transformers
 from hydra import compose, initialize_config_dir
 
-from growth.config import DataConfig, register_configs, to_config
+from growth.config import DataConfig, register_configs
 from growth.data import pipeline as data_lib
 from growth.experiment import base_run, runner
 from growth.interop import hf_import
 from growth.store.files import read_jsonl
+from growth.validate import to_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = data_lib.TINYSTORIES_DIR

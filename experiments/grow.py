@@ -4,10 +4,11 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import user_errors
-from growth.config import register_configs, to_config
+from growth.config import register_configs
 from growth.distributed import hosts
 from growth.experiment import plan, progress, runner
 from growth.store.compile_cache import enable as enable_compile_cache
+from growth.validate import to_config
 
 register_configs()
 

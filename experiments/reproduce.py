@@ -8,11 +8,12 @@ from omegaconf import DictConfig
 
 from analysis.report.paper import write_report
 from experiments.cli import user_errors
-from growth.config import register_configs, to_config
+from growth.config import register_configs
 from growth.distributed import hosts
 from growth.experiment import grid, plan, runner
 from growth.store import files
 from growth.store.compile_cache import enable as enable_compile_cache
+from growth.validate import to_config
 
 register_configs()
 

@@ -14,9 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf, ValidationError
+from omegaconf import OmegaConf
 
-from growth import validate
 from growth.errors import ConfigValueError
 
 __all__ = ["ConfigValueError"]  # defined in growth/errors.py, imported from here everywhere
@@ -446,18 +445,6 @@ def check_choice(key: str, value: Any, choices: type[StrEnum]) -> None:
     valid = [m.value for m in choices]
     if value not in valid:
         raise ConfigValueError(f"{key}={value!r} is unknown; use one of {', '.join(valid)}")
-
-
-def to_config(cfg: DictConfig | Config) -> Config:
-    """A typed `Config` validated against the schema, from a Hydra DictConfig or a Config built in code."""
-    try:
-        source = OmegaConf.create(dataclasses.asdict(cfg)) if isinstance(cfg, Config) else cfg
-        merged = OmegaConf.merge(OmegaConf.structured(Config), source)
-    except ValidationError as e:
-        raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
-    out: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    validate.check_values(out)  # every numeric field's range, before any compute
-    return out
 
 
 def as_dict(obj: Any) -> dict:

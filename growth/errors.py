@@ -1,4 +1,4 @@
-"""Error types shared by the schema and its checks (so growth/validate.py need not import the schema)."""
+"""Error types shared by the schema and its checks (growth/validate.py imports the schema; the schema never imports its checks)."""
 
 
 class ConfigValueError(ValueError):

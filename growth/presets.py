@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from growth.config import Config, register_configs, to_config
+from growth.config import Config, register_configs
+from growth.validate import to_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 

@@ -1,4 +1,4 @@
-"""Range checks of every numeric config field, run when a config is composed (growth.config.to_config).
+"""The typed, checked Config (`to_config`) and the range checks of every numeric field it runs.
 
 Each refusal is one line naming the key, the bad value and a valid one, raised before any compute.
 The choice (Enum) checks stay in OmegaConf and the model's shape checks in growth.models.gpt; these add
@@ -9,14 +9,15 @@ the BPE vocabulary floor (check_bpe_vocab, called by the commands that train a t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from omegaconf import DictConfig, OmegaConf, ValidationError
+
+from growth.config import Config
 from growth.errors import ConfigValueError
-
-if TYPE_CHECKING:
-    from growth.config import Config
 
 BYTE_LEVEL_MIN_VOCAB = 257  # a byte-level BPE holds the 256 bytes plus at least one merge or special token
 
@@ -183,3 +184,15 @@ def check_growth_step(cfg: Config) -> None:
         f" extend this preset's pretraining; grow from a saved step (e.g. growth_step={saved[-1]}; saved:"
         f" {saved}), or to extend it on purpose set pretrain.steps={cfg.growth_step} as well"
     )
+
+
+def to_config(cfg: DictConfig | Config) -> Config:
+    """A typed `Config` validated against the schema, from a Hydra DictConfig or a Config built in code."""
+    try:
+        source = OmegaConf.create(dataclasses.asdict(cfg)) if isinstance(cfg, Config) else cfg
+        merged = OmegaConf.merge(OmegaConf.structured(Config), source)
+    except ValidationError as e:
+        raise ConfigValueError(f"{e.full_key}: {str(e.msg).splitlines()[0]}") from None
+    out: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    check_values(out)  # every numeric field's range, before any compute
+    return out

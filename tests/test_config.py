@@ -20,9 +20,9 @@ from growth.config import (
     ModelConfig,
     OptimConfig,
     register_configs,
-    to_config,
 )
 from growth.experiment.grid import cells
+from growth.validate import to_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))

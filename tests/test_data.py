@@ -112,7 +112,8 @@ def test_in_tree_sample_resolves_from_any_directory_and_compressed_or_not(tmp_pa
 def test_data_presets_read_the_in_tree_sample():
     from hydra import compose, initialize_config_dir
 
-    from growth.config import register_configs, to_config
+    from growth.config import register_configs
+    from growth.validate import to_config
 
     register_configs()
     with initialize_config_dir(str(REPO / "configs"), version_base=None):

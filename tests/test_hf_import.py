@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from growth import widen
-from growth.config import DataConfig, GrowthConfig, OptimConfig, to_config
+from growth.config import DataConfig, GrowthConfig, OptimConfig
 from growth.data import pipeline as data_lib
 from growth.experiment import base_run, runner
 from growth.interop import hf_import
@@ -19,6 +19,7 @@ from growth.models import gpt as model_lib
 from growth.store import checkpoint
 from growth.store.files import read_jsonl
 from growth.training import optimizer, train
+from growth.validate import to_config
 from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 D, F, V, T, L = 16, 64, 40, 12, 2

@@ -2,8 +2,9 @@
 
 from hydra import compose, initialize_config_dir
 
-from growth.config import register_configs, to_config
+from growth.config import register_configs
 from growth.experiment import pretrain, runner
+from growth.validate import to_config
 from tests.conftest import REPO, TRAIN_SAMPLE, VALID_SAMPLE
 
 TINY = [

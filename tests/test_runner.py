@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 
 from growth import presets, widen
-from growth.config import Config, ConfigValueError, to_config
+from growth.config import Config, ConfigValueError
 from growth.experiment import pool, pretrain, results, runner
 from growth.models import gpt as model_lib
 from growth.store import checkpoint
 from growth.store.files import read_jsonl
 from growth.training import optimizer, train
+from growth.validate import to_config
 from tests.conftest import REPO
 
 

@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from growth.config import Config, ConfigValueError, ModelConfig, OptimConfig, PoolStep, to_config
+from growth.config import Config, ConfigValueError, ModelConfig, OptimConfig, PoolStep
 from growth.data import pipeline as data_lib
 from growth.experiment import pretrain
 from growth.store import checkpoint
 from growth.store.files import read_jsonl
 from growth.training import optimizer, train
+from growth.validate import to_config
 
 
 def _leaves_equal(a, b) -> bool:

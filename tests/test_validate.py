@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from growth.config import Config, ConfigValueError, register_configs, to_config
+from growth.config import Config, ConfigValueError, register_configs
 from growth.experiment import pretrain, runner
 from growth.experiment.grid import reproduce
+from growth.validate import to_config
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
@@ -121,10 +122,10 @@ def test_each_bad_value_is_one_line_from_the_command_line(tmp_path, override, me
 def test_to_config_runs_once_at_the_entry_point_and_never_in_the_runner(monkeypatch, tmp_path):
     import sys
 
-    from growth import config, presets
+    from growth import presets, validate
     from growth.experiment import grid, pool
 
-    real, calls = config.to_config, []
+    real, calls = validate.to_config, []
 
     def counting(cfg):
         calls.append(cfg)

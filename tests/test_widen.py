@@ -392,7 +392,8 @@ VARIANTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "grow
 def test_growth_variants_compose(variant):
     from hydra import compose, initialize_config_dir
 
-    from growth.config import register_configs, to_config
+    from growth.config import register_configs
+    from growth.validate import to_config
     from growth.widen import check_options
 
     register_configs()

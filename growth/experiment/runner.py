@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from growth import widen
-from growth.config import Config, Regime, to_config
+from growth.config import Config, Regime
 from growth.data import pipeline as data_lib
 from growth.distributed import hosts
 from growth.distributed import mesh as mesh_lib
@@ -32,7 +32,7 @@ from growth.measure.metrics import trapezoid_auc
 from growth.store import lease
 from growth.training import train
 from growth.training.tracking import Fence, Tracker
-from growth.validate import check_bpe_vocab, check_growth_step
+from growth.validate import check_bpe_vocab, check_growth_step, to_config
 
 log = logging.getLogger(__name__)
 

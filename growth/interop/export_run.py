@@ -14,12 +14,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from growth.config import Config, ModelConfig, to_config
+from growth.config import Config, ModelConfig
 from growth.data import token_cache
 from growth.experiment import base_run, pool
 from growth.interop.hf_files import HFImportError
 from growth.store import checkpoint
 from growth.training import train
+from growth.validate import to_config
 
 log = logging.getLogger(__name__)
 

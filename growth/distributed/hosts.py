@@ -11,18 +11,13 @@ construction; docs/scaling.md gives the launch commands.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-
-from growth.store import files
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +94,6 @@ def sync(name: str) -> None:
     """A barrier of every process (a no-op with one)."""
     if several():
         multihost_utils.sync_global_devices(name)
-
-
-@contextlib.contextmanager
-def locked(path: str | Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """`files.locked` for a job: process 0 takes the lock, the others wait for it at a barrier."""
-    if not several():
-        with files.locked(path, on_wait=on_wait):
-            yield
-        return
-    if is_writer():
-        with files.locked(path, on_wait=on_wait):
-            sync(f"locked {path}")
-            yield
-            sync(f"unlock {path}")  # the others are done with what the lock guards
-    else:
-        sync(f"locked {path}")
-        yield
-        sync(f"unlock {path}")
 
 
 def fetch(tree: Any) -> Any:

@@ -24,7 +24,7 @@ from growth.distributed import mesh as mesh_lib
 from growth.experiment import progress as progress_lib
 from growth.measure import throughput
 from growth.models import gpt as model_lib
-from growth.store import checkpoint
+from growth.store import checkpoint, lease
 from growth.store.files import truncate_jsonl
 from growth.training import train
 from growth.training.tracking import Tracker
@@ -106,7 +106,7 @@ def run(cfg: Config, data: data_lib.TokenData | None = None) -> Path:
     def waiting() -> None:
         log.info("another process is pretraining %s; waiting for it", out)
 
-    with hosts.locked(out / ".pretrain.lock", on_wait=waiting):  # a multi-process job: process 0 locks
+    with lease.locked(out / ".pretrain.lock", on_wait=waiting):  # a multi-process job: process 0 locks
         return _run_locked(cfg, out, data)
 
 

@@ -17,7 +17,6 @@ from jax.sharding import Mesh
 
 from growth import widen
 from growth.config import Config, ModelConfig
-from growth.experiment import pool
 from growth.measure import cost
 
 # Dense peak TFLOP/s of one device: (substring of jax's device_kind, compute dtype) -> peak.
@@ -77,7 +76,8 @@ class Meter:
 def grow_flops_per_step(cfg: Config) -> float:
     """A grow cell's step: the small reference and every wide candidate train on the batch."""
     wide = widen.wide_config(cfg.model, cfg.growth)
-    models = [cfg.model] + [wide for name in cfg.filled_pool() if name != pool.REFERENCE]
+    reference = widen.registry.reference()  # the small model continued: counted once, as cfg.model
+    models = [cfg.model] + [wide for name in cfg.filled_pool() if name != reference]
     return flops_per_step(cfg.runner.batch_size * cfg.model.context, models)
 
 

@@ -13,6 +13,7 @@ its decision (their lease is a follower's, which writes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,24 @@ class Lease:
         with files.locked(self.lock):
             if self._ours():
                 self.path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """`files.locked` for a multi-process job: process 0 takes the lock, the others wait for it at a barrier."""
+    if not hosts.several():
+        with files.locked(path, on_wait=on_wait):
+            yield
+        return
+    if hosts.is_writer():
+        with files.locked(path, on_wait=on_wait):
+            hosts.sync(f"locked {path}")
+            yield
+            hosts.sync(f"unlock {path}")  # the others are done with what the lock guards
+    else:
+        hosts.sync(f"locked {path}")
+        yield
+        hosts.sync(f"unlock {path}")
 
 
 def claim(directory: Path, name: str, workers: WorkersConfig, finished: Callable[[], bool]) -> Lease | None:

@@ -1,1 +1,5 @@
-"""analysis.loading: placeholder, written by hand in the next commit."""
+"""Results in: every results.jsonl below a directory as one DataFrame (load), and per cell its stage
+lags and a per-candidate summary of every registered metric (cells).
+
+May import: growth.measure, growth.widen.
+"""

@@ -4,6 +4,8 @@ grown = grow("exact_copy", small_state, small_cfg, cfg.growth, cfg.optim, key)
 grown.state, grown.model_cfg, grown.embed_map
 
 Every candidate is one entry of the candidate registry (`registry`, growth/widen/registry.py).
+
+May import: growth, growth.models, growth.training.
 """
 
 from growth.widen import (

@@ -34,7 +34,7 @@ def cell_split(args) -> dict:
     grown pool, timed on its own; training is the rest. The first repetition includes compilation.
     """
     from growth.config import Regime
-    from growth.experiment import pool, runner
+    from growth.experiment import evaluation, pool, runner
     from growth.experiment.results import CellKey
 
     cfg, data, small, grown = _grown_pool(args)
@@ -48,7 +48,7 @@ def cell_split(args) -> dict:
         total = time.perf_counter() - t0
         t0 = time.perf_counter()
         for lag in runner.eval_lags(cfg):
-            runner.evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
+            evaluation.evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
         evaluate = time.perf_counter() - t0
         out["cells"].append({"regime": args.regime, "replicate": rep, "total_s": total, "evaluate_s": evaluate})
         out["cells"][-1]["train_s"] = total - evaluate

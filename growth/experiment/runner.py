@@ -22,13 +22,11 @@ from growth.config import Config, Regime
 from growth.data import pipeline as data_lib
 from growth.distributed import hosts
 from growth.distributed import mesh as mesh_lib
-from growth.experiment import base_run, continuation, param_metrics, pool, pretrain, results
+from growth.experiment import base_run, continuation, evaluation, param_metrics, pool, pretrain, results
 from growth.experiment import progress as progress_lib
 from growth.experiment.results import CellKey, Row, SeqLosses
 from growth.measure import lags as lags_lib
-from growth.measure import metric_registry, throughput
-from growth.measure.metric_registry import Context, Stage
-from growth.measure.metrics import trapezoid_auc
+from growth.measure import throughput
 from growth.store import lease
 from growth.training import train
 from growth.training.tracking import Fence, Tracker
@@ -59,53 +57,6 @@ def continuation_streams(cfg: Config, key: CellKey) -> tuple[int, jax.Array]:
     if key.replicate:
         dropout_key = jax.random.fold_in(dropout_key, key.replicate)
     return batch_seed, dropout_key
-
-
-def first_nonfinite(losses_SxC: np.ndarray, names: list[str], first_step: int) -> dict[str, int]:
-    """Step at which each candidate's training loss first became NaN or inf."""
-    out = {}
-    for i, name in enumerate(names):
-        bad = np.flatnonzero(~np.isfinite(losses_SxC[:, i]))
-        if len(bad):
-            out[name] = first_step + int(bad[0])
-    return out
-
-
-def evaluate(
-    cfg: Config, lag: int, eval_set: np.ndarray, groups: list[pool.Group], params0: list, small_params
-) -> tuple[dict[str, np.ndarray], list[Row]]:
-    """Per-sequence losses of every model at `lag`, and the lag-0 / probe rows of the wide ones."""
-    chunk, mesh = cfg.runner.eval_chunk, mesh_lib.make(cfg.mesh)  # chunks split over the mesh's data axis
-    small_seq = pool.measure_small(cfg.model, small_params, eval_set, chunk, mesh)
-    seqs, rows = {REFERENCE: small_seq}, []
-    n_tok = eval_set.shape[0] * (eval_set.shape[1] - 1)
-    full = lag in (0, cfg.probe_lag)
-    mean = small_seq.mean()  # float32, as the loss gap has always been computed
-    for group, p0 in zip(groups, params0, strict=True):
-        m = pool.measure(group, p0, small_params, cfg.model, eval_set, chunk, full, cfg.runner.pool_step, mesh)
-        for i, name in enumerate(group.names):
-            seqs[name] = m.seq_loss[i]
-            stages = [st for st, at in ((Stage.zero, 0), (Stage.probe, cfg.probe_lag)) if lag == at]
-            ctx = Context(n_tok, group.model_cfg.vocab_size, group.has_subspace[i], m.seq_loss[i].mean(), mean)
-            sums = {k: v[i] for k, v in m.sums.items()}
-            for metric in metric_registry.of_stage(*stages):
-                value = metric.value(sums, ctx) if metric.value is not None else None
-                if value is not None:
-                    rows.append(Row(name, lag, metric.name, value))
-    return seqs, rows
-
-
-def curve_rows(name: str, curve: dict[int, float], lags: list[int], diverged_at: int | None) -> list[Row]:
-    """eval_loss at every lag reached; auc and final_loss, or a diverged row."""
-    rows = [Row(name, lag, "eval_loss", v) for lag, v in sorted(curve.items())]
-    if diverged_at is not None:
-        return [*rows, Row(name, diverged_at, "diverged", 1.0)]
-    values = [curve[lag] for lag in lags]
-    return [
-        *rows,
-        Row(name, lags[-1], "auc", trapezoid_auc(lags, values)),
-        Row(name, lags[-1], "final_loss", values[-1]),
-    ]
 
 
 def run_cell(
@@ -146,11 +97,11 @@ def run_cell(
             small, losses = stepper.advance(small, groups, done, lag, bar.update)
             for g, losses_SxC in zip(groups, losses, strict=True):
                 if losses_SxC is not None:
-                    found = first_nonfinite(losses_SxC, g.names, done)
+                    found = evaluation.first_nonfinite(losses_SxC, g.names, done)
                     diverged |= {n: s for n, s in found.items() if n not in diverged}
             speed = meter.row(lag - done)  # the steps since the last evaluation (synced by device_get)
             done = lag
-            seqs, new_rows = evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
+            seqs, new_rows = evaluation.evaluate(cfg, lag, data.eval_BxT1, groups, params0, small.params)
             new_rows += param_metrics.rows(cfg, lag, groups)  # weight metrics (clone_escape)
             for name, values in seqs.items():
                 if name not in diverged and not np.isfinite(values.mean()):
@@ -168,7 +119,7 @@ def run_cell(
     rows += [Row(name, 0, "growth_tokens", float(g.growth_tokens)) for name, g in grown.items()]
     for name in kept:
         curve = {lag: float(v.mean()) for lag, v in seq[name].items()}
-        rows += curve_rows(name, curve, lags, diverged.get(name))
+        rows += evaluation.curve_rows(name, curve, lags, diverged.get(name))
     n_seq = data.eval_BxT1.shape[0]
     loss = np.full((len(kept), len(lags), n_seq), np.nan, np.float32)
     for c, name in enumerate(kept):

@@ -8,9 +8,7 @@ key=value overrides the run's saved config (e.g. growth.k=3). Writes config.json
 the tokenizer; load it with transformers' AutoModelForCausalLM.from_pretrained(DIR).
 """
 
-import sys
-
-from experiments.cli import user_errors
+from experiments.cli import command
 from growth.interop import export_run, hf_export
 from growth.interop.hf_files import HFImportError
 
@@ -34,13 +32,14 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     return own, overrides
 
 
-def main(argv: list[str] | None = None) -> None:
-    with user_errors():
-        own, overrides = parse(sys.argv[1:] if argv is None else argv)
-        step = int(own["step"]) if "step" in own else None
-        cfg, params, tok = export_run.load_model(own["run"], step, own.get("candidate"), overrides)
-        print(hf_export.export(cfg, params, own["out"], own.get("tokenizer") or tok))
+def export_hf(argv: list[str]) -> None:
+    own, overrides = parse(argv)
+    step = int(own["step"]) if "step" in own else None
+    cfg, params, tok = export_run.load_model(own["run"], step, own.get("candidate"), overrides)
+    print(hf_export.export(cfg, params, own["out"], own.get("tokenizer") or tok))
 
+
+main = command(export_hf)
 
 if __name__ == "__main__":
     main()

@@ -1,26 +1,15 @@
 """Pretrain the small model: `python -m experiments.pretrain [overrides]`."""
 
-import hydra
-from omegaconf import DictConfig
-
-from experiments.cli import user_errors
-from growth.config import register_configs
-from growth.distributed import hosts
+from experiments.cli import hydra_command
+from growth.config import Config
 from growth.experiment import pretrain
-from growth.store.compile_cache import enable as enable_compile_cache
-from growth.validate import to_config
-
-register_configs()
 
 
-@hydra.main(version_base=None, config_path="../configs", config_name="config")
-def main(cfg: DictConfig) -> None:
-    enable_compile_cache()
-    with user_errors():
-        config = to_config(cfg)
-        hosts.initialize(config.mesh.distributed)  # before any other JAX call (a multi-process job)
-        print(pretrain.run(config))
+def run(config: Config) -> None:
+    print(pretrain.run(config))
 
+
+main = hydra_command(run)
 
 if __name__ == "__main__":
     main()

@@ -108,7 +108,7 @@ def _package(name: str) -> str:
     """The room of a module: growth.data.corpus -> growth.data; growth.config (top level) -> growth."""
     parts = name.split(".")
     room = ".".join(parts[:2])
-    return room if room in MODULES and MODULES[room].name == "__init__.py" else parts[0]
+    return room if room in MODULES and _is_package(room) else parts[0]
 
 
 def _violations(graph: dict[str, set[str]], allowed: dict[str, set[str]]) -> list[str]:

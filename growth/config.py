@@ -341,6 +341,10 @@ class RunnerConfig:
     # powers of two up to this many, so at most log2 + 1 programs compile; 1 = one dispatch per step.
     # The updates are the same; only the dispatch count changes (docs/performance.md, issue 29).
     steps_per_dispatch: int = 16
+    # Run each candidate group's (and the small reference's) compiled steps from its own host thread, so
+    # their programs overlap on the cores (1.2x on a study cell, 2 cores); the same programs, so the
+    # same numbers. Off: one after another. Ignored on a mesh.
+    concurrent_programs: bool = True
     base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
 
 

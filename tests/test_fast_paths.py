@@ -124,6 +124,25 @@ def test_stepper_dispatch_does_not_change_the_run(tiny_cfg):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
+def test_concurrent_programs_give_the_same_run_bit_for_bit(tiny_cfg):
+    """The groups' and the small reference's programs run from their own threads: same states, same losses."""
+    cfg = dataclasses.replace(tiny_cfg, pool=["exact_copy", "msg", "scratch_wide", "continue_small"], growth_step=0)
+    data = data_lib.load(cfg.data)
+    small = train.fresh_state(cfg)[2]
+    out = {}
+    for concurrent in (False, True):
+        c = dataclasses.replace(cfg, runner=dataclasses.replace(cfg.runner, concurrent_programs=concurrent))
+        groups = pool.group_pool(pool.build_pool(c, small))
+        assert len(groups) == 2  # msg has its own program: three programs run side by side
+        stepper = continuation.Stepper(c, data, groups, 0.1, batch_seed=3, mesh=None)
+        s, losses = stepper.advance(jax.tree.map(jnp.copy, small), groups, 0, 21, lambda n: None)
+        out[concurrent] = (s, [g.state for g in groups], losses)
+    for a, b in zip(out[True][2], out[False][2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(out[True][:2]), jax.tree.leaves(out[False][:2]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_steps_per_dispatch_leaves_the_cell_hash(tiny_cfg):
     """Finished cells stay finished whatever the dispatch: the setting changes no number (test above)."""
     from growth.experiment import results
@@ -131,5 +150,7 @@ def test_steps_per_dispatch_leaves_the_cell_hash(tiny_cfg):
     tiny_cfg = pool.with_default_pool(tiny_cfg)
     one = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, steps_per_dispatch=1))
     assert results.cell_hash(one) == results.cell_hash(tiny_cfg)
+    apart = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, concurrent_programs=False))
+    assert results.cell_hash(apart) == results.cell_hash(tiny_cfg)
     other = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, eval_every=3))
     assert results.cell_hash(other) != results.cell_hash(tiny_cfg)

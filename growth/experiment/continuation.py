@@ -5,13 +5,20 @@ A stretch of steps is cut into blocks whose lengths are powers of two up to
 `runner.steps_per_dispatch`, so at most log2(steps_per_dispatch) + 1 scanned programs compile for
 any set of lags; each block's batches are staged on the device at once. On a mesh, or with
 `steps_per_dispatch: 1`, each step is its own program call.
+
+With `runner.concurrent_programs`, each block's programs (one per candidate group, one for the small
+reference) run at once, each called and awaited from its own host thread: one XLA CPU program keeps
+both cores busy only about half its time (docs/performance.md, issue 29), so two programs side by side
+fill the gaps. The programs and their inputs are the same, so the numbers are too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import jax
 import numpy as np
 from jax.sharding import Mesh
 
@@ -53,6 +60,7 @@ class Stepper:
         self.scanned = self.most > 1
         self.small_step = pool.small_step(cfg, dropout, self.scanned)
         self.pool_steps = [pool.pool_step(cfg, g, dropout, self.scanned) for g in groups]
+        self.concurrent = cfg.runner.concurrent_programs and mesh is None
 
     def _batches(self, first: int, n: int):
         at = [
@@ -67,15 +75,48 @@ class Stepper:
         self, small: Any, groups: list[pool.Group], start: int, stop: int, on_steps: Callable[[int], None]
     ) -> tuple[Any, list[np.ndarray | None]]:
         losses: list[list[Any]] = [[] for _ in groups]
-        for first, n in blocks(start, stop, self.most):
-            batch = self._batches(first, n)
-            if small is not None:
-                small, _ = self.small_step(small, batch)
-            for gi, (step, g) in enumerate(zip(self.pool_steps, groups, strict=True)):
-                g.state, metrics = step(g.state, batch)
-                losses[gi].append(metrics["loss"] if self.scanned else metrics["loss"][None])
-            on_steps(n)
+        workers = len(groups) + (small is not None) if self.concurrent else 0
+        with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as run:
+            for first, n in blocks(start, stop, self.most):
+                batch = self._batches(first, n)
+                small_out = run.submit(_awaited, self.small_step, small, batch) if small is not None else None
+                outs = [
+                    run.submit(_awaited, step, g.state, batch) for step, g in zip(self.pool_steps, groups, strict=True)
+                ]
+                if small_out is not None:
+                    small = small_out.result()[0]
+                for gi, (g, done) in enumerate(zip(groups, outs, strict=True)):
+                    g.state, metrics = done.result()
+                    losses[gi].append(metrics["loss"] if self.scanned else metrics["loss"][None])
+                on_steps(n)
         out = [
             np.concatenate([np.asarray(x) for x in group_losses]) if group_losses else None for group_losses in losses
         ]
         return small, out
+
+
+def _awaited(step: Callable, state: Any, batch: Any) -> tuple[Any, Any]:
+    """One program call, waited for in the calling thread (so a concurrent caller's wait overlaps it)."""
+    return jax.block_until_ready(step(state, batch))
+
+
+class _Done:
+    def __init__(self, value: Any):
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+class _Inline:
+    """ThreadPoolExecutor's `submit` run in the calling thread without waiting: JAX's asynchronous
+    dispatch then queues the programs one after another, as when the programs do not run concurrently."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, _wait: Callable, step: Callable, *args: Any) -> _Done:
+        return _Done(step(*args))

@@ -124,22 +124,34 @@ def test_stepper_dispatch_does_not_change_the_run(tiny_cfg):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
-def test_concurrent_programs_give_the_same_run_bit_for_bit(tiny_cfg):
-    """The groups' and the small reference's programs run from their own threads: same states, same losses."""
-    cfg = dataclasses.replace(tiny_cfg, pool=["exact_copy", "msg", "scratch_wide", "continue_small"], growth_step=0)
+@pytest.mark.parametrize("concurrent, stack_at_most", [(True, 0), (False, 1), (True, 1)])
+def test_concurrent_and_unstacked_programs_give_the_same_run_bit_for_bit(tiny_cfg, concurrent, stack_at_most):
+    """Each group's (and the small reference's) program from its own thread, and candidates of one shape
+    in programs of their own, leave every candidate's losses and state equal bit for bit (dropout on)."""
+    cfg = dataclasses.replace(
+        tiny_cfg, pool=["exact_copy", "zero_pad", "msg", "scratch_wide", "continue_small"], growth_step=0
+    )
     data = data_lib.load(cfg.data)
     small = train.fresh_state(cfg)[2]
     out = {}
-    for concurrent in (False, True):
-        c = dataclasses.replace(cfg, runner=dataclasses.replace(cfg.runner, concurrent_programs=concurrent))
-        groups = pool.group_pool(pool.build_pool(c, small))
-        assert len(groups) == 2  # msg has its own program: three programs run side by side
+    for key in ((False, 0), (concurrent, stack_at_most)):
+        runner = dataclasses.replace(cfg.runner, concurrent_programs=key[0], stack_at_most=key[1])
+        c = dataclasses.replace(cfg, runner=runner)
+        groups = pool.group_pool(pool.build_pool(c, small), key[1])
+        assert len(groups) == (2 if key[1] == 0 else 4)  # msg has a shape of its own
         stepper = continuation.Stepper(c, data, groups, 0.1, batch_seed=3, mesh=None)
         s, losses = stepper.advance(jax.tree.map(jnp.copy, small), groups, 0, 21, lambda n: None)
-        out[concurrent] = (s, [g.state for g in groups], losses)
-    for a, b in zip(out[True][2], out[False][2], strict=True):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(out[True][:2]), jax.tree.leaves(out[False][:2]), strict=True):
+        per = {
+            n: (lo[:, i], jax.tree.map(lambda x, i=i: x[i], g.state))
+            for g, lo in zip(groups, losses, strict=True)
+            for i, n in enumerate(g.names)
+        }
+        out[key] = (s, per)
+    base, other = out[(False, 0)], out[(concurrent, stack_at_most)]
+    assert sorted(base[1]) == sorted(other[1])
+    for a, b in zip(
+        jax.tree.leaves((base[0], base[1])), jax.tree.leaves((other[0], {n: other[1][n] for n in base[1]})), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -150,7 +162,8 @@ def test_steps_per_dispatch_leaves_the_cell_hash(tiny_cfg):
     tiny_cfg = pool.with_default_pool(tiny_cfg)
     one = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, steps_per_dispatch=1))
     assert results.cell_hash(one) == results.cell_hash(tiny_cfg)
-    apart = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, concurrent_programs=False))
-    assert results.cell_hash(apart) == results.cell_hash(tiny_cfg)
+    for field, value in (("concurrent_programs", False), ("stack_at_most", 0)):
+        apart = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, **{field: value}))
+        assert results.cell_hash(apart) == results.cell_hash(tiny_cfg)
     other = dataclasses.replace(tiny_cfg, runner=dataclasses.replace(tiny_cfg.runner, eval_every=3))
     assert results.cell_hash(other) != results.cell_hash(tiny_cfg)

@@ -66,8 +66,9 @@ def results_path(cfg: Config) -> Path:
 
 # Runner settings that change how steps are dispatched, not what they compute: left out of the hash so
 # finished cells stay finished (steps_per_dispatch: the scanned program's updates equal the per-step
-# program's, tests/test_fast_paths.py; concurrent_programs: the same programs on the same inputs).
-EXECUTION_ONLY = ("steps_per_dispatch", "concurrent_programs")
+# program's; concurrent_programs: the same programs on the same inputs; stack_at_most: a candidate's
+# numbers do not depend on what is stacked beside it; tests/test_fast_paths.py).
+EXECUTION_ONLY = ("steps_per_dispatch", "concurrent_programs", "stack_at_most")
 
 
 def runner_identity(cfg: Config) -> dict:

@@ -51,7 +51,7 @@ def ours_runner(cfg, steps: int):
 
     _, _, small = train.fresh_state(cfg)
     grown = pool.build_pool(cfg, small)
-    groups = pool.group_pool(grown, cfg.runner.stack_at_most)
+    groups = pool.group_pool(grown)
     stepper = continuation.Stepper(cfg, _random_data(cfg), groups, 0.0, batch_seed=0, mesh=None)
     holder = {"small": small, "at": 0}
 

@@ -345,9 +345,10 @@ class RunnerConfig:
     # their programs overlap on the cores (1.2x on a study cell, 2 cores); the same programs, so the
     # same numbers. Off: one after another. Ignored on a mesh.
     concurrent_programs: bool = True
-    # At most this many same-shape candidates stacked in one program (0: all). 1 with concurrent
-    # programs is fastest for the study's models on 2 CPU cores (1.35x a cell, docs/performance.md);
-    # raise it with pool_step=vmap on a GPU. Each candidate's numbers are the same either way.
+    # Train a group's stacked candidates in pieces of at most this many, each piece its own program call
+    # (0: the whole group in one). 1 with concurrent programs is fastest for the study's models on 2 CPU
+    # cores (docs/performance.md); 0 with pool_step=vmap on a GPU. Evaluation still takes whole groups;
+    # each candidate's numbers are the same either way. Ignored on a mesh.
     stack_at_most: int = 1
     base_dir: str | None = None  # grow from this run directory (e.g. an imported model) instead of pretraining
 

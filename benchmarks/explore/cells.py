@@ -38,7 +38,7 @@ def cell_split(args) -> dict:
     from growth.experiment.results import CellKey
 
     cfg, data, small, grown = _grown_pool(args)
-    groups = pool.group_pool(grown, cfg.runner.stack_at_most)
+    groups = pool.group_pool(grown)
     params0 = [jax.tree.map(jnp.copy, g.state.params) for g in groups]
     out: dict = {"seed": cfg.seed, "growth_step": cfg.growth_step, "pool": cfg.pool, "cells": []}
     for rep in range(args.reps):
@@ -62,7 +62,7 @@ def eval_split(args) -> dict:
     from growth.experiment import pool
 
     cfg, data, small, grown = _grown_pool(args)
-    groups = pool.group_pool(grown, cfg.runner.stack_at_most)
+    groups = pool.group_pool(grown)
     eval_set, chunk, how = data.eval_BxT1, cfg.runner.eval_chunk, cfg.runner.pool_step
     times: dict[str, list[float]] = collections.defaultdict(list)
     for _ in range(args.reps + 1):  # the first round compiles and is dropped

@@ -6,8 +6,10 @@ A stretch of steps is cut into blocks whose lengths are powers of two up to
 any set of lags; each block's batches are staged on the device at once. On a mesh, or with
 `steps_per_dispatch: 1`, each step is its own program call.
 
-With `runner.concurrent_programs`, each block's programs (one per candidate group, one for the small
-reference) run at once, each called and awaited from its own host thread: one XLA CPU program keeps
+Each group is trained in pieces of at most `runner.stack_at_most` candidates (each piece its own call of
+the group's program; the state is cut before a stretch and joined after it, so evaluation still sees
+the whole group). With `runner.concurrent_programs`, each block's programs (one per piece, one for the
+small reference) run at once, each called and awaited from its own host thread: one XLA CPU program keeps
 both cores busy only about half its time (docs/performance.md, issue 29), so two programs side by side
 fill the gaps. The programs and their inputs are the same, so the numbers are too.
 """
@@ -19,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -61,6 +64,7 @@ class Stepper:
         self.small_step = pool.small_step(cfg, dropout, self.scanned)
         self.pool_steps = [pool.pool_step(cfg, g, dropout, self.scanned) for g in groups]
         self.concurrent = cfg.runner.concurrent_programs and mesh is None
+        self.stack = 0 if mesh is not None else cfg.runner.stack_at_most
 
     def _batches(self, first: int, n: int):
         at = [
@@ -74,25 +78,45 @@ class Stepper:
     def advance(
         self, small: Any, groups: list[pool.Group], start: int, stop: int, on_steps: Callable[[int], None]
     ) -> tuple[Any, list[np.ndarray | None]]:
-        losses: list[list[Any]] = [[] for _ in groups]
-        workers = len(groups) + (small is not None) if self.concurrent else 0
+        pieces = [(gi, cut) for gi, g in enumerate(groups) for cut in _cuts(len(g.names), self.stack)]
+        states = [_piece(groups[gi].state, cut, len(groups[gi].names)) for gi, cut in pieces]
+        losses: list[list[Any]] = [[] for _ in pieces]
+        workers = len(pieces) + (small is not None) if self.concurrent else 0
         with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as run:
             for first, n in blocks(start, stop, self.most):
                 batch = self._batches(first, n)
                 small_out = run.submit(_awaited, self.small_step, small, batch) if small is not None else None
                 outs = [
-                    run.submit(_awaited, step, g.state, batch) for step, g in zip(self.pool_steps, groups, strict=True)
+                    run.submit(_awaited, self.pool_steps[gi], st, batch)
+                    for (gi, _), st in zip(pieces, states, strict=True)
                 ]
                 if small_out is not None:
                     small = small_out.result()[0]
-                for gi, (g, done) in enumerate(zip(groups, outs, strict=True)):
-                    g.state, metrics = done.result()
-                    losses[gi].append(metrics["loss"] if self.scanned else metrics["loss"][None])
+                for pi, done in enumerate(outs):
+                    states[pi], metrics = done.result()
+                    losses[pi].append(metrics["loss"] if self.scanned else metrics["loss"][None])
                 on_steps(n)
-        out = [
-            np.concatenate([np.asarray(x) for x in group_losses]) if group_losses else None for group_losses in losses
-        ]
+        out: list[np.ndarray | None] = []
+        for gi, g in enumerate(groups):
+            mine = [pi for pi, (owner, _) in enumerate(pieces) if owner == gi]
+            g.state = _joined([states[pi] for pi in mine])
+            per_piece = [np.concatenate([np.asarray(x) for x in losses[pi]]) for pi in mine if losses[pi]]
+            out.append(np.concatenate(per_piece, axis=1) if per_piece else None)
         return small, out
+
+
+def _cuts(n: int, most: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of at most `most` (0: all) of a group's `n` candidates."""
+    size = most or n
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def _piece(state: Any, cut: tuple[int, int], n: int) -> Any:
+    return state if cut == (0, n) else jax.tree.map(lambda x: x[cut[0] : cut[1]], state)
+
+
+def _joined(states: list[Any]) -> Any:
+    return states[0] if len(states) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *states)
 
 
 def _awaited(step: Callable, state: Any, batch: Any) -> tuple[Any, Any]:

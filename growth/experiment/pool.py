@@ -1,8 +1,8 @@
 """The candidate pool: build every warm start, stack those of one shape, and the programs that train
 and measure them.
 
-Candidates that share a wide shape are stacked on a leading axis (at most `runner.stack_at_most`) and
-trained by one compiled step on the same batch (`runner.pool_step`). Compiled programs are cached by an explicit key (ProgramKey), so
+Candidates that share a wide shape are stacked on a leading axis and trained by one compiled step on
+the same batch (`runner.pool_step`). Compiled programs are cached by an explicit key (ProgramKey), so
 every regime and replicate of a process reuses them.
 """
 
@@ -106,14 +106,13 @@ def _signature(grown: widen.Grown):
     return (config_hash(grown.model_cfg), treedef, tuple((x.shape, str(jnp.result_type(x))) for x in leaves))
 
 
-def group_pool(pool: dict[str, widen.Grown], most: int = 0) -> list[Group]:
-    """Stack candidates that share a model config and state shapes, at most `most` to a group (0: all)."""
+def group_pool(pool: dict[str, widen.Grown]) -> list[Group]:
+    """Stack candidates that share a model config and state shapes."""
     by_sig: dict = {}
     for name, grown in pool.items():
         by_sig.setdefault(_signature(grown), []).append(name)
-    size = most or len(pool)
     groups = []
-    for names in (same[i : i + size] for same in by_sig.values() for i in range(0, len(same), size)):
+    for names in by_sig.values():
         members = [pool[n] for n in names]
         d_wide = members[0].model_cfg.d_model
         projectors = [metrics.subspace_projector(m.embed_map, d_wide) for m in members]

@@ -75,7 +75,7 @@ def run_cell(
     lags = eval_lags(cfg)
     # Copies: the steps donate their state, and the caller's states serve the next cell too.
     small = jax.tree.map(jnp.copy, small_state.replace(dropout_key=dropout_key))
-    groups = pool.group_pool(grown, cfg.runner.stack_at_most)
+    groups = pool.group_pool(grown)
     for g in groups:
         g.state = g.state.replace(dropout_key=jnp.broadcast_to(dropout_key, (len(g.names), *dropout_key.shape)))
     mesh = mesh_lib.make(cfg.mesh)  # None on one device: the plain path

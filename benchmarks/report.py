@@ -140,6 +140,8 @@ def markdown(r: dict) -> str:
             if isinstance(v, dict) and "tokens_per_s" in v:
                 ratio = f"{v['ours_over_peer']:.2f}" if "ours_over_peer" in v else ""
                 run = "ours (JAX), groups " + " + ".join(map(str, v["groups"])) if k == "ours" else k
+                if k == "ours" and "stack_at_most" in v:
+                    run += f", stack_at_most {v['stack_at_most']}, concurrent_programs {v['concurrent_programs']}"
                 lines.append(f"| {run} | {_s(v['tokens_per_s'])} | {ratio} |")
     if "e2e" in r:
         lines += [

@@ -2,9 +2,10 @@
 ours against a PyTorch peer that trains the same six models.
 
 Ours is what the runner does in a cell (growth.experiment.continuation.Stepper): the pool's wide candidates
-stacked by model config (exact_copy, zero_pad, shrink_perturb and scratch_wide in one program, msg in
-its own), and the small reference (continue_small), on the same batches, `runner.steps_per_dispatch`
-steps per program call. Evaluation is left out: the peer has none to match.
+grouped by model config (exact_copy, zero_pad, shrink_perturb and scratch_wide; msg), each group trained
+in pieces of `runner.stack_at_most` candidates, and the small reference (continue_small), on the same
+batches, `runner.steps_per_dispatch` steps per program call, the programs side by side from their own
+threads with `runner.concurrent_programs`. Evaluation is left out: the peer has none to match.
 
 The peer is the best-practice PyTorch GPT (benchmarks/peer.py) under torch.compile with fused AdamW:
 five wide models (d 64) and one small one (d 32), each taking its step on the same batch, one after
@@ -67,6 +68,8 @@ def ours_runner(cfg, steps: int):
         "models": models,
         "groups": [g.names for g in groups],
         "steps_per_dispatch": cfg.runner.steps_per_dispatch,
+        "stack_at_most": cfg.runner.stack_at_most,
+        "concurrent_programs": cfg.runner.concurrent_programs,
         "wide_d_model": groups[0].model_cfg.d_model,
         "small_d_model": cfg.model.d_model,
     }

@@ -92,7 +92,7 @@ def markdown(table: pd.DataFrame) -> str:
         return "*Needs one (experiment, regime, policy) with a speedup ladder at two or more growth steps.*\n"
     lines = [
         "FLOP speedup (pretraining charged to its own growth step) at one target loss shared by the growth"
-        " steps, and its ratio to the earliest step [95% CI] (analysis/growth_step_axis.py).\n"
+        " steps, and its ratio to the earliest step [95% CI] (analysis/axes/growth_step_axis.py).\n"
     ]
     for (experiment, regime, policy), part in table.groupby(KEY, sort=True):
         t = part.assign(

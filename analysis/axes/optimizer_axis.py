@@ -124,7 +124,7 @@ def markdown(win: pd.DataFrame, esc: pd.DataFrame) -> str:
         return f"*No matched cells: needs rows of both optimizers ({BASE} and {OTHER}) at one (regime, policy, k, growth step, horizon).*\n"
     lines = [
         "Cells matched across optim.name by (regime, policy, k, growth step, horizon); escape metrics: mean over"
-        " seeds [95% hierarchical CI] per optimizer and their difference (analysis/optimizer_axis.py).\n"
+        " seeds [95% hierarchical CI] per optimizer and their difference (analysis/axes/optimizer_axis.py).\n"
     ]
     if not win.empty:
         t = win.assign(**{

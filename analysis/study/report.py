@@ -237,7 +237,7 @@ def write_study(dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
         growth_step_axis.markdown(by_step),
         "## Claims of arXiv 2605.13405\n",
         _claims_md(claims),
-        "## Claims 1-3 of arXiv 2604.04281 pooled over seeds (hierarchical bootstrap; analysis.claims_seeds)\n",
+        "## Claims 1-3 of arXiv 2604.04281 pooled over seeds (hierarchical bootstrap; analysis.claims.claims_seeds)\n",
         _claims_md(pooled),
         "## Claims of arXiv 2604.04281 per cell = per seed (paper/report.md)\n",
         paper + "\n" if paper else "*Not written.*\n",

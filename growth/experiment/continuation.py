@@ -16,6 +16,8 @@ fill the gaps. The programs and their inputs are the same, so the numbers are to
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -80,20 +82,21 @@ class Stepper:
     ) -> tuple[Any, list[np.ndarray | None]]:
         pieces = [(gi, cut) for gi, g in enumerate(groups) for cut in _cuts(len(g.names), self.stack)]
         states = [_piece(groups[gi].state, cut, len(groups[gi].names)) for gi, cut in pieces]
+        steps = [self.pool_steps[gi] for gi, _ in pieces] + ([self.small_step] if small is not None else [])
         losses: list[list[Any]] = [[] for _ in pieces]
-        workers = len(pieces) + (small is not None) if self.concurrent else 0
-        with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as run:
+        workers = len(steps) if self.concurrent else 0
+        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as threads:
             for first, n in blocks(start, stop, self.most):
                 batch = self._batches(first, n)
-                small_out = run.submit(_awaited, self.small_step, small, batch) if small is not None else None
-                outs = [
-                    run.submit(_awaited, self.pool_steps[gi], st, batch)
-                    for (gi, _), st in zip(pieces, states, strict=True)
-                ]
-                if small_out is not None:
-                    small = small_out.result()[0]
-                for pi, done in enumerate(outs):
-                    states[pi], metrics = done.result()
+                inputs = states + ([small] if small is not None else [])
+                if threads is None:  # JAX's asynchronous dispatch queues the programs one after another
+                    done = [step(state, batch) for step, state in zip(steps, inputs, strict=True)]
+                else:
+                    done = list(threads.map(_awaited, steps, inputs, itertools.repeat(batch)))
+                if small is not None:
+                    small = done.pop()[0]
+                for pi, (state, metrics) in enumerate(done):
+                    states[pi] = state
                     losses[pi].append(metrics["loss"] if self.scanned else metrics["loss"][None])
                 on_steps(n)
         out: list[np.ndarray | None] = []
@@ -122,25 +125,3 @@ def _joined(states: list[Any]) -> Any:
 def _awaited(step: Callable, state: Any, batch: Any) -> tuple[Any, Any]:
     """One program call, waited for in the calling thread (so a concurrent caller's wait overlaps it)."""
     return jax.block_until_ready(step(state, batch))
-
-
-class _Done:
-    def __init__(self, value: Any):
-        self.value = value
-
-    def result(self) -> Any:
-        return self.value
-
-
-class _Inline:
-    """ThreadPoolExecutor's `submit` run in the calling thread without waiting: JAX's asynchronous
-    dispatch then queues the programs one after another, as when the programs do not run concurrently."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, _wait: Callable, step: Callable, *args: Any) -> _Done:
-        return _Done(step(*args))

@@ -25,9 +25,9 @@ def _reference_attention(q, k, v, allowed, keep, divisor, keep_prob):
     return jnp.einsum("bhlm,bmhd->blhd", p.astype(v.dtype), v)
 
 
-@pytest.mark.parametrize("window,rate", [(0, 0.0), (0, 0.25), (3, 0.0), (3, 0.25)])
-def test_attention_backward_equals_autodiff(window, rate):
-    B, L, H, d = 2, 7, 3, 4
+@pytest.mark.parametrize("window,rate,d", [(0, 0.0, 4), (0, 0.25, 4), (3, 0.0, 4), (3, 0.25, 4), (0, 0.25, 3)])
+def test_attention_backward_equals_autodiff(window, rate, d):
+    B, L, H = 2, 7, 3
     q, k, v, w = (jax.random.normal(jax.random.PRNGKey(i), (B, L, H, d)) for i in range(4))
     allowed = attention.causal_mask(L, window)
     drop = Dropout(rate)
@@ -43,6 +43,15 @@ def test_attention_backward_equals_autodiff(window, rate):
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert float(jnp.abs(ours[1]).max()) > 1e-3  # the keys get a gradient at all
+
+
+@pytest.mark.parametrize("d", [4, 16])
+def test_scaling_q_instead_of_the_scores_is_exact_for_power_of_two_divisors(d):
+    # The committed study's models have 16-wide heads: their numbers must not move with the change.
+    B, L, H = 2, 9, 2
+    q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (B, L, H, d)) for i in range(3))
+    args = (attention.causal_mask(L), None, math.sqrt(d), 1.0)
+    np.testing.assert_array_equal(attention.attend(q, k, v, *args), _reference_attention(q, k, v, *args))
 
 
 def test_causal_mask_and_window():

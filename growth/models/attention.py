@@ -6,7 +6,9 @@ probabilities, value product). The backward uses the identity rowsum(dP * P) = r
 (B, L, H, d) outputs instead of one over the (B, H, L, L) probabilities, and masked positions
 need no select (their probabilities are exactly 0). Autodiff of the same forward makes three more
 passes over the (B, H, L, L) arrays per layer; on the 2-core CPU this is the attention's main cost
-(docs/performance.md, issue 29).
+(docs/performance.md, issue 29). The 1/divisor scale is applied to q, a (B, L, H, d) array, rather than
+to the scores: XLA's CPU fusions otherwise materialise the scale as a whole (B, H, L, L) operand of the
+backward. For a power-of-two divisor (head sizes 4, 16, 64, ...) the result is the same bit for bit.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ def causal_mask(length: int, window: int = 0) -> jax.Array:
     return allowed_LxL
 
 
-def _probabilities(q_BxLxHxd, k_BxLxHxd, allowed_LxL, divisor: float) -> jax.Array:
-    s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", q_BxLxHxd, k_BxLxHxd).astype(jnp.float32) / divisor
+def _probabilities(scaled_q_BxLxHxd, k_BxLxHxd, allowed_LxL) -> jax.Array:
+    s_BxHxLxL = jnp.einsum("blhd,bmhd->bhlm", scaled_q_BxLxHxd, k_BxLxHxd).astype(jnp.float32)
     s_BxHxLxL = jnp.where(allowed_LxL, s_BxHxLxL, jnp.finfo(jnp.float32).min)
     return jax.nn.softmax(s_BxHxLxL, axis=-1)
 
@@ -47,19 +49,20 @@ def attend(q_BxLxHxd, k_BxLxHxd, v_BxLxHxd, allowed_LxL, keep_BxHxLxL, divisor: 
 
 
 def _attend_fwd(q, k, v, allowed_LxL, keep, divisor, keep_prob):
-    p = _probabilities(q, k, allowed_LxL, divisor)
+    scaled_q = q / jnp.asarray(divisor, q.dtype)
+    p = _probabilities(scaled_q, k, allowed_LxL)
     o = jnp.einsum("bhlm,bmhd->blhd", _dropped(p, keep, keep_prob).astype(v.dtype), v)
-    return o, (q, k, v, keep, p, o)
+    return o, (scaled_q, k, v, keep, p, o)
 
 
 def _attend_bwd(divisor, keep_prob, res, do_BxLxHxd):
-    q, k, v, keep, p, o = res
+    scaled_q, k, v, keep, p, o = res
     dv = jnp.einsum("bhlm,blhd->bmhd", _dropped(p, keep, keep_prob).astype(do_BxLxHxd.dtype), do_BxLxHxd)
     dp = _dropped(jnp.einsum("blhd,bmhd->bhlm", do_BxLxHxd, v).astype(jnp.float32), keep, keep_prob)
     delta_BxHxL = jnp.einsum("blhd,blhd->bhl", do_BxLxHxd.astype(jnp.float32), o.astype(jnp.float32))
-    ds = (p * (dp - delta_BxHxL[..., None]) / divisor).astype(q.dtype)
-    dq = jnp.einsum("bhlm,bmhd->blhd", ds, k)
-    dk = jnp.einsum("bhlm,blhd->bmhd", ds, q)
+    ds = (p * (dp - delta_BxHxL[..., None])).astype(scaled_q.dtype)  # d loss / d (scaled_q k^T)
+    dq = jnp.einsum("bhlm,bmhd->blhd", ds, k) / jnp.asarray(divisor, scaled_q.dtype)
+    dk = jnp.einsum("bhlm,blhd->bmhd", ds, scaled_q)
     return dq, dk, dv.astype(v.dtype), None, None
 
 

@@ -21,7 +21,17 @@ def test_help_lists_every_subcommand():
         assert what in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["explicit_forward", "fused_qkv+heads_first", "attention_deferred", "ce_barrier"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "explicit_forward",
+        "fused_qkv+heads_first",
+        "attention_deferred",
+        "ce_barrier",
+        "attention_scaled_scores",
+        "halves_unrolled",
+    ],
+)
 def test_a_variant_has_the_baseline_loss_and_gradients(tmp_path, name):
     cfg = presets.tiny(tmp_path)
     graphdef, _, state = fresh(cfg, cfg.model)

@@ -5,12 +5,14 @@ Each attention function `(attn, x, deterministic, rngs)` runs inside `forward`; 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from growth.models import attention as lib_attention
 from growth.models import gpt as model_lib
 
 
@@ -112,3 +114,40 @@ def forward(graphdef, params, tokens_BxL, dropout_key, attention):
         h = block.mlp(block.ln2(x))
         x = x + block.drop(h, deterministic=deterministic, rngs=k_res2)
     return m, m.ln_f(x)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _attend_scaled_scores(q, k, v, allowed_LxL, keep, divisor, keep_prob):
+    return _scaled_scores_fwd(q, k, v, allowed_LxL, keep, divisor, keep_prob)[0]
+
+
+def _scaled_scores_fwd(q, k, v, allowed_LxL, keep, divisor, keep_prob):
+    s = jnp.einsum("blhd,bmhd->bhlm", q, k).astype(jnp.float32) / divisor
+    p = jax.nn.softmax(jnp.where(allowed_LxL, s, jnp.finfo(jnp.float32).min), axis=-1)
+    o = jnp.einsum("bhlm,bmhd->blhd", lib_attention._dropped(p, keep, keep_prob).astype(v.dtype), v)
+    return o, (q, k, v, keep, p, o)
+
+
+def _scaled_scores_bwd(divisor, keep_prob, res, do):
+    q, k, v, keep, p, o = res
+    dv = jnp.einsum("bhlm,blhd->bmhd", lib_attention._dropped(p, keep, keep_prob).astype(do.dtype), do)
+    dp = lib_attention._dropped(jnp.einsum("blhd,bmhd->bhlm", do, v).astype(jnp.float32), keep, keep_prob)
+    delta = jnp.einsum("blhd,blhd->bhl", do.astype(jnp.float32), o.astype(jnp.float32))
+    ds = (p * (dp - delta[..., None]) / divisor).astype(q.dtype)
+    return jnp.einsum("bhlm,bmhd->blhd", ds, k), jnp.einsum("bhlm,blhd->bmhd", ds, q), dv.astype(v.dtype), None, None
+
+
+_attend_scaled_scores.defvjp(_scaled_scores_fwd, _scaled_scores_bwd)
+
+
+def attention_scaled_scores(attn, x_BxLxD, *, deterministic, rngs):
+    """The attention before issue 29's third session: the 1/divisor scale on the (B, H, L, L) scores
+    (forward and backward) instead of on q."""
+    B, L, D = x_BxLxD.shape
+    hd = D // attn.n_heads
+    q, k, v = (f(x_BxLxD).reshape(B, L, attn.n_heads, hd) for f in (attn.q, attn.k, attn.v))
+    keep = attn.drop.keep_mask((B, attn.n_heads, L, L), deterministic=deterministic, rngs=rngs)
+    divisor = math.sqrt(hd) if attn.scaled else 1.0
+    allowed = lib_attention.causal_mask(L, attn.window)
+    o_BxLxHxd = _attend_scaled_scores(q, k, v, allowed, keep, divisor, attn.drop.keep_prob)
+    return attn.o(o_BxLxHxd.reshape(B, L, D))

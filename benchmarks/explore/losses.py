@@ -15,6 +15,7 @@ from benchmarks.explore.attention import (
     attention_current,
     attention_deferred,
     attention_dpa,
+    attention_scaled_scores,
     attention_variant,
     forward,
 )
@@ -160,10 +161,32 @@ def microbatched(n: int) -> train.LossFn:
     return loss
 
 
+def unrolled_parts(n: int) -> train.LossFn:
+    """Proposal: the mean of n equal parts' losses, written out (no scan), so each part's forward and
+    backward is an independent chain that XLA's CPU runtime may run beside the others. Same value and
+    gradient up to the order of the sums; dropout keys folded per part (another random stream)."""
+
+    def loss(graphdef, params, batch_BxT1, dropout_key):
+        size = batch_BxT1.shape[0] // n
+        parts = [
+            train.loss_fn(
+                graphdef,
+                params,
+                batch_BxT1[i * size : (i + 1) * size],
+                None if dropout_key is None else jax.random.fold_in(dropout_key, i),
+            )
+            for i in range(n)
+        ]
+        return sum(parts) / n
+
+    return loss
+
+
 VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.training.train.loss_fn itself
     "baseline": None,
     "explicit_forward": make_loss(),  # the variants' forward with the library's pieces: must equal baseline
     "attention_autodiff": make_loss(attention_variant(False, "blhd")),  # the attention before issue 29
+    "attention_scaled_scores": make_loss(attention_scaled_scores),  # before issue 29's third session
     "fused_qkv": make_loss(attention_variant(True, "blhd")),
     "heads_first": make_loss(attention_variant(False, "bhld")),
     "fused_qkv+heads_first": make_loss(attention_variant(True, "bhld")),
@@ -180,8 +203,17 @@ VARIANTS: dict[str, train.LossFn | None] = {  # None: growth.training.train.loss
     "dropout_unsafe_rbg": make_loss(key_impl="unsafe_rbg"),
     "microbatch2": microbatched(2),
     "microbatch4": microbatched(4),
+    "halves_unrolled": unrolled_parts(2),
+    "quarters_unrolled": unrolled_parts(4),
     "deferred+ce_barrier": make_loss(attention_deferred, head_barrier),
     "heads_first+ce_full_logits": make_loss(attention_variant(False, "bhld"), head_full),
 }
 # Variants that change the random masks: their loss is checked only with dropout off.
-RANDOM_STREAM_VARIANTS = {"dropout_rbg", "dropout_unsafe_rbg", "microbatch2", "microbatch4"}
+RANDOM_STREAM_VARIANTS = {
+    "dropout_rbg",
+    "dropout_unsafe_rbg",
+    "microbatch2",
+    "microbatch4",
+    "halves_unrolled",
+    "quarters_unrolled",
+}

@@ -9,9 +9,10 @@ any set of lags; each block's batches are staged on the device at once. On a mes
 Each group is trained in pieces of at most `runner.stack_at_most` candidates (each piece its own call of
 the group's program; the state is cut before a stretch and joined after it, so evaluation still sees
 the whole group). With `runner.concurrent_programs`, each block's programs (one per piece, one for the
-small reference) run at once, each called and awaited from its own host thread: one XLA CPU program keeps
-both cores busy only about half its time (docs/performance.md, issue 29), so two programs side by side
-fill the gaps. The programs and their inputs are the same, so the numbers are too.
+small reference) run at once, each called and awaited from its own host thread: the small ops of one XLA
+CPU program split poorly over two threads (it shows 1.7-1.8 cores in use, much of it waiting between ops),
+and programs side by side finish sooner than one after another (1.2-1.35x on a study cell;
+docs/performance.md, issue 29). The programs and their inputs are the same, so the numbers are too.
 """
 
 from __future__ import annotations

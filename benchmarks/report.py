@@ -131,7 +131,8 @@ def markdown(r: dict) -> str:
             f"## 4b. A study_cpu_long cell: six models, {C['steps']} continuation steps{_when(C)}",
             "",
             "ours: the runner's continuation (growth.experiment.continuation.Stepper); torch: the best-practice GPT under"
-            " torch.compile, fused AdamW, the six models one after another (benchmarks/study_cell.py).",
+            " torch.compile, fused AdamW, the six models one after another, or (batched) the five wide ones stacked in"
+            " one vmapped model; the target takes the faster peer (benchmarks/study_cell.py).",
             "",
             "| run | tokens/s | ours / this |",
             "|---|---:|---:|",

@@ -9,7 +9,9 @@ threads with `runner.concurrent_programs`. Evaluation is left out: the peer has 
 
 The peer is the best-practice PyTorch GPT (benchmarks/peer.py) under torch.compile with fused AdamW:
 five wide models (d 64) and one small one (d 32), each taking its step on the same batch, one after
-another. msg's masks are multiplications by ones after growth; the peer's fifth wide model is a
+another; and batched: the five wide models' parameters stacked (`torch.func.stack_module_state`), one
+`vmap` of the model over them under torch.compile, fused AdamW on the stacked tensors and each model's
+own gradient clipping, the small model beside. The target takes whichever peer is faster. msg's masks are multiplications by ones after growth; the peer's fifth wide model is a
 plain one of the same shape. Both sides are timed in alternating repetitions in one process, and
 the ratio is taken per pair of repetitions.
 """
@@ -124,14 +126,92 @@ def peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
     return run, facts
 
 
+def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
+    """(run, facts): the five wide models stacked and stepped as one vmapped model, the small one beside."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, stack_module_state
+
+    from growth import widen
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    n_wide = len(STUDY_POOL) - 1
+    # stack_module_state needs one class: best_practice_model makes a new one per call, so copy one model
+    built = [peer.best_practice_model(widen.wide_config(cfg.model, cfg.growth)).train() for _ in range(n_wide)]
+    wides = [copy.deepcopy(built[0]) for _ in built]
+    for model, source in zip(wides, built, strict=True):
+        model.load_state_dict(source.state_dict())
+    params, buffers = stack_module_state(wides)
+    stacked = [q.detach().requires_grad_(True) for q in params.values()]
+    params = dict(zip(params, stacked, strict=True))
+    skeleton = copy.deepcopy(wides[0]).to("meta")
+    B, L, V = cfg.runner.batch_size, cfg.model.context, cfg.model.vocab_size
+
+    def one_loss(p, b, inputs, targets):
+        logits = functional_call(skeleton, (p, b), (inputs,))
+        return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+
+    def wide_losses(p, b, inputs, targets):
+        return torch.vmap(one_loss, in_dims=(0, 0, None, None))(p, b, inputs, targets)
+
+    losses = torch.compile(wide_losses) if compiled else wide_losses
+    o = cfg.optim
+    decay = [q for q in stacked if q.ndim >= 3]  # matrices, one per model: as peer.adamw's mask
+    no_decay = [q for q in stacked if q.ndim < 3]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, fused=True)
+    small = peer.best_practice_model(cfg.model).train()
+    small_opt = peer.adamw(small, o, fused=True)
+    small_fwd = torch.compile(small) if compiled else small
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, V, (B, L + 1), generator=gen) for _ in range(8)]
+    clip = o.clip_norm
+
+    def run():
+        torch.set_num_threads(threads)
+        for s in range(steps):
+            batch = batches[s % len(batches)]
+            inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+            wide_loss = losses(params, buffers, inputs, targets)
+            opt.zero_grad(set_to_none=True)
+            wide_loss.sum().backward()  # the models share nothing: each gets its own gradient
+            if clip > 0:  # each model's global norm, as clip_grad_norm_ per model
+                sq = torch.stack([q.grad.pow(2).reshape(n_wide, -1).sum(1) for q in stacked]).sum(0)
+                scale = (clip / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+                for q in stacked:
+                    q.grad.mul_(scale.view(-1, *([1] * (q.ndim - 1))))
+            opt.step()
+            loss = F.cross_entropy(small_fwd(inputs).reshape(-1, V), targets.reshape(-1))
+            small_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(small.parameters(), clip, foreach=True)
+            small_opt.step()
+        loss.item()
+
+    run()  # warm-up and compilation
+    facts = {"torch": torch.__version__, "threads": threads, "compiled": compiled, "batched": True}
+    facts |= {
+        "models": n_wide + 1,
+        "params": [sum(q[0].numel() for q in stacked)] * n_wide + [sum(q.numel() for q in small.parameters())],
+    }
+    return run, facts
+
+
 def measure(p: Preset, tiny: bool, steps: int, threads: list[int], overrides: list[str]) -> dict:
     """Tokens/s of ours and of the peer at each thread count, alternating repetitions; the ratio per pair."""
     cfg = study_config(tiny, overrides)
     runs = {"ours": ours_runner(cfg, steps)}
     why = peer.torch_missing()
     if why is None:
+        kind = "eager" if tiny else "compiled"
         for t in threads:
-            runs[f"torch_{'eager' if tiny else 'compiled'}_{t}t"] = peer_runner(cfg, steps, t, compiled=not tiny)
+            runs[f"torch_{kind}_{t}t"] = peer_runner(cfg, steps, t, compiled=not tiny)
+            runs[f"torch_{kind}_batched_{t}t"] = batched_peer_runner(cfg, steps, t, compiled=not tiny)
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(p.reps):
         for k, (run, _) in runs.items():

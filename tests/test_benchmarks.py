@@ -48,6 +48,7 @@ def test_tiny_benchmark_writes_results(tmp_path):
     if c["skipped_peer"] is None:
         peers = [k for k in c if k.startswith("torch_eager_")]
         assert peers and all(c[k]["models"] == 6 for k in peers) and c["ours_over_best_peer"] > 0
+        assert any(c[k].get("batched") for k in peers)  # the stacked peer is measured beside the sequential one
     assert "## 4b. A study_cpu_long cell" in (tmp_path / "test.md").read_text()
     e = r["e2e"]["smoke"]
     assert e["wall_s"] > 0 and 0 < e["compile_s"] <= e["wall_s"] and 0 < e["compile_share"] <= 1

@@ -133,6 +133,7 @@ def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
     import torch
     import torch.nn.functional as F
     from torch.func import functional_call, stack_module_state
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from growth import widen
 
@@ -176,7 +177,10 @@ def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
         for s in range(steps):
             batch = batches[s % len(batches)]
             inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
-            wide_loss = losses(params, buffers, inputs, targets)
+            # SDPA's fused CPU kernel has no vmap rule (torch falls back to a loop over the models); its math
+            # form batches, and ran 1.2x the fused one here (docs/performance.md, issue 29)
+            with sdpa_kernel(SDPBackend.MATH):
+                wide_loss = losses(params, buffers, inputs, targets)
             opt.zero_grad(set_to_none=True)
             wide_loss.sum().backward()  # the models share nothing: each gets its own gradient
             if clip > 0:  # each model's global norm, as clip_grad_norm_ per model
@@ -194,7 +198,7 @@ def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
         loss.item()
 
     run()  # warm-up and compilation
-    facts = {"torch": torch.__version__, "threads": threads, "compiled": compiled, "batched": True}
+    facts = {"torch": torch.__version__, "threads": threads, "compiled": compiled, "batched": "vmap, sdpa math"}
     facts |= {
         "models": n_wide + 1,
         "params": [sum(q[0].numel() for q in stacked)] * n_wide + [sum(q.numel() for q in small.parameters())],

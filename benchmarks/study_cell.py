@@ -78,10 +78,24 @@ def ours_runner(cfg, steps: int):
     return run, facts
 
 
+def _model_step(model, fwd, opt, inputs, targets, clip: float):
+    """One best-practice training step of one torch model: cross-entropy, backward, clipping, fused AdamW."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = fwd(inputs)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+    opt.step()
+    return loss
+
+
 def peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
     """(run, facts): `steps` steps of five wide and one small best-practice PyTorch GPT, one after another."""
     import torch
-    import torch.nn.functional as F
 
     from growth import widen
 
@@ -106,13 +120,7 @@ def peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
             batch = batches[s % len(batches)]
             inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
             for model, fwd, opt in zip(models, fwds, opts, strict=True):
-                logits = fwd(inputs)
-                loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
-                opt.step()
+                loss = _model_step(model, fwd, opt, inputs, targets, clip)
         loss.item()
 
     run()  # warm-up and compilation
@@ -189,12 +197,7 @@ def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
                 for q in stacked:
                     q.grad.mul_(scale.view(-1, *([1] * (q.ndim - 1))))
             opt.step()
-            loss = F.cross_entropy(small_fwd(inputs).reshape(-1, V), targets.reshape(-1))
-            small_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(small.parameters(), clip, foreach=True)
-            small_opt.step()
+            loss = _model_step(small, small_fwd, small_opt, inputs, targets, clip)
         loss.item()
 
     run()  # warm-up and compilation

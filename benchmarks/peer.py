@@ -8,12 +8,16 @@ from benchmarks.common import Preset
 from growth.config import Activation, Config, ModelConfig, Norm
 
 
-def adamw(model, o, **impl):
-    """torch AdamW with our hyperparameters; weight decay on matrices only, as growth.training.optimizer.decay_mask."""
+def adamw(model, o, stacked: int = 0, **impl):
+    """torch AdamW with our hyperparameters; weight decay on matrices only, as growth.training.optimizer.decay_mask.
+
+    `model`: a module, or a list of its parameters with `stacked` leading axes (models stacked for vmap).
+    """
     import torch
 
-    decay = [q for q in model.parameters() if q.ndim >= 2]
-    no_decay = [q for q in model.parameters() if q.ndim < 2]
+    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else list(model)
+    decay = [q for q in params if q.ndim - stacked >= 2]
+    no_decay = [q for q in params if q.ndim - stacked < 2]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, **impl)
 

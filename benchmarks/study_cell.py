@@ -11,9 +11,10 @@ The peer is the best-practice PyTorch GPT (benchmarks/peer.py) under torch.compi
 five wide models (d 64) and one small one (d 32), each taking its step on the same batch, one after
 another; and batched: the five wide models' parameters stacked (`torch.func.stack_module_state`), one
 `vmap` of the model over them under torch.compile, fused AdamW on the stacked tensors and each model's
-own gradient clipping, the small model beside. The target takes whichever peer is faster. msg's masks are multiplications by ones after growth; the peer's fifth wide model is a
-plain one of the same shape. Both sides are timed in alternating repetitions in one process, and
-the ratio is taken per pair of repetitions.
+own gradient clipping, the small model beside. The target takes whichever peer is faster. msg's masks
+are multiplications by ones after growth; the peer's fifth wide model is a plain one of the same shape.
+Both sides are timed in alternating repetitions in one process, and the ratio is taken per pair of
+repetitions.
 """
 
 from __future__ import annotations
@@ -78,6 +79,27 @@ def ours_runner(cfg, steps: int):
     return run, facts
 
 
+def _torch_setup(cfg, threads: int):
+    """torch's threads, seed and compile limit for a peer; the peer's eight batches of the cell's shape."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    # Dynamo guards on the module instance: each of the models (per thread count) is one more compiled
+    # entry of the same forward, past the default limit of 8 the rest would run eager.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    gen = torch.Generator().manual_seed(0)
+    B, L, V = cfg.runner.batch_size, cfg.model.context, cfg.model.vocab_size
+    return [torch.randint(0, V, (B, L + 1), generator=gen) for _ in range(8)]
+
+
+def _step_batches(batches, steps: int):
+    """(inputs, targets) of each of `steps` steps, cycling through the peer's batches."""
+    for s in range(steps):
+        batch = batches[s % len(batches)]
+        yield batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+
+
 def _model_step(model, fwd, opt, inputs, targets, clip: float):
     """One best-practice training step of one torch model: cross-entropy, backward, clipping, fused AdamW."""
     import torch
@@ -99,26 +121,17 @@ def peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
 
     from growth import widen
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    # Dynamo guards on the module instance: each of the models (per thread count) is one more compiled
-    # entry of the same forward, past the default limit of 8 the rest would run eager.
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    batches = _torch_setup(cfg, threads)
     wide_cfg = widen.wide_config(cfg.model, cfg.growth)
     shapes = [wide_cfg] * (len(STUDY_POOL) - 1) + [cfg.model]
     models = [peer.best_practice_model(m).train() for m in shapes]
     opts = [peer.adamw(m, cfg.optim, fused=True) for m in models]
     fwds = [torch.compile(m) if compiled else m for m in models]
-    gen = torch.Generator().manual_seed(0)
-    B, L, V = cfg.runner.batch_size, cfg.model.context, cfg.model.vocab_size
-    batches = [torch.randint(0, V, (B, L + 1), generator=gen) for _ in range(8)]
     clip = cfg.optim.clip_norm
 
     def run():
         torch.set_num_threads(threads)
-        for s in range(steps):
-            batch = batches[s % len(batches)]
-            inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+        for inputs, targets in _step_batches(batches, steps):
             for model, fwd, opt in zip(models, fwds, opts, strict=True):
                 loss = _model_step(model, fwd, opt, inputs, targets, clip)
         loss.item()
@@ -145,9 +158,7 @@ def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
 
     from growth import widen
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    batches = _torch_setup(cfg, threads)
     n_wide = len(STUDY_POOL) - 1
     # stack_module_state needs one class: best_practice_model makes a new one per call, so copy one model
     built = [peer.best_practice_model(widen.wide_config(cfg.model, cfg.growth)).train() for _ in range(n_wide)]
@@ -158,35 +169,26 @@ def batched_peer_runner(cfg, steps: int, threads: int, compiled: bool = True):
     stacked = [q.detach().requires_grad_(True) for q in params.values()]
     params = dict(zip(params, stacked, strict=True))
     skeleton = copy.deepcopy(wides[0]).to("meta")
-    B, L, V = cfg.runner.batch_size, cfg.model.context, cfg.model.vocab_size
 
     def one_loss(p, b, inputs, targets):
         logits = functional_call(skeleton, (p, b), (inputs,))
-        return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     def wide_losses(p, b, inputs, targets):
         return torch.vmap(one_loss, in_dims=(0, 0, None, None))(p, b, inputs, targets)
 
     losses = torch.compile(wide_losses) if compiled else wide_losses
-    o = cfg.optim
-    decay = [q for q in stacked if q.ndim >= 3]  # matrices, one per model: as peer.adamw's mask
-    no_decay = [q for q in stacked if q.ndim < 3]
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, fused=True)
+    opt = peer.adamw(stacked, cfg.optim, stacked=1, fused=True)
     small = peer.best_practice_model(cfg.model).train()
-    small_opt = peer.adamw(small, o, fused=True)
+    small_opt = peer.adamw(small, cfg.optim, fused=True)
     small_fwd = torch.compile(small) if compiled else small
-    gen = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, V, (B, L + 1), generator=gen) for _ in range(8)]
-    clip = o.clip_norm
+    clip = cfg.optim.clip_norm
 
     def run():
         torch.set_num_threads(threads)
-        for s in range(steps):
-            batch = batches[s % len(batches)]
-            inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+        for inputs, targets in _step_batches(batches, steps):
             # SDPA's fused CPU kernel has no vmap rule (torch falls back to a loop over the models); its math
-            # form batches, and ran 1.2x the fused one here (docs/performance.md, issue 29)
+            # form batches: 1.01x the sequential peer against 0.95x with the fused kernel (docs/performance.md)
             with sdpa_kernel(SDPBackend.MATH):
                 wide_loss = losses(params, buffers, inputs, targets)
             opt.zero_grad(set_to_none=True)

@@ -208,6 +208,8 @@ def cpu_kind() -> str:
 def machine_info() -> dict:
     import jax
 
+    from growth import huge_pages
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -226,6 +228,9 @@ def machine_info() -> dict:
         "devices": [str(d) for d in jax.devices()],
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # The allocator's huge pages (growth.huge_pages): ours and the torch peers share the process and them.
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "transparent_hugepages": huge_pages.thp_mode(),
         "load_avg_start": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

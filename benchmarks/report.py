@@ -19,6 +19,14 @@ def _when(part: dict) -> str:
     return f" ({part['reps']} reps x {part['steps_per_rep']} steps, load {_load(part)})"
 
 
+def _allocator(m: dict) -> str:
+    """The allocator line: huge pages change every figure in the process, ours and the peers' alike."""
+    if "glibc_tunables" not in m:
+        return "Allocator: not recorded (before the huge-pages setting of issue 29)."
+    tunables = m["glibc_tunables"] or "none"
+    return f"Allocator: GLIBC_TUNABLES {tunables}; transparent huge pages {m['transparent_hugepages'] or 'n/a'}."
+
+
 def markdown(r: dict) -> str:
     m, st = r["machine"], r["settings"]
     lines = [
@@ -28,6 +36,7 @@ def markdown(r: dict) -> str:
         "Vector extensions: "
         + (", ".join(f for f, on in m.get("cpu_flags", {}).items() if on) or "not recorded")
         + ". Only ratios measured within one run compare across machines.",
+        _allocator(m),
         (
             "Figures: median [min, max] of repeated measurements after a warm-up; each part names its"
             " repetitions and the 1/5/15-minute load average when it finished (above 0 means other work"
@@ -84,6 +93,14 @@ def markdown(r: dict) -> str:
                 f" {s['params']:,} ({s['params_matmul']:,}) | {_s(s['step_ms'], '{:,.1f}')} | {_s(s['tokens_per_s'])} |"
                 f" {s['model_gflops']:,.1f} | {frac} | {inter} |"
             )
+        usage = [
+            f"{label} {s['page_faults_per_step']:,.0f} page faults a step, {s['cores_user']:.2f} cores in user code"
+            f" and {s['cores_kernel']:.2f} in the kernel"
+            for label, s in r["step"].items()
+            if "page_faults_per_step" in s
+        ]
+        if usage:
+            lines += ["", "Memory: " + "; ".join(usage) + " (getrusage over the timed steps)."]
     if "pool" in r:
         P = r["pool"]
         lines += [

@@ -1,6 +1,7 @@
 """The benchmark suite runs end to end at tiny sizes and writes its results (timings are never asserted)."""
 
 import json
+import os
 
 import pytest
 
@@ -30,6 +31,7 @@ def test_tiny_benchmark_writes_results(tmp_path):
         s = r["step"][label]
         assert s["tokens_per_s"]["median"] > 0 and s["model_gflops"] > 0 and s["fraction_of_limit"] > 0
         assert _positive(s["step_ms"]) and _positive(s["fraction_of_interleaved_matmul"])
+        assert s["page_faults_per_step"] >= 0 and s["cores_user"] > 0 and s["cores_kernel"] >= 0
     assert r["step"]["wide"]["d_model"] == 2 * r["step"]["small"]["d_model"]
     assert (
         _positive(r["pool"]["stacked_s"]) and _positive(r["pool"]["separate_s"]) and r["pool"]["speedup"]["median"] > 0
@@ -61,6 +63,10 @@ def test_tiny_benchmark_writes_results(tmp_path):
         t = r["targets"][k]
         assert set(t) >= {"target", "threshold", "value", "met"} and (t["value"] is not None or not t["met"])
     assert any(r["machine"]["cpu_flags"].values()) or not r["machine"]["cpu_flags"]
+    # The allocator is part of every figure (growth.huge_pages): recorded, and named in the markdown.
+    assert r["machine"]["glibc_tunables"] == os.environ.get("GLIBC_TUNABLES", "")
+    assert "Allocator: GLIBC_TUNABLES" in (tmp_path / "test.md").read_text()
+    assert "page faults a step" in (tmp_path / "test.md").read_text()
 
 
 @pytest.mark.slow  # the benchmark's own part; test_tiny_benchmark_writes_results covers the harness by default

@@ -10,6 +10,7 @@
                                                                one regime cell of the runner: train / evaluate split
     python -m benchmarks.explore eval [--override runner.eval_chunk=32]   the runner's evaluation of a grown pool
     python -m benchmarks.explore commits --base REV --head REV [--wide]  two commits' step, alternating processes
+    python -m benchmarks.explore products [--wide]             each matrix product of the step alone, XLA and torch
 
 Variants are explicit loss functions handed to growth.training.train's step builders (`loss=`); nothing in
 growth/ is patched. The compiled baseline and variants run in alternation, so a drift in machine load

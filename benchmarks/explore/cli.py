@@ -11,6 +11,7 @@ from benchmarks.explore.cells import cell_split, eval_split
 from benchmarks.explore.commits import compare_commits
 from benchmarks.explore.flags import xla_flags
 from benchmarks.explore.losses import VARIANTS
+from benchmarks.explore.products import products
 from benchmarks.explore.profile import profile
 from benchmarks.explore.steps import batch_scan, pool_impls, variants
 from growth.config import Regime
@@ -22,7 +23,9 @@ def main(argv=None) -> None:
         description=explore.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval", "commits"])
+    ap.add_argument(
+        "what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval", "commits", "products"]
+    )
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -41,6 +44,6 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=4, help="commits: alternating rounds (one process per commit each)")
     args = ap.parse_args(argv)
     what = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan, "flags": xla_flags}
-    what |= {"cell": cell_split, "eval": eval_split, "commits": compare_commits}
+    what |= {"cell": cell_split, "eval": eval_split, "commits": compare_commits, "products": products}
     out = what[args.what](args)
     print(json.dumps(out, indent=1, default=float))

@@ -168,7 +168,7 @@ def train_step_throughput(cfg: Config, model_cfg: ModelConfig, batch_size: int, 
         usage["kernel_s"] += after.ru_stime - before.ru_stime
         t_mm += repeat(probe, 1, warmup=1)  # the first matmul after a step runs cold (caches, threads)
     out = facts | rates(t_step, facts, p.steps_per_rep)
-    # Page faults and the cores in the kernel: a step's temporaries on fresh 4 KiB pages cost a quarter of
+    # Page faults and the cores in the kernel: a step's temporaries on fresh 4 KiB pages cost a fifth of
     # its CPU time on the 2-core Xeon (growth.huge_pages).
     out["page_faults_per_step"] = usage["faults"] / (p.reps * p.steps_per_rep)
     out["cores_user"], out["cores_kernel"] = usage["user_s"] / sum(t_step), usage["kernel_s"] / sum(t_step)

@@ -75,7 +75,11 @@ def reexec_if_run_as_module() -> None:
     if sys.argv[:1] != ["-m"] or not getattr(sys, "orig_argv", None):
         return
     env = environment_with_tunable(os.environ, glibc_version(), thp_mode())
-    if env is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
+    if env is None or not sys.executable:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
         os.execve(sys.executable, sys.orig_argv, env)
+    except OSError as e:  # the run goes on with the allocator as it is, which is only slower
+        print(f"growth.huge_pages: could not re-execute with {TUNABLE} ({e}); continuing without", file=sys.stderr)

@@ -133,3 +133,14 @@ def test_with_the_tunable_a_large_block_takes_far_fewer_page_faults():
     huge = faults(_child_env(GLIBC_TUNABLES=with_tunable["GLIBC_TUNABLES"]))
     assert plain > 4 * 30_000  # 40,960 small pages per block
     assert huge < plain / 20
+
+
+def test_a_failed_re_execution_goes_on_with_one_line(monkeypatch, capsys):
+    def fail(*_):
+        raise PermissionError("exec denied")
+
+    monkeypatch.setattr(sys, "argv", ["-m"])
+    monkeypatch.setattr(huge_pages, "environment_with_tunable", lambda *_: {"GLIBC_TUNABLES": huge_pages.TUNABLE})
+    monkeypatch.setattr(os, "execve", fail)
+    huge_pages.reexec_if_run_as_module()  # returns: the run goes on
+    assert "could not re-execute" in capsys.readouterr().err

@@ -11,13 +11,13 @@ rate (docs/performance.md, issue 29, fourth session).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
+from benchmarks.common import repeat
 from benchmarks.explore.setup import machine_info_brief, setup
 from benchmarks.peer import torch_missing
 
@@ -65,15 +65,14 @@ def dense_products(N: int, D: int, F: int, V: int) -> dict[str, Product]:
 
 
 def _best_seconds(fn: Callable, args: tuple, calls: int, reps: int, block: Callable) -> float:
-    block(fn(*args))
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
+    """Seconds a call of the best of `reps` timings of `calls` calls (after one untimed round)."""
+
+    def run() -> None:
         for _ in range(calls):
             out = fn(*args)
         block(out)
-        best = min(best, (time.perf_counter() - t0) / calls)
-    return best
+
+    return min(repeat(run, reps)) / calls
 
 
 def products(args) -> dict:

@@ -16,6 +16,19 @@ from benchmarks.explore.profile import profile
 from benchmarks.explore.steps import batch_scan, pool_impls, variants
 from growth.config import Regime
 
+# One entry per subcommand: its name on the command line and the function that answers it.
+SUBCOMMANDS = {
+    "profile": profile,
+    "variants": variants,
+    "pool": pool_impls,
+    "batch": batch_scan,
+    "flags": xla_flags,
+    "cell": cell_split,
+    "eval": eval_split,
+    "commits": compare_commits,
+    "products": products,
+}
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(
@@ -23,9 +36,7 @@ def main(argv=None) -> None:
         description=explore.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument(
-        "what", choices=["profile", "variants", "pool", "batch", "flags", "cell", "eval", "commits", "products"]
-    )
+    ap.add_argument("what", choices=list(SUBCOMMANDS))
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--wide", action="store_true", help="the wide model (d_model and heads x growth.k)")
@@ -43,7 +54,5 @@ def main(argv=None) -> None:
     ap.add_argument("--head", default="HEAD", help="commits: the commit under test")
     ap.add_argument("--rounds", type=int, default=4, help="commits: alternating rounds (one process per commit each)")
     args = ap.parse_args(argv)
-    what = {"profile": profile, "variants": variants, "pool": pool_impls, "batch": batch_scan, "flags": xla_flags}
-    what |= {"cell": cell_split, "eval": eval_split, "commits": compare_commits, "products": products}
-    out = what[args.what](args)
+    out = SUBCOMMANDS[args.what](args)
     print(json.dumps(out, indent=1, default=float))
